@@ -1,0 +1,158 @@
+"""``simfail`` command line: ``generate``, ``bench``, ``check``, ``list``.
+
+Configuration is composed with Hydra from the ``configs`` package (config groups ``task``,
+``failures``, ``render``, ``dataset``) and the ``key=value`` overrides after the command.
+Every error a user can cause is printed as one ``simfail: error: ...`` line (exit code 2);
+nothing is written when the configuration is bad.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import resources
+from typing import Any
+
+from simfail.errors import ConfigError, SimfailError, UnknownNameError
+
+USAGE = """usage: simfail COMMAND [key=value ...]
+
+commands:
+  generate   write counterfactual failure groups as a LeRobot v3.0 dataset
+             e.g. simfail generate task=pick_place groups=10 seed=0 out=DIR failures=[drop,collision]
+  bench      measure episodes/hour and the time split against the raw MuJoCo ceiling
+             e.g. simfail bench groups=2
+  check      verify a written dataset: simfail check DIR
+  list       list tasks and their failure operators
+  --cfg      (after a command) print the composed config and exit
+"""
+
+
+def _group_options(group: str) -> list[str]:
+    folder = resources.files("simfail.configs").joinpath(group)
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _rewrite_overrides(overrides: list[str]) -> list[str]:
+    """``failures=[a,b]`` (or a single operator name) selects operators, not a config file."""
+    out = []
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        if sep and key == "failures":
+            v = value.strip()
+            if v.startswith("[") or v not in _group_options("failures"):
+                names = v.strip("[]")
+                out.append(f"failures.names=[{names}]")
+                continue
+        out.append(o)
+    return out
+
+
+def compose(config_name: str, overrides: list[str]) -> dict[str, Any]:
+    """Compose a Hydra config from the packaged ``configs`` and return it as a plain dict."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = _rewrite_overrides(overrides)
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        if sep and key in ("task", "render", "dataset"):
+            opts = _group_options(key)
+            if value not in opts:
+                kind = "task" if key == "task" else f"{key} preset"
+                raise UnknownNameError(kind, value, opts)
+    try:
+        with initialize_config_module(config_module="simfail.configs", version_base="1.3"):
+            cfg = hydra_compose(config_name=config_name, overrides=overrides)
+        return OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(f"bad configuration: {msg}") from exc
+
+
+def _generate_config(overrides: list[str]):
+    from simfail.config import from_dict
+
+    d = compose("generate", overrides)
+    d["task"] = d["task"]["name"] if isinstance(d.get("task"), dict) else d.get("task")
+    return from_dict(d)
+
+
+def cmd_generate(overrides: list[str]) -> int:
+    from simfail.generate import run
+    from simfail.report import summary_table
+
+    cfg = _generate_config(overrides)
+    summary = run(cfg)
+    print(summary_table(summary))
+    return 0
+
+
+def cmd_bench(overrides: list[str]) -> int:
+    from simfail.bench import BenchConfig, bench_table, run_bench
+
+    cfg = _generate_config([o for o in overrides if not o.startswith(("repeats=",))])
+    repeats = 1
+    for o in overrides:
+        if o.startswith("repeats="):
+            repeats = int(o.split("=", 1)[1])
+    result = run_bench(BenchConfig(generate=cfg, repeats=repeats))
+    print(bench_table(result))
+    return 0
+
+
+def cmd_check(args: list[str]) -> int:
+    from simfail.dataset.reader import SimfailDataset
+
+    if len(args) != 1:
+        raise ConfigError("usage: simfail check DIR")
+    problems = SimfailDataset(args[0]).check()
+    for p in problems:
+        print(f"problem: {p}")
+    print("ok" if not problems else f"{len(problems)} problem(s)")
+    return 0 if not problems else 1
+
+
+def cmd_list(_: list[str]) -> int:
+    from simfail.core.task import get_task, task_names
+
+    for name in task_names():
+        task = get_task(name)
+        print(f"{name}: {task.description}")
+        for pname, p in task.perturbations().items():
+            print(f"  {pname:<20} {p.description}  (detected as: {', '.join(p.intended)})")
+    return 0
+
+
+COMMANDS = {"generate": cmd_generate, "bench": cmd_bench, "check": cmd_check, "list": cmd_list}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"simfail: error: unknown command {cmd!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        if "--cfg" in rest and cmd in ("generate", "bench"):
+            from dataclasses import asdict
+
+            print(json.dumps(asdict(_generate_config([r for r in rest if r != "--cfg"])), indent=2))
+            return 0
+        return COMMANDS[cmd](rest)
+    except SimfailError as exc:
+        print(f"simfail: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("simfail: interrupted; rerun with resume=true to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Typed configuration of ``simfail generate`` (Hydra YAML in ``configs/`` maps onto these).
+
+Units: image sizes in pixels, ``fps`` in frames per second, magnitudes in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from simfail.core.episode import VIEWS
+from simfail.errors import ConfigError
+
+
+@dataclass
+class RenderConfig:
+    width: int = 256
+    height: int = 256
+    fps: int = 10
+    views: list[str] = field(default_factory=lambda: list(VIEWS))
+    #: Multiplies the decimated robot meshes' triangle budgets (2.0 = finer meshes).
+    mesh_scale: float = 1.0
+
+
+@dataclass
+class FailuresConfig:
+    #: Failure operator names, or ["all"] for every operator of the task.
+    names: list[str] = field(default_factory=lambda: ["all"])
+    #: One variant per operator at a magnitude drawn from its failure range.
+    failure_variants: bool = True
+    #: Also add one near-miss variant per operator (magnitude from its near-miss range).
+    near_misses: bool = False
+    #: Extra variants per operator at these magnitudes (a severity sweep).
+    sweep: list[float] = field(default_factory=list)
+
+
+@dataclass
+class DatasetConfig:
+    crf: int = 23
+    preset: str = "veryfast"
+    chunks_size: int = 1000
+    #: Copy the expert's rendered prefix into each variant instead of re-simulating it
+    #: (bit-identical by construction; see tests/test_determinism.py).
+    reuse_prefix: bool = True
+
+
+@dataclass
+class GenerateConfig:
+    task: str = "pick_place"
+    groups: int = 2
+    seed: int = 0
+    out: str = "simfail_out/pick_place"
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+    render: RenderConfig = field(default_factory=RenderConfig)
+    failures: FailuresConfig = field(default_factory=FailuresConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+
+    def validate(self) -> None:
+        if self.groups < 1:
+            raise ConfigError(f"groups must be >= 1, got {self.groups}")
+        if self.resume and self.overwrite:
+            raise ConfigError("resume=true and overwrite=true exclude each other")
+        r = self.render
+        for name, v in (("render.width", r.width), ("render.height", r.height)):
+            if not 64 <= v <= 1024 or v % 2:
+                raise ConfigError(f"{name} must be an even number of pixels in [64, 1024], got {v}")
+        if not 1 <= r.fps <= 60:
+            raise ConfigError(f"render.fps must be in [1, 60], got {r.fps}")
+        if sorted(r.views) != sorted(VIEWS):
+            raise ConfigError(f"render.views must be {list(VIEWS)} (the dataset always holds three views), got {r.views}")
+        if not 0.25 <= r.mesh_scale <= 8:
+            raise ConfigError(f"render.mesh_scale must be in [0.25, 8], got {r.mesh_scale}")
+        for m in self.failures.sweep:
+            if not 0.0 <= float(m) <= 1.0:
+                raise ConfigError(f"failures.sweep magnitudes must be in [0, 1], got {m}")
+        if not 0 <= self.dataset.crf <= 51:
+            raise ConfigError(f"dataset.crf must be in [0, 51], got {self.dataset.crf}")
+
+
+def from_dict(d: dict[str, Any]) -> GenerateConfig:
+    """Build a validated :class:`GenerateConfig` from a plain dict (e.g. a resolved Hydra config)."""
+    known = {"task", "groups", "seed", "out", "resume", "overwrite", "progress", "render", "failures", "dataset"}
+    unknown = set(d) - known
+    if unknown:
+        raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+
+    def sub(cls, key):
+        vals = dict(d.get(key) or {})
+        fields = set(cls.__dataclass_fields__)
+        bad = set(vals) - fields
+        if bad:
+            raise ConfigError(f"unknown keys in {key}: {', '.join(sorted(bad))}; known: {', '.join(sorted(fields))}")
+        return cls(**vals)
+
+    try:
+        cfg = GenerateConfig(
+            task=str(d.get("task", "pick_place")),
+            groups=int(d.get("groups", 2)),
+            seed=int(d.get("seed", 0)),
+            out=str(d.get("out", "simfail_out/pick_place")),
+            resume=bool(d.get("resume", False)),
+            overwrite=bool(d.get("overwrite", False)),
+            progress=bool(d.get("progress", True)),
+            render=sub(RenderConfig, "render"),
+            failures=sub(FailuresConfig, "failures"),
+            dataset=sub(DatasetConfig, "dataset"),
+        )
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"bad config value: {exc}") from exc
+    if isinstance(cfg.failures.names, str):
+        cfg.failures.names = [cfg.failures.names]
+    cfg.failures.names = [str(n) for n in cfg.failures.names]
+    cfg.validate()
+    return cfg

@@ -1,0 +1,126 @@
+"""Task specifications and the task registry.
+
+A task (``pick_place`` ...) knows how to sample a randomized scene layout from a seed, write
+it as MJCF, program its expert, measure progress and success from privileged simulator state,
+and which perturbations it offers. Tasks live in the ``scenes`` package and register
+themselves here by name, the way dm_control and MuJoCo Playground register their suites.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import mujoco
+import numpy as np
+
+from simfail.core.program import Program
+from simfail.core.robot import HOME_QPOS, RobotIndex
+from simfail.core.scene import ObjectSpec, StageConfig
+from simfail.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from simfail.labels.trace import Trace
+    from simfail.core.episode import FailureEvent
+    from simfail.perturbations.base import Perturbation
+
+
+@dataclass
+class Layout:
+    """A randomized scene instance.
+
+    Attributes:
+        task: Task name.
+        seed: Seed it was sampled from.
+        objects: Every object in the scene.
+        roles: Role name -> object name (``object``, ``target``, ``obstacle``, ``distractor0``...).
+        instruction: The natural-language instruction for the robot.
+        params: Task-specific numbers (heights, radii ...), all plain floats.
+    """
+
+    task: str
+    seed: int
+    objects: list[ObjectSpec]
+    roles: dict[str, str]
+    instruction: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def obj(self, role_or_name: str) -> ObjectSpec:
+        name = self.roles.get(role_or_name, role_or_name)
+        for o in self.objects:
+            if o.name == name:
+                return o
+        raise KeyError(role_or_name)
+
+    @property
+    def free_objects(self) -> list[str]:
+        return [o.name for o in self.objects if o.free]
+
+
+class Task(ABC):
+    """Interface every task implements. Subclasses set :attr:`name` and register."""
+
+    name: str = ""
+    #: Episode length in seconds (the expert program is padded with a hold to this length).
+    duration: float = 8.0
+    description: str = ""
+
+    @abstractmethod
+    def sample_layout(self, rng: np.random.Generator, seed: int) -> Layout: ...
+
+    @abstractmethod
+    def scene_xml(self, layout: Layout, stage: StageConfig) -> str:
+        """MJCF of the stage and objects, without the robot (merged in by the builder)."""
+
+    @abstractmethod
+    def expert_program(self, layout: Layout) -> Program: ...
+
+    @abstractmethod
+    def progress(self, trace: Trace, layout: Layout) -> np.ndarray:
+        """Per-frame task progress in [0, 1] from privileged state."""
+
+    @abstractmethod
+    def detect(self, trace: Trace, layout: Layout) -> tuple[bool, list[FailureEvent]]:
+        """(success, failure events) read from the simulator state trace."""
+
+    def perturbations(self) -> dict[str, Perturbation]:
+        """Failure operators this task offers, by name."""
+        return {}
+
+    def initial_qpos(self, model: mujoco.MjModel, layout: Layout) -> np.ndarray:
+        """Robot at home, fingers open, objects where the layout puts them (MJCF defaults)."""
+        data = mujoco.MjData(model)
+        qpos = data.qpos.copy()  # qpos0: bodies at their MJCF poses
+        idx = RobotIndex.from_model(model)
+        qpos[idx.arm_qpos] = HOME_QPOS
+        qpos[idx.finger_qpos] = 0.04
+        return qpos
+
+
+_TASKS: dict[str, Callable[[], Task]] = {}
+#: Modules in the ``scenes`` package that define tasks, imported on first lookup.
+TASK_MODULES: dict[str, str] = {
+    "pick_place": "simfail.scenes.pick_place",
+}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make ``cls`` available as ``get_task(cls.name)``."""
+    if not cls.name:
+        raise ValueError("task classes need a name")
+    _TASKS[cls.name] = cls
+    return cls
+
+
+def task_names() -> list[str]:
+    return sorted(TASK_MODULES)
+
+
+def get_task(name: str) -> Task:
+    if name not in TASK_MODULES:
+        raise UnknownNameError("task", name, task_names())
+    if name not in _TASKS:
+        importlib.import_module(TASK_MODULES[name])
+    return _TASKS[name]()

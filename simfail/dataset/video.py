@@ -1,0 +1,348 @@
+"""H.264 mp4 encoding and decoding through the ffmpeg binary that imageio-ffmpeg ships.
+
+Frames are streamed to one ffmpeg process per output file as raw ``rgb24`` bytes (no temporary
+images), so several episodes can be appended to the same mp4 one after the other. The input
+frame rate is an integer, so the frame with running number ``i`` in the file has presentation
+time exactly ``i / fps`` seconds; :meth:`VideoEncoder.append` returns the ``[from, to)`` time
+range (seconds) of what it appended, which is what LeRobot v3.0 stores as
+``videos/<key>/from_timestamp`` and ``to_timestamp``.
+
+Decoding goes through the same binary: :func:`decode_frames` returns ``uint8 (N, H, W, 3)``
+RGB arrays starting at a presentation time, :func:`frame_times` lists the presentation times
+of every decoded frame of a file (used by consistency checks).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simfail.errors import SimfailError
+
+__all__ = [
+    "VideoCodecError",
+    "VideoEncoder",
+    "VideoInfo",
+    "decode_frames",
+    "encode_video",
+    "ffmpeg_exe",
+    "frame_times",
+    "probe_video",
+]
+
+
+class VideoCodecError(SimfailError, RuntimeError):
+    """ffmpeg failed to encode or decode a video (the message carries ffmpeg's own error)."""
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg (or the one it was told to use)."""
+    try:
+        import imageio_ffmpeg
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise VideoCodecError("imageio-ffmpeg is not installed; it provides the ffmpeg binary") from exc
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as exc:  # pragma: no cover - broken installation
+        raise VideoCodecError(f"no ffmpeg binary available: {exc}") from exc
+
+
+def _tail(text: bytes | str, limit: int = 2000) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = text.strip()
+    return text[-limit:] if len(text) > limit else text
+
+
+class VideoEncoder:
+    """Streams ``uint8 (T, H, W, 3)`` RGB frames into one H.264 (libx264, yuv420p) mp4 file.
+
+    Usage::
+
+        enc = VideoEncoder(path, fps=10, height=256, width=256)
+        t0, t1 = enc.append(frames_episode_0)   # 0.0, T0 / fps
+        t1, t2 = enc.append(frames_episode_1)
+        enc.close()                              # the mp4 is complete only after close()
+
+    Args:
+        path: Output file (always written as mp4, whatever its suffix).
+        fps: Integer frame rate; frame ``i`` of the file gets presentation time ``i / fps``.
+        height, width: Frame size in pixels; both must be even (yuv420p).
+        crf: x264 constant rate factor (lower is better quality, 23 is x264's default).
+        preset: x264 speed preset.
+        gop: Maximum keyframe interval in frames (default ``2 * fps``), which bounds the cost
+            of seeking to any frame.
+        threads: x264 threads (default: let x264 decide).
+
+    The encoder is also a context manager: leaving the block normally closes it, leaving it
+    with an exception aborts it and removes the partial file.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fps: int,
+        height: int,
+        width: int,
+        crf: int = 23,
+        preset: str = "veryfast",
+        gop: int | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if int(fps) != fps or fps <= 0:
+            raise ValueError(f"fps must be a positive integer, got {fps!r}")
+        if height <= 0 or width <= 0 or height % 2 or width % 2:
+            raise ValueError(f"H.264 yuv420p needs a positive even frame size, got {height}x{width}")
+        self.path = Path(path)
+        self.fps = int(fps)
+        self.height = int(height)
+        self.width = int(width)
+        self.gop = int(gop) if gop else 2 * self.fps
+        self._frames = 0
+        self._closed = False
+        cmd = [
+            ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
+            "-framerate", str(self.fps), "-i", "-",
+            "-an", "-map_metadata", "-1",
+            "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
+            "-g", str(self.gop), "-pix_fmt", "yuv420p",
+        ]
+        if threads:
+            cmd += ["-threads", str(int(threads))]
+        # bitexact keeps library version strings and other run-dependent bits out of the file.
+        cmd += ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-f", "mp4", str(self.path)]
+        self._stderr = tempfile.TemporaryFile()
+        try:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr)
+        except OSError as exc:
+            self._stderr.close()
+            raise VideoCodecError(f"could not start ffmpeg: {exc}") from exc
+
+    @property
+    def frames_written(self) -> int:
+        """Number of frames appended so far."""
+        return self._frames
+
+    @property
+    def duration(self) -> float:
+        """Duration in seconds of what was appended so far (``frames_written / fps``)."""
+        return self._frames / self.fps
+
+    def append(self, frames: np.ndarray) -> tuple[float, float]:
+        """Append ``uint8 (T, H, W, 3)`` RGB frames; returns their ``(from, to)`` seconds.
+
+        ``from`` is the presentation time of the first appended frame and ``to = from + T/fps``
+        (the time just after the last one), as LeRobot v3.0 stores them.
+        """
+        if self._closed:
+            raise VideoCodecError(f"encoder for {self.path} is already closed")
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (self.height, self.width, 3):
+            raise ValueError(
+                f"frames must be uint8 (T, {self.height}, {self.width}, 3), got {frames.dtype} {frames.shape}"
+            )
+        start = self._frames
+        if frames.shape[0]:
+            data = np.ascontiguousarray(frames)
+            try:
+                assert self._proc.stdin is not None
+                self._proc.stdin.write(memoryview(data).cast("B"))
+            except (BrokenPipeError, OSError) as exc:
+                self.abort()
+                raise VideoCodecError(f"ffmpeg stopped while encoding {self.path}: {self._error_text()}") from exc
+            self._frames += int(frames.shape[0])
+        return start / self.fps, self._frames / self.fps
+
+    def close(self) -> None:
+        """Finish the file. An encoder that received no frame writes no file."""
+        if self._closed:
+            return
+        if self._frames == 0:
+            self.abort()
+            return
+        self._closed = True
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        rc = self._proc.wait()
+        message = self._error_text()
+        self._stderr.close()
+        if rc != 0:
+            _remove_quietly(self.path)
+            raise VideoCodecError(f"ffmpeg exited with status {rc} while encoding {self.path}: {message}")
+
+    def abort(self) -> None:
+        """Stop ffmpeg and remove the (partial) output file."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        _remove_quietly(self.path)
+        # keep stderr readable for the error message of a failed append
+        self._stderr_text = self._read_stderr()
+        self._stderr.close()
+
+    def _read_stderr(self) -> str:
+        try:
+            self._stderr.seek(0)
+            return _tail(self._stderr.read())
+        except (OSError, ValueError):
+            return ""
+
+    def _error_text(self) -> str:
+        text = getattr(self, "_stderr_text", None)
+        if text is None:
+            text = self._read_stderr()
+        return text or "(no message from ffmpeg)"
+
+    def __enter__(self) -> VideoEncoder:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self) -> None:  # pragma: no cover - safety net
+        if not getattr(self, "_closed", True):
+            try:
+                self.abort()
+            except Exception:
+                pass
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def encode_video(path: str | os.PathLike[str], frames: np.ndarray, fps: int, **kwargs) -> tuple[float, float]:
+    """Encode one ``uint8 (T, H, W, 3)`` clip to ``path``; returns ``(0.0, T / fps)``."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4:
+        raise ValueError(f"frames must be (T, H, W, 3), got shape {frames.shape}")
+    with VideoEncoder(path, fps=fps, height=frames.shape[1], width=frames.shape[2], **kwargs) as enc:
+        span = enc.append(frames)
+    return span
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    codec: str
+    pix_fmt: str
+
+
+_STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: Video: (\w+).*?, (\w+)(?:\([^)]*\))?, (\d+)x(\d+)")
+
+
+def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
+    """Codec, pixel format and frame size of the first video stream of ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise VideoCodecError(f"video file not found: {path}")
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    text = proc.stderr.decode("utf-8", "replace")
+    m = _STREAM_RE.search(text)
+    if m is None:
+        raise VideoCodecError(f"no video stream found in {path}: {_tail(text)}")
+    return VideoInfo(width=int(m.group(3)), height=int(m.group(4)), codec=m.group(1), pix_fmt=m.group(2))
+
+
+def decode_frames(
+    path: str | os.PathLike[str],
+    *,
+    start_time: float = 0.0,
+    num_frames: int | None = None,
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Decode frames of ``path`` as ``uint8 (N, H, W, 3)`` RGB.
+
+    Args:
+        start_time: Presentation time (seconds) of the first frame to return; frames before it
+            are skipped (ffmpeg seeks to the preceding keyframe and decodes from there).
+        num_frames: How many frames to return (default: all until the end of the file).
+        size: ``(H, W)`` if known, which saves probing the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VideoCodecError(f"video file not found: {path}")
+    if size is None:
+        info = probe_video(path)
+        size = (info.height, info.width)
+    h, w = int(size[0]), int(size[1])
+    if num_frames is not None and num_frames <= 0:
+        return np.zeros((0, h, w, 3), dtype=np.uint8)
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"]
+    if start_time > 0:
+        # 1 ms earlier than asked, so rounding can never drop the requested frame; any frame
+        # rate below 1000 fps keeps the previous frame out.
+        cmd += ["-ss", f"{max(0.0, start_time - 1e-3):.6f}"]
+    cmd += ["-i", str(path), "-map", "0:v:0", "-an", "-fps_mode", "passthrough"]
+    if num_frames is not None:
+        cmd += ["-frames:v", str(int(num_frames))]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        raise VideoCodecError(f"ffmpeg could not decode {path}: {_tail(proc.stderr)}")
+    frame_bytes = h * w * 3
+    if len(proc.stdout) % frame_bytes:
+        raise VideoCodecError(f"decoded {len(proc.stdout)} bytes from {path}, not a multiple of {h}x{w}x3")
+    return np.frombuffer(proc.stdout, dtype=np.uint8).reshape(-1, h, w, 3)
+
+
+_TB_RE = re.compile(r"^#tb 0: (\d+)/(\d+)\s*$", re.MULTILINE)
+
+
+def frame_times(path: str | os.PathLike[str]) -> np.ndarray:
+    """Presentation times (seconds, float64, sorted) of every frame that decodes from ``path``.
+
+    The file is fully decoded (to checksums, not to RGB), so the count is the true number of
+    decodable frames.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VideoCodecError(f"video file not found: {path}")
+    cmd = [
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
+        "-map", "0:v:0", "-an", "-fps_mode", "passthrough", "-enc_time_base:v", "demux",
+        "-f", "framecrc", "-",
+    ]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        raise VideoCodecError(f"ffmpeg could not decode {path}: {_tail(proc.stderr)}")
+    text = proc.stdout.decode("ascii", "replace")
+    m = _TB_RE.search(text)
+    if m is None:
+        if not text.strip() or all(line.startswith("#") for line in text.splitlines() if line.strip()):
+            return np.zeros(0, dtype=np.float64)
+        raise VideoCodecError(f"unexpected framecrc output for {path}")
+    num, den = int(m.group(1)), int(m.group(2))
+    pts = [int(line.split(",")[2]) for line in text.splitlines() if line and not line.startswith("#")]
+    return np.sort(np.asarray(pts, dtype=np.int64)) * (num / den)

@@ -1,0 +1,43 @@
+"""Typed exceptions. Every error a user can cause derives from :class:`SimfailError`, so the
+command line can print one clear message (no traceback) and exit non-zero."""
+
+from __future__ import annotations
+
+
+class SimfailError(Exception):
+    """Base class of every error simfail raises on purpose."""
+
+
+class ConfigError(SimfailError, ValueError):
+    """A configuration value is unknown or out of range."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A task, failure, view or model name is not registered."""
+
+    def __init__(self, kind: str, name: str, known: list[str] | tuple[str, ...]):
+        self.kind, self.name, self.known = kind, name, sorted(known)
+        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {', '.join(self.known)}")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return self.args[0]
+
+
+class OutputDirError(SimfailError):
+    """The output directory is not empty (without resume/overwrite) or cannot be written."""
+
+
+class DatasetFormatError(SimfailError):
+    """A dataset on disk does not follow the simfail / LeRobot v3.0 layout."""
+
+
+class RenderBackendError(SimfailError):
+    """No OpenGL backend could create a rendering context."""
+
+
+class ExpertFailedError(SimfailError):
+    """The scripted expert did not succeed on a seed (the seed is skipped, never written)."""
+
+
+class RewardModelError(SimfailError):
+    """A reward model returned an output of the wrong shape, NaN, or out of range values."""

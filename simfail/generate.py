@@ -1,0 +1,323 @@
+"""Generate counterfactual groups: an expert episode and its perturbed variants per seed.
+
+For group ``g`` the scene seed is drawn from ``(seed, g, attempt)``; a seed whose expert does
+not succeed cleanly (any failure event, or no success) is never written as an expert: the
+group moves to the next attempt and the rejected seed is recorded in ``meta/simfail.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+import zlib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import mujoco
+import numpy as np
+
+import simfail
+from simfail.config import GenerateConfig
+from simfail.core.builder import BuiltScene, build_scene, make_core, make_ik
+from simfail.core.episode import VIEWS, EpisodeRecord, competition_ranks
+from simfail.core.rollout import RolloutResult, frame_count, onset_frame, run_program
+from simfail.core.scene import StageConfig
+from simfail.core.task import Task, get_task
+from simfail.errors import ExpertFailedError, UnknownNameError
+from simfail.labels.scoring import dense_reward, episode_score, failure_mask
+from simfail.render.renderer import MultiViewRenderer
+
+STATE_NAMES = [f"joint{i}" for i in range(1, 8)] + ["finger_joint1", "finger_joint2"]
+ACTION_NAMES = [f"joint{i}_target" for i in range(1, 8)] + ["gripper_close"]
+#: Attempts per group before giving up on finding a seed whose expert succeeds.
+MAX_ATTEMPTS = 20
+
+
+@dataclass
+class VariantSpec:
+    name: str
+    perturbation: str
+    magnitude: float
+    kind: str  # "failure" | "near_miss" | "sweep"
+
+
+@dataclass
+class GroupTiming:
+    physics: float = 0.0
+    render: float = 0.0
+    labels: float = 0.0
+    frames_rendered: int = 0
+    frames_written: int = 0
+
+
+@dataclass
+class GroupResult:
+    group_id: int
+    seed: int
+    rejected_seeds: list[int]
+    episodes: list[EpisodeRecord]
+    timing: GroupTiming = field(default_factory=GroupTiming)
+
+
+def scene_seed(base_seed: int, group: int, attempt: int) -> int:
+    """Deterministic 31-bit scene seed of a group attempt."""
+    ss = np.random.SeedSequence([int(base_seed), int(group), int(attempt), 0x51F]).generate_state(1)[0]
+    return int(ss & 0x7FFFFFFF)
+
+
+def variant_plan(task: Task, cfg: GenerateConfig, seed: int) -> list[VariantSpec]:
+    """Which variants a group gets, with their magnitudes (a function of the seed)."""
+    perts = task.perturbations()
+    names = list(perts) if cfg.failures.names in (["all"], ["*"]) else list(cfg.failures.names)
+    for n in names:
+        if n not in perts:
+            raise UnknownNameError("failure", n, list(perts))
+    plan: list[VariantSpec] = []
+    for n in names:
+        p = perts[n]
+        rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(n.encode()), 1]))
+        if cfg.failures.failure_variants:
+            plan.append(VariantSpec(n, n, float(rng.uniform(*p.failure_range)), "failure"))
+        if cfg.failures.near_misses:
+            plan.append(VariantSpec(f"{n}:near_miss", n, float(rng.uniform(*p.near_miss_range)), "near_miss"))
+        for m in cfg.failures.sweep:
+            plan.append(VariantSpec(f"{n}@{float(m):.2f}", n, float(m), "sweep"))
+    return plan
+
+
+def _stage(cfg: GenerateConfig) -> StageConfig:
+    return StageConfig(width=cfg.render.width, height=cfg.render.height)
+
+
+def _record(task: Task, scene: BuiltScene, res: RolloutResult, group_id: int, variant: str,
+            params: dict[str, Any], fps: int) -> EpisodeRecord:
+    trace = res.trace
+    success, events = task.detect(trace, scene.layout)
+    progress = task.progress(trace, scene.layout)
+    reward = dense_reward(progress, events)
+    n = len(trace)
+    actions = np.array(trace.action, dtype=np.float32)
+    # LeRobot convention: action[t] is the command issued after observing frame t
+    action_col = np.concatenate([actions[1:], actions[-1:]], axis=0)
+    frames = {v: np.stack(res.frames[v]) for v in VIEWS} if res.frames else {}
+    return EpisodeRecord(
+        group_id=group_id,
+        variant=variant,
+        instruction=scene.layout.instruction,
+        task=task.name,
+        seed=scene.layout.seed,
+        fps=fps,
+        frames=frames,
+        columns={
+            "observation.state": np.array(trace.robot_state, dtype=np.float32),
+            "action": action_col,
+            "progress": progress.astype(np.float32),
+            "reward": reward,
+            "failure": failure_mask(n, events),
+            "sim.qpos": np.array(trace.qpos, dtype=np.float64),
+            "sim.qvel": np.array(trace.qvel, dtype=np.float64),
+        },
+        success=success,
+        score=episode_score(success, progress, events),
+        failures=events,
+        perturbation=params,
+    )
+
+
+def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bool = True) -> GroupResult:
+    """Build, roll out, render and label one counterfactual group.
+
+    Raises:
+        ExpertFailedError: no seed in ``MAX_ATTEMPTS`` attempts gave a clean expert success.
+    """
+    fps = cfg.render.fps
+    n_frames = frame_count(task.duration, fps)
+    timing = GroupTiming()
+    rejected: list[int] = []
+    for attempt in range(MAX_ATTEMPTS):
+        seed = scene_seed(cfg.seed, group_id, attempt)
+        scene = build_scene(task, seed, _stage(cfg))
+        core, ik = make_core(scene, fps), make_ik()
+        t0 = time.perf_counter()
+        expert = task.expert_program(scene.layout)
+        base = run_program(core, ik, expert, n_frames)  # physics only: check the expert first
+        timing.physics += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ok, events = task.detect(base.trace, scene.layout)
+        timing.labels += time.perf_counter() - t0
+        if ok and not events:
+            break
+        rejected.append(seed)
+    else:
+        raise ExpertFailedError(f"group {group_id}: the expert failed on {MAX_ATTEMPTS} seeds in a row: {rejected}")
+
+    renderer = MultiViewRenderer(scene.model, VIEWS, cfg.render.width, cfg.render.height) if render else None
+    try:
+        if renderer is not None:
+            # render the expert from its saved states (the physics already ran once)
+            t0 = time.perf_counter()
+            base.frames = _render_states(core, renderer, base, 0)
+            timing.render += time.perf_counter() - t0
+            timing.frames_rendered += n_frames * len(VIEWS)
+        episodes = [_record(task, scene, base, group_id, "expert", {}, fps)]
+        perts = task.perturbations()
+        for spec in variant_plan(task, cfg, seed):
+            rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(spec.name.encode()), 2]))
+            applied = perts[spec.perturbation].apply(task, scene.layout, expert, spec.magnitude, rng)
+            k = onset_frame(applied.onset_time, fps)
+            t0 = time.perf_counter()
+            if cfg.dataset.reuse_prefix:
+                res = run_program(core, ik, applied.program, n_frames, start=base, start_frame=k, keep_snapshots=True)
+                first_new = k + 1
+            else:
+                core.reset(scene.qpos0, np.concatenate([ik_home(), [0.0]]))
+                ik.reset(ik_home())
+                res = run_program(core, ik, applied.program, n_frames, keep_snapshots=True)
+                res.frames = {}
+                first_new = 0
+            timing.physics += time.perf_counter() - t0
+            if renderer is not None:
+                t0 = time.perf_counter()
+                new = _render_states(core, renderer, res, first_new)
+                res.frames = {v: (base.frames[v][:first_new] if first_new else []) + new[v] for v in VIEWS}
+                timing.render += time.perf_counter() - t0
+                timing.frames_rendered += (n_frames - first_new) * len(VIEWS)
+            t0 = time.perf_counter()
+            params = {"name": spec.perturbation, "kind": spec.kind, "magnitude": round(spec.magnitude, 4),
+                      "onset_time_s": round(applied.onset_time, 4), "onset_frame": k, **applied.params}
+            episodes.append(_record(task, scene, res, group_id, spec.name, params, fps))
+            timing.labels += time.perf_counter() - t0
+    finally:
+        if renderer is not None:
+            renderer.close()
+    for ep, rank in zip(episodes, competition_ranks([e.score for e in episodes])):
+        ep.rank = rank
+    timing.frames_written = sum(e.length for e in episodes) * len(VIEWS)
+    return GroupResult(group_id, seed, rejected, episodes, timing)
+
+
+def ik_home() -> np.ndarray:
+    from simfail.core.robot import HOME_QPOS
+
+    return HOME_QPOS
+
+
+def _render_states(core, renderer: MultiViewRenderer, res: RolloutResult, first: int) -> dict[str, list[np.ndarray]]:
+    """Render frames ``first..`` of a rollout from its saved simulator states."""
+    out: dict[str, list[np.ndarray]] = {v: [] for v in VIEWS}
+    saved = core.get_state()
+    for snap in res.snapshots[first:]:
+        core.set_state(snap.sim_state)
+        for v, img in renderer.render(core.data).items():
+            out[v].append(img)
+    core.set_state(saved)
+    return out
+
+
+def joint_table(model: mujoco.MjModel) -> list[dict[str, Any]]:
+    """Name, type, body and qpos/qvel addresses of every joint (for outside scripts)."""
+    types = {0: "free", 1: "ball", 2: "slide", 3: "hinge"}
+    rows = []
+    for j in range(model.njnt):
+        rows.append({
+            "name": model.joint(j).name,
+            "type": types[int(model.jnt_type[j])],
+            "body": model.body(int(model.jnt_bodyid[j])).name,
+            "qposadr": int(model.jnt_qposadr[j]),
+            "dofadr": int(model.jnt_dofadr[j]),
+        })
+    return rows
+
+
+def versions() -> dict[str, str]:
+    import pyarrow
+
+    return {"simfail": simfail.__version__, "mujoco": mujoco.__version__, "numpy": np.__version__,
+            "pyarrow": pyarrow.__version__, "python": platform.python_version()}
+
+
+def summarize(results: list[GroupResult]) -> dict[str, Any]:
+    eps = [e for r in results for e in r.episodes]
+    by_type = Counter(ev.type for e in eps for ev in e.failures)
+    realized: dict[str, list[int]] = {}
+    for e in eps:
+        if e.variant == "expert":
+            continue
+        name = e.perturbation.get("name", e.variant)
+        realized.setdefault(name, [0, 0])
+        realized[name][1] += 1
+    return {"episodes": len(eps), "groups": len(results), "success": sum(e.success for e in eps),
+            "failures_by_type": dict(sorted(by_type.items())), "variants": realized}
+
+
+def config_dict(cfg: GenerateConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(asdict(cfg)))
+
+
+def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
+    """Generate ``cfg.groups`` groups into ``cfg.out`` (resuming if asked); return a summary."""
+    from tqdm import tqdm
+
+    from simfail.dataset.writer import DatasetWriter
+
+    task = get_task(cfg.task)
+    variant_plan(task, cfg, 0)  # validate failure names before touching the disk
+    probe = build_scene(task, scene_seed(cfg.seed, 0, 0), _stage(cfg))
+    mode = "resume" if cfg.resume else "overwrite" if cfg.overwrite else "new"
+    writer = DatasetWriter(
+        cfg.out, fps=cfg.render.fps, image_size=(cfg.render.height, cfg.render.width),
+        state_names=STATE_NAMES, action_names=ACTION_NAMES, nq=probe.model.nq, nv=probe.model.nv,
+        mode=mode, chunks_size=cfg.dataset.chunks_size, crf=cfg.dataset.crf, preset=cfg.dataset.preset,
+    )
+    done = set(writer.completed_groups())
+    todo = [g for g in range(cfg.groups) if g not in done]
+    results: list[GroupResult] = []
+    seeds: dict[int, dict[str, Any]] = {}
+    meta_path = writer.root / "meta" / "simfail.json"
+    if meta_path.exists():
+        seeds = {int(k): v for k, v in json.loads(meta_path.read_text()).get("groups", {}).items()}
+    t_start = time.perf_counter()
+    timing = GroupTiming()
+    t_write = 0.0
+    bar = tqdm(todo, desc=f"simfail {cfg.task}", unit="group", disable=not cfg.progress)
+    for g in bar:
+        res = generate_group(task, cfg, g)
+        t0 = time.perf_counter()
+        writer.write_group(g, res.episodes)
+        t_write += time.perf_counter() - t0
+        seeds[g] = {"seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
+                    "instruction": res.episodes[0].instruction}
+        writer.finalize(_meta(cfg, probe.model, seeds))
+        results.append(res)
+        for k in ("physics", "render", "labels", "frames_rendered", "frames_written"):
+            setattr(timing, k, getattr(timing, k) + getattr(res.timing, k))
+        bar.set_postfix(episodes=sum(len(r.episodes) for r in results))
+    writer.finalize(_meta(cfg, probe.model, seeds))
+    summary = summarize(results)
+    summary.update({"skipped_groups": sorted(done), "seconds": time.perf_counter() - t_start,
+                    "time": {"physics": timing.physics, "render": timing.render, "labels": timing.labels,
+                             "write_encode": t_write},
+                    "out": str(writer.root)})
+    return summary
+
+
+def _meta(cfg: GenerateConfig, model: mujoco.MjModel, seeds: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "versions": versions(),
+        "config": config_dict(cfg),
+        "task": cfg.task,
+        "groups": {str(k): v for k, v in sorted(seeds.items())},
+        "joints": joint_table(model),
+        "nq": int(model.nq),
+        "nv": int(model.nv),
+        "labels": {
+            "reward": "progress * prod(1 - W[cat]*severity) over task/quality events from their visible "
+                      "frame (W: task 0.5, quality 0.3); 0 from the visible frame of any safety event",
+            "score": "100 (success) or 60*final progress, minus 50*severity per safety event and "
+                     "25*severity per quality event, clipped to [0, 100]",
+            "failure": "true from the visible frame of the first failure event",
+            "action": "action[t] is the command issued after observing frame t: 7 joint targets [rad], gripper close in [0,1]",
+        },
+    }

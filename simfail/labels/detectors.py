@@ -1,0 +1,405 @@
+"""Outcome detectors: failure events read from simulator state, never from perturbation names.
+
+Each detector takes a :class:`~simfail.labels.trace.Trace` (per-frame positions, velocities,
+finger contacts, integrated contact impulses, commanded gripper) and returns
+:class:`~simfail.core.episode.FailureEvent` s with onset / irreversible / visible frames,
+severity in [0, 1] and the measured numbers. Thresholds are module constants with units.
+
+Frames: ``t`` indexes the trace (time ``t / fps``); heights are world z [m] with the table top
+at z = 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simfail.core.episode import FailureEvent
+
+#: Height [m] above its resting height that counts as "lifted".
+LIFT_DZ = 0.015
+#: Normal impulse [N*s] over an episode above which a contact with a bystander is a collision.
+COLLISION_IMPULSE = 0.01
+#: Impulse [N*s] that maps to severity 1 for a collision.
+COLLISION_FULL_IMPULSE = 0.4
+#: Tilt [rad] past which an upright object has toppled (and past which a topple is visible).
+TOPPLE_TILT = np.deg2rad(45.0)
+TOPPLE_ONSET_TILT = np.deg2rad(8.0)
+#: Height [m] below the table top that means an object fell off the table.
+OFF_TABLE_Z = -0.05
+#: Height [m] of an object's bottom above the support under it below which opening the
+#: gripper is a placement rather than a drop.
+PLACE_CLEARANCE = 0.035
+#: Speed [m/s] under which an object is at rest.
+REST_SPEED = 0.03
+#: Drag: horizontal speed [m/s] and path length [m] of a grasped object sliding on the table.
+DRAG_SPEED = 0.02
+DRAG_MIN_PATH = 0.04
+#: Shaky motion: TCP direction reversals and RMS jerk [m/s^3] thresholds.
+SHAKY_REVERSALS = 4
+SHAKY_JERK = 6.0
+
+
+def _first(mask: np.ndarray, start: int = 0) -> int | None:
+    idx = np.flatnonzero(mask[start:])
+    return int(idx[0] + start) if idx.size else None
+
+
+def grasped(trace, name: str) -> np.ndarray:
+    """(T,) bool: both finger pads touch the object while the gripper is commanded closed."""
+    touch = trace.touch(name)
+    return touch[:, 0] & touch[:, 1] & (trace.grip_cmd() > 0.5)
+
+
+def lifted(trace, name: str) -> np.ndarray:
+    z = trace.pos(name)[:, 2]
+    return z > z[0] + LIFT_DZ
+
+
+def _label(layout, name: str) -> str:
+    try:
+        return layout.obj(name).label
+    except KeyError:
+        return name
+
+
+def missed_grasps(trace, targets: list[str], layout, radius: float = 0.07) -> list[FailureEvent]:
+    """The gripper closes near an intended object and ends up holding nothing.
+
+    A closing is a rise of the gripper command above 0.5. It is a miss when, within 1 s,
+    no tracked object is held (both pads touching), while the TCP was within ``radius``
+    (horizontally) of one of ``targets`` when it closed.
+    """
+    cmd = trace.grip_cmd()
+    tcp = np.array(trace.tcp)
+    width = np.array(trace.width)
+    events = []
+    window = int(1.0 * trace.fps)
+    closes = np.flatnonzero((cmd[1:] > 0.5) & (cmd[:-1] <= 0.5)) + 1
+    any_held = np.zeros(len(trace), dtype=bool)
+    for name in trace.object_names:
+        any_held |= grasped(trace, name)
+    for c in closes:
+        near = [n for n in targets if np.linalg.norm(tcp[c, :2] - trace.pos(n)[c, :2]) < radius]
+        if not near:
+            continue
+        end = min(len(trace), c + window)
+        if any_held[c:end].any():
+            continue
+        name = near[0]
+        offset = float(np.linalg.norm(tcp[c, :2] - trace.pos(name)[c, :2]))
+        closed = _first(width < 0.01, c)
+        visible = closed if closed is not None else min(len(trace) - 1, c + 3)
+        events.append(FailureEvent(
+            "missed_grasp", "task", int(c), int(visible), int(visible), 1.0, (name,),
+            f"the gripper closes {offset * 100:.1f} cm from the centre of the {_label(layout, name)} and grasps nothing",
+            {"tcp_offset_m": offset, "final_width_m": float(width[end - 1])},
+        ))
+    return events
+
+
+def drops(trace, name: str, inside: np.ndarray, layout, target: str = "target") -> list[FailureEvent]:
+    """A lifted object leaves the fingers away from a proper placement and falls.
+
+    Every end of a grasp while the object was lifted is examined: it is a *drop* unless the
+    gripper was commanded open with the object low over the target (a placement). The object's
+    fall height and where it comes to rest give the measurements; a drop that still ends in
+    the target is a quality failure of severity 0.3.
+    """
+    held = grasped(trace, name)
+    up = lifted(trace, name)
+    pos = trace.pos(name)
+    cmd = trace.grip_cmd()
+    tpos = trace.pos(target)
+    radius = layout.params.get("bowl_radius", 0.08)
+    events = []
+    ends = np.flatnonzero(held[:-1] & ~held[1:]) + 1
+    for e in ends:
+        if not up[e - 1]:
+            continue
+        commanded = cmd[e - 1] < 0.5 or cmd[e] < 0.5
+        # support under the object: the target's rim/base when over its footprint, else the table
+        half_h = layout.obj(name).height() / 2
+        r_xy = np.linalg.norm(pos[e, :2] - tpos[e, :2])
+        if r_xy < radius - half_h:
+            support = tpos[e, 2]
+        elif r_xy < radius + 0.02 + half_h:
+            support = tpos[e, 2] + layout.params.get("bowl_wall", 0.0)
+        else:
+            support = 0.0
+        if commanded and (pos[e, 2] - half_h - support) < PLACE_CLEARANCE:
+            continue  # set down on a support: a placement, judged by placement()
+        height = float(pos[e, 2] - pos[0, 2])
+        fall = pos[e:, 2]
+        landed = _first(np.abs(np.diff(fall, prepend=fall[0])) * trace.fps < 0.05, 2) if len(fall) > 2 else None
+        land = int(e + (landed if landed is not None else len(fall) - 1))
+        vis = _first(pos[:, 2] < pos[e, 2] - 0.02, e)
+        visible = int(vis if vis is not None else land)
+        dist = float(np.linalg.norm(pos[-1, :2] - tpos[-1, :2]))
+        ok = bool(inside[-1])
+        onset = int(e - 1)
+        if commanded:
+            opened = np.flatnonzero(cmd[: e + 1] < 0.5)
+            onset = int(opened[np.searchsorted(opened, e - 3)] if opened.size and opened[-1] >= e - 3 else e - 1)
+            onset = min(onset, e)
+        events.append(FailureEvent(
+            "drop", "quality" if ok else "task", onset, int(e), max(visible, onset), 0.3 if ok else 1.0, (name,),
+            f"the {_label(layout, name)} leaves the gripper {height * 100:.0f} cm above the table"
+            + (" and still lands in the " if ok else f" and lands {dist * 100:.0f} cm from the centre of the ")
+            + f"{_label(layout, target)}",
+            {"release_height_m": height, "distance_to_target_m": dist, "commanded_open": float(commanded)},
+        ))
+    return events
+
+
+def collisions(trace, bystanders: list[str], layout, carried: list[str] = ()) -> list[FailureEvent]:
+    """Contact between the robot (or an object it carries) and a bystander object.
+
+    Severity grows with the total normal impulse (``COLLISION_FULL_IMPULSE`` N*s -> 1) and is
+    1 when the bystander ends up displaced more than 5 cm.
+    """
+    events = []
+    for b in bystanders:
+        imp = trace.impulse("robot", b)
+        for c in carried:
+            held = grasped(trace, c) | lifted(trace, c)
+            imp = imp + trace.impulse(c, b) * held
+        total = float(imp.sum())
+        if total < COLLISION_IMPULSE:
+            continue
+        onset = _first(imp > 1e-4)
+        pos = trace.pos(b)
+        moved = np.linalg.norm(pos - pos[0], axis=1)
+        tilt = trace.tilt(b)
+        vis = _first((moved > 0.005) | (tilt > np.deg2rad(5)) | (np.cumsum(imp) > COLLISION_IMPULSE), onset)
+        visible = int(vis if vis is not None else onset)
+        displaced = float(moved[-1])
+        peak = float(np.max(trace.peak("robot", b)))
+        sev = min(1.0, max(total / COLLISION_FULL_IMPULSE, 1.0 if displaced > 0.05 else 0.0))
+        sev = float(np.clip(sev, 0.05, 1.0))
+        events.append(FailureEvent(
+            "collision", "safety", int(onset), int(onset), visible, sev, ("robot", b),
+            f"the robot hits the {_label(layout, b)} with {total:.2f} N*s of impulse (peak {peak:.0f} N); "
+            f"it ends {displaced * 100:.1f} cm from where it stood",
+            {"impulse_ns": total, "peak_force_n": peak, "displacement_m": displaced},
+        ))
+    return events
+
+
+def topples(trace, objects: list[str], layout) -> list[FailureEvent]:
+    """An upright object tips past ``TOPPLE_TILT`` (45 degrees)."""
+    events = []
+    for name in objects:
+        tilt = trace.tilt(name)
+        vis = _first(tilt > TOPPLE_TILT)
+        if vis is None:
+            continue
+        before = np.flatnonzero(tilt[:vis] < TOPPLE_ONSET_TILT)
+        onset = int(before[-1] + 1) if before.size else 0
+        onset = min(onset, vis)
+        events.append(FailureEvent(
+            "topple", "safety", onset, int(vis), int(vis), 1.0, (name,),
+            f"the {_label(layout, name)} tips over ({np.rad2deg(tilt.max()):.0f} degrees) and stays down"
+            if tilt[-1] > TOPPLE_TILT else f"the {_label(layout, name)} tips to {np.rad2deg(tilt.max()):.0f} degrees",
+            {"max_tilt_deg": float(np.rad2deg(tilt.max())), "final_tilt_deg": float(np.rad2deg(tilt[-1]))},
+        ))
+    return events
+
+
+def off_table(trace, objects: list[str], layout) -> list[FailureEvent]:
+    """An object falls below the table top (off its edge)."""
+    events = []
+    for name in objects:
+        z = trace.pos(name)[:, 2]
+        vis = _first(z < OFF_TABLE_Z)
+        if vis is None:
+            continue
+        below = _first(z < -0.005)
+        onset = int(below if below is not None else vis)
+        events.append(FailureEvent(
+            "off_table", "safety", onset, onset, int(vis), 1.0, (name,),
+            f"the {_label(layout, name)} falls off the table",
+            {"min_z_m": float(z.min())},
+        ))
+    return events
+
+
+def wrong_object(trace, intended: str, others: list[str], layout) -> list[FailureEvent]:
+    """The robot lifts an object other than the one the instruction names."""
+    events = []
+    for name in others:
+        up = grasped(trace, name) & lifted(trace, name)
+        vis = _first(up)
+        if vis is None:
+            continue
+        held = grasped(trace, name)
+        onset = vis
+        while onset > 0 and held[onset - 1]:
+            onset -= 1
+        events.append(FailureEvent(
+            "wrong_object", "task", int(onset), int(vis), int(vis), 1.0, (name, intended),
+            f"the robot picks up the {_label(layout, name)} instead of the {_label(layout, intended)}",
+            {"lift_height_m": float(trace.pos(name)[:, 2].max() - trace.pos(name)[0, 2])},
+        ))
+    return events
+
+
+def not_released(trace, objects: list[str], layout) -> list[FailureEvent]:
+    """An object is still held off the table at the end of the episode."""
+    events = []
+    for name in objects:
+        held = grasped(trace, name)
+        z = trace.pos(name)[:, 2]
+        if not (held[-1] and z[-1] > z[0] + LIFT_DZ):
+            continue
+        start = len(held) - 1
+        while start > 0 and held[start - 1]:
+            start -= 1
+        seg = z[start:]
+        low = start + int(np.argmin(seg[: max(1, len(seg) - 1)]))
+        vis = _first(z > z[low] + 0.02, low)
+        visible = int(vis if vis is not None else len(z) - 1)
+        events.append(FailureEvent(
+            "no_release", "task", int(low), visible, visible, 1.0, (name,),
+            f"the gripper never lets go: the {_label(layout, name)} ends {float(z[-1] - z[0]) * 100:.0f} cm above the table in the gripper",
+            {"final_height_m": float(z[-1] - z[0])},
+        ))
+    return events
+
+
+def placement(trace, name: str, inside: np.ndarray, layout, target: str = "target") -> list[FailureEvent]:
+    """How the final release of ``name`` ended.
+
+    * ``wrong_placement`` (task): released low (not a drop) and at rest outside the target.
+    * ``unstable_placement`` (task): released touching the target (inside it or on its rim) and
+      then left it, or (quality) stayed in but was still moving 1 s after release.
+    """
+    held = grasped(trace, name)
+    ends = np.flatnonzero(held[:-1] & ~held[1:]) + 1
+    if not ends.size or held[-1]:
+        return []
+    e = int(ends[-1])
+    pos = trace.pos(name)
+    if pos[e, 2] - pos[0, 2] > 0.15:  # released high: a drop, judged by drops()
+        return []
+    tpos = trace.pos(target)
+    speed = np.linalg.norm(trace.vel(name), axis=1)
+    on_target = bool(inside[e]) or bool(trace.impulse(name, target)[e : e + 3].sum() > 1e-4)
+    rest = _first(speed < REST_SPEED, e + 1)
+    rest = int(rest if rest is not None else len(speed) - 1)
+    dist = float(np.linalg.norm(pos[-1, :2] - tpos[-1, :2]))
+    label, tl = _label(layout, name), _label(layout, target)
+    if inside[-1]:
+        late = e + int(1.0 * trace.fps)
+        if late < len(speed) and speed[late:].max() > 0.05:
+            return [FailureEvent(
+                "unstable_placement", "quality", e, e, late, 0.4, (name, target),
+                f"the {label} is still moving {1.0:.0f} s after release ({speed[late:].max():.2f} m/s) before it settles in the {tl}",
+                {"speed_after_release_mps": float(speed[late:].max())},
+            )]
+        return []
+    if on_target:
+        left = _first(~inside, e)
+        tilt = trace.tilt(name)
+        vis = _first((~inside) | (tilt > np.deg2rad(20)), e)
+        visible = int(vis if vis is not None else rest)
+        return [FailureEvent(
+            "unstable_placement", "task", e, int(left if left is not None else visible), visible, 1.0, (name, target),
+            f"the {label} is released on the {tl} but tips off it and comes to rest {dist * 100:.0f} cm from its centre",
+            {"distance_to_target_m": dist, "release_height_m": float(pos[e, 2])},
+        )]
+    sev = float(np.clip(dist / 0.20, 0.2, 1.0))
+    return [FailureEvent(
+        "wrong_placement", "task", e, e, rest, sev, (name, target),
+        f"the {label} is set down {dist * 100:.0f} cm from the centre of the {tl}, outside it",
+        {"distance_to_target_m": dist},
+    )]
+
+
+def dragging(trace, objects: list[str], layout) -> list[FailureEvent]:
+    """A held object slides along the table instead of being lifted (a shortcut)."""
+    events = []
+    for name in objects:
+        held = grasped(trace, name)
+        on_table = trace.impulse("world", name) > 1e-4
+        v = trace.vel(name)
+        hs = np.linalg.norm(v[:, :2], axis=1)
+        frames = held & on_table & (hs > DRAG_SPEED)
+        if not frames.any():
+            continue
+        path = np.cumsum(np.where(frames, hs / trace.fps, 0.0))
+        if path[-1] < DRAG_MIN_PATH:
+            continue
+        onset = _first(frames)
+        vis = _first(path > 0.02)
+        events.append(FailureEvent(
+            "dragging", "quality", int(onset), int(onset), int(vis), float(np.clip(path[-1] / 0.2, 0.2, 1.0)), (name,),
+            f"the robot drags the {_label(layout, name)} {path[-1] * 100:.0f} cm across the table instead of lifting it",
+            {"drag_path_m": float(path[-1])},
+        ))
+    return events
+
+
+def shaky_motion(trace, layout) -> list[FailureEvent]:
+    """Jittery or hesitant tool motion: direction reversals while moving, and high jerk."""
+    tcp = np.array(trace.tcp)
+    fps = trace.fps
+    v = np.diff(tcp, axis=0) * fps
+    speed = np.linalg.norm(v, axis=1)
+    rev = []
+    for t in range(1, len(v)):
+        if speed[t] > 0.03 and speed[t - 1] > 0.03:
+            cos = float(v[t] @ v[t - 1] / (speed[t] * speed[t - 1]))
+            if cos < -0.2:
+                rev.append(t)
+    jerk = np.diff(tcp, n=3, axis=0) * fps**3
+    rms = float(np.sqrt((np.linalg.norm(jerk, axis=1) ** 2).mean())) if len(jerk) else 0.0
+    if len(rev) < SHAKY_REVERSALS and rms < SHAKY_JERK:
+        return []
+    onset = int(rev[0]) if rev else int(np.argmax(np.linalg.norm(jerk, axis=1)))
+    visible = int(rev[min(1, len(rev) - 1)] + 1) if rev else onset
+    sev = float(np.clip(max(len(rev) / 12.0, rms / (3 * SHAKY_JERK)), 0.2, 1.0))
+    return [FailureEvent(
+        "shaky_motion", "quality", onset, onset, max(visible, onset), sev, ("robot",),
+        f"the gripper reverses direction {len(rev)} times while moving (RMS jerk {rms:.1f} m/s^3)",
+        {"reversals": float(len(rev)), "rms_jerk_mps3": rms},
+    )]
+
+
+def settled_success(trace, name: str, inside: np.ndarray) -> bool:
+    """The object ends inside the target, out of the gripper and at rest."""
+    held = grasped(trace, name)[-1]
+    speed = float(np.linalg.norm(trace.vel(name)[-1]))
+    return bool(inside[-1] and not held and speed < REST_SPEED * 2)
+
+
+def merge_events(events: list[FailureEvent]) -> list[FailureEvent]:
+    """Drop redundant events (a placement verdict on an object that was dropped) and sort."""
+    dropped = {e.objects[0] for e in events if e.type == "drop"}
+    out = [e for e in events if not (e.type in ("wrong_placement", "unstable_placement") and e.objects[0] in dropped)]
+    return sorted(out, key=lambda e: (e.visible_frame, e.type))
+
+
+def transport_progress(trace, name: str, inside: np.ndarray, target: str) -> np.ndarray:
+    """Progress in [0, 1] of moving ``name`` into ``target``, from privileged state.
+
+    * reaching: 0 -> 0.25 as the TCP closes in on the object;
+    * held: 0.30; held and lifted: 0.35 -> 0.80 as the object nears the target (horizontally);
+    * not held but moved toward the target: 0.30 x that closeness, at most;
+    * inside the target: 0.90, and 1.0 once released and at rest.
+    """
+    pos = trace.pos(name)
+    tpos = trace.pos(target)
+    tcp = np.array(trace.tcp)
+    d0 = max(np.linalg.norm(pos[0, :2] - tpos[0, :2]), 1e-3)
+    close = 1.0 - np.clip(np.linalg.norm(pos[:, :2] - tpos[:, :2], axis=1) / d0, 0.0, 1.0)
+    r0 = max(np.linalg.norm(tcp[0] - pos[0]), 1e-3)
+    reach = 1.0 - np.clip(np.linalg.norm(tcp - pos, axis=1) / r0, 0.0, 1.0)
+    held = grasped(trace, name)
+    up = lifted(trace, name)
+    speed = np.linalg.norm(trace.vel(name), axis=1)
+    p = np.maximum(0.25 * reach, 0.30 * close)
+    p = np.where(held, np.maximum(p, 0.30), p)
+    p = np.where(held & up, 0.35 + 0.45 * close, p)
+    p = np.where(inside, 0.90, p)
+    p = np.where(inside & ~held & (speed < REST_SPEED), 1.0, p)
+    return p.astype(np.float32)

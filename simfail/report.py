@@ -1,0 +1,28 @@
+"""Plain-text summary tables printed at the end of long commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+    fmt = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    return "\n".join([fmt(header), line, *(fmt(r) for r in rows)])
+
+
+def summary_table(s: dict[str, Any]) -> str:
+    t = s["time"]
+    total = s["seconds"]
+    head = [
+        f"dataset: {s['out']}",
+        f"groups written: {s['groups']} (already there: {len(s['skipped_groups'])})   "
+        f"episodes: {s['episodes']}   successful: {s['success']}   time: {total:.1f} s"
+        + (f"   ({s['episodes'] / total * 3600:.0f} episodes/h)" if total > 0 and s["episodes"] else ""),
+        f"time split: physics {t['physics']:.1f} s, rendering {t['render']:.1f} s, labels {t['labels']:.1f} s, "
+        f"encode+write {t['write_encode']:.1f} s",
+        "",
+    ]
+    rows = [[k, str(v)] for k, v in s["failures_by_type"].items()] or [["(none)", "0"]]
+    return "\n".join(head) + table(rows, ["failure event", "episodes"])

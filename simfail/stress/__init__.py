@@ -1,0 +1,59 @@
+"""Stress tests for embodied reward models on simfail episodes.
+
+* :mod:`.protocol` - the plugin interface (:class:`RewardModel`, :class:`ModelRequirements`,
+  :class:`EpisodeInput`), the model registry and output validation.
+* :mod:`.preprocess` - frame subsampling, resizing and interpolation back to full length.
+* :mod:`.metrics` - preference accuracy, VOC, Kendall tau, false positives, failure timing.
+* :mod:`.harness` - runs a model over ``(EpisodeInput, ground_truth)`` pairs and scores it.
+* :mod:`.gvl` - GVL over an OpenAI-compatible chat-completions endpoint.
+* :mod:`.distill` - preference-guided self-distillation of dense negative examples.
+* :mod:`.baselines` - ``oracle`` and ``progress_only`` reference models.
+"""
+
+from .baselines import OracleModel, ProgressOnlyModel
+from .distill import DistillResult, self_distill
+from .gvl import GVLParseError, GVLRequestError, GVLRewardModel, build_gvl_prompt, parse_gvl_answer
+from .harness import EpisodeOutcome, RunResult, evaluate, predict_episode, run_model, stress_test
+from .preprocess import interpolate_to_length, prepare_input, resize_frames, subsample_indices
+from .protocol import (
+    OUTPUT_KINDS,
+    EpisodeInput,
+    Example,
+    ModelRequirements,
+    RewardModel,
+    available_models,
+    load_model,
+    register_model,
+    validate_output,
+)
+
+__all__ = [
+    "OUTPUT_KINDS",
+    "DistillResult",
+    "EpisodeInput",
+    "EpisodeOutcome",
+    "Example",
+    "GVLParseError",
+    "GVLRequestError",
+    "GVLRewardModel",
+    "ModelRequirements",
+    "OracleModel",
+    "ProgressOnlyModel",
+    "RewardModel",
+    "RunResult",
+    "available_models",
+    "build_gvl_prompt",
+    "evaluate",
+    "interpolate_to_length",
+    "load_model",
+    "parse_gvl_answer",
+    "predict_episode",
+    "prepare_input",
+    "register_model",
+    "resize_frames",
+    "run_model",
+    "self_distill",
+    "stress_test",
+    "subsample_indices",
+    "validate_output",
+]
