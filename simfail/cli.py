@@ -24,6 +24,8 @@ commands:
              e.g. simfail bench groups=2
   check      verify a written dataset: simfail check DIR
   list       list tasks and their failure operators
+  evaluate   stress-test a reward model on a dataset: simfail evaluate model=oracle data=DIR out=REPORT
+  compare    put several evaluate reports side by side: simfail compare REPORT1 REPORT2 ... out=DIR
   --cfg      (after a command) print the composed config and exit
 """
 
@@ -127,7 +129,20 @@ def cmd_list(_: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"generate": cmd_generate, "bench": cmd_bench, "check": cmd_check, "list": cmd_list}
+def cmd_evaluate(args: list[str]) -> int:
+    from simfail.stress.commands import cmd_evaluate as run_evaluate
+
+    return run_evaluate(args)
+
+
+def cmd_compare(args: list[str]) -> int:
+    from simfail.stress.commands import cmd_compare as run_compare
+
+    return run_compare(args)
+
+
+COMMANDS = {"generate": cmd_generate, "bench": cmd_bench, "check": cmd_check, "list": cmd_list,
+            "evaluate": cmd_evaluate, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:
