@@ -22,6 +22,7 @@ commands:
              e.g. simfail generate task=pick_place groups=10 seed=0 out=DIR failures=[drop,collision]
   bench      measure episodes/hour and the time split against the raw MuJoCo ceiling
              e.g. simfail bench groups=2
+  rates      expert success and failure realization rates, physics only: simfail rates groups=100
   check      verify a written dataset: simfail check DIR
   list       list tasks and their failure operators
   evaluate   stress-test a reward model on a dataset: simfail evaluate model=oracle data=DIR out=REPORT
@@ -106,6 +107,15 @@ def cmd_bench(overrides: list[str]) -> int:
     return 0
 
 
+def cmd_rates(overrides: list[str]) -> int:
+    from simfail.rates import measure_rates, rates_table
+
+    cfg = _generate_config(overrides)
+    r = measure_rates(cfg, progress=cfg.progress)
+    print(rates_table(r))
+    return 0
+
+
 def cmd_check(args: list[str]) -> int:
     from simfail.dataset.reader import SimfailDataset
 
@@ -141,7 +151,7 @@ def cmd_compare(args: list[str]) -> int:
     return run_compare(args)
 
 
-COMMANDS = {"generate": cmd_generate, "bench": cmd_bench, "check": cmd_check, "list": cmd_list,
+COMMANDS = {"generate": cmd_generate, "bench": cmd_bench, "check": cmd_check, "list": cmd_list, "rates": cmd_rates,
             "evaluate": cmd_evaluate, "compare": cmd_compare}
 
 

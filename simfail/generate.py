@@ -11,6 +11,7 @@ import json
 import platform
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -208,8 +209,8 @@ def _render_states(core, renderer: MultiViewRenderer, res: RolloutResult, first:
     """Render frames ``first..`` of a rollout from its saved simulator states."""
     out: dict[str, list[np.ndarray]] = {v: [] for v in VIEWS}
     saved = core.get_state()
-    for snap in res.snapshots[first:]:
-        core.set_state(snap.sim_state)
+    for qpos in res.trace.qpos[first:]:
+        core.show_qpos(qpos)  # rendering needs only kinematics
         for v, img in renderer.render(core.data).items():
             out[v].append(img)
     core.set_state(saved)
@@ -280,25 +281,39 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
         seeds = {int(k): v for k, v in json.loads(meta_path.read_text()).get("groups", {}).items()}
     t_start = time.perf_counter()
     timing = GroupTiming()
-    t_write = 0.0
-    bar = tqdm(todo, desc=f"simfail {cfg.task}", unit="group", disable=not cfg.progress)
-    for g in bar:
-        res = generate_group(task, cfg, g)
+    t_write = [0.0]
+
+    def write(g: int, res: GroupResult, meta: dict[str, Any]) -> None:
         t0 = time.perf_counter()
         writer.write_group(g, res.episodes)
-        t_write += time.perf_counter() - t0
-        seeds[g] = {"seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
-                    "instruction": res.episodes[0].instruction}
-        writer.finalize(_meta(cfg, probe.model, seeds))
-        results.append(res)
-        for k in ("physics", "render", "labels", "frames_rendered", "frames_written"):
-            setattr(timing, k, getattr(timing, k) + getattr(res.timing, k))
-        bar.set_postfix(episodes=sum(len(r.episodes) for r in results))
+        writer.finalize(meta)
+        t_write[0] += time.perf_counter() - t0
+
+    # Encoding (ffmpeg subprocesses) and writing of group g overlap the physics of group g+1;
+    # at most one group waits, so memory stays bounded.
+    pending = None
+    bar = tqdm(todo, desc=f"simfail {cfg.task}", unit="group", disable=not cfg.progress)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="simfail-writer") as pool:
+        try:
+            for g in bar:
+                res = generate_group(task, cfg, g)
+                if pending is not None:
+                    pending.result()
+                seeds[g] = {"seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
+                            "instruction": res.episodes[0].instruction}
+                pending = pool.submit(write, g, res, _meta(cfg, probe.model, dict(seeds)))
+                results.append(res)
+                for k in ("physics", "render", "labels", "frames_rendered", "frames_written"):
+                    setattr(timing, k, getattr(timing, k) + getattr(res.timing, k))
+                bar.set_postfix(episodes=sum(len(r.episodes) for r in results))
+        finally:
+            if pending is not None:
+                pending.result()
     writer.finalize(_meta(cfg, probe.model, seeds))
     summary = summarize(results)
     summary.update({"skipped_groups": sorted(done), "seconds": time.perf_counter() - t_start,
                     "time": {"physics": timing.physics, "render": timing.render, "labels": timing.labels,
-                             "write_encode": t_write},
+                             "write_encode": t_write[0]},
                     "out": str(writer.root)})
     return summary
 

@@ -30,7 +30,7 @@ class FrameContacts:
     """Contacts integrated over one frame.
 
     ``impulse[i, j]`` is the normal impulse [N*s] between entities ``i`` and ``j`` (symmetric),
-    ``peak_force[i, j]`` the largest normal force [N] seen in a substep.
+    ``peak_force[i, j]`` the largest total normal force [N] between them in one substep.
     """
 
     impulse: np.ndarray
@@ -102,6 +102,15 @@ class SimCore:
         mujoco.mj_getState(self.model, self.data, state, STATE_SPEC)
         return np.concatenate([state, self._last_action])
 
+    def show_qpos(self, qpos: np.ndarray) -> None:
+        """Pose the scene for rendering only (kinematics + cameras), leaving dynamics stale.
+
+        Call :meth:`set_state` afterwards before stepping again.
+        """
+        self.data.qpos[:] = qpos
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_camlight(self.model, self.data)
+
     def set_state(self, state: np.ndarray) -> None:
         mujoco.mj_setState(self.model, self.data, state[: self._state_size], STATE_SPEC)
         self._last_action = state[self._state_size :].copy()
@@ -121,30 +130,32 @@ class SimCore:
         c0 = self._action_to_ctrl(self._last_action)
         c1 = self._action_to_ctrl(action)
         n_ent = len(self.entity_names)
-        impulse = np.zeros((n_ent, n_ent))
-        peak = np.zeros((n_ent, n_ent))
+        n2 = n_ent * n_ent
+        impulse = np.zeros(n2)
+        peak = np.zeros(n2)
         dt = m.opt.timestep
+        geom_entity = self.geom_entity
         for k in range(1, self.substeps + 1):
             d.ctrl[:] = c0 + (c1 - c0) * (k / self.substeps)
             mujoco.mj_step(m, d)
             ncon = d.ncon
             if ncon:
                 adr = d.contact.efc_address[:ncon]
-                valid = adr >= 0
-                if valid.any():
-                    geoms = d.contact.geom[:ncon][valid]
-                    # elliptic cones: the first constraint row of a contact is its normal force
-                    fn = np.abs(d.efc_force[adr[valid]])
-                    e1 = self.geom_entity[geoms[:, 0]]
-                    e2 = self.geom_entity[geoms[:, 1]]
-                    np.add.at(impulse, (e1, e2), fn * dt)
-                    np.maximum.at(peak, (e1, e2), fn)
+                geoms = d.contact.geom[:ncon]
+                # elliptic cones: the first constraint row of a contact is its normal force
+                fn = np.where(adr >= 0, np.abs(d.efc_force[np.maximum(adr, 0)]), 0.0)
+                pair = geom_entity[geoms[:, 0]] * n_ent + geom_entity[geoms[:, 1]]
+                force = np.bincount(pair, weights=fn, minlength=n2)
+                impulse += force * dt
+                np.maximum(peak, force, out=peak)
+        impulse = impulse.reshape(n_ent, n_ent)
+        peak = peak.reshape(n_ent, n_ent)
         self._last_action = action.copy()
         # refresh derived quantities (poses, contacts) for the new state; mj_step leaves them
         # one substep stale. This does not touch the integration state, so it keeps determinism.
         mujoco.mj_forward(m, d)
         impulse = impulse + impulse.T
-        peak = np.maximum(peak, peak.T)
+        peak = peak + peak.T
         return FrameContacts(impulse=impulse, peak_force=peak)
 
     # ------------------------------------------------------------------ readouts

@@ -66,29 +66,39 @@ class Trace:
         return out
 
     # ---- array views used by detectors --------------------------------------------------
+    def _arr(self, name: str) -> np.ndarray:
+        """Stacked array of a per-frame list, cached until the trace grows."""
+        cache = self.__dict__.setdefault("_cache", {})
+        hit = cache.get(name)
+        if hit is None or hit[0] != len(self.qpos):
+            hit = (len(self.qpos), np.array(getattr(self, name)))
+            cache[name] = hit
+        return hit[1]
+
     def pos(self, name: str) -> np.ndarray:
         """(T, 3) world position of an object's body origin [m]."""
-        return np.array(self.obj_pos)[:, self.object_names.index(name)]
+        return self._arr("obj_pos")[:, self.object_names.index(name)]
 
     def quat(self, name: str) -> np.ndarray:
-        return np.array(self.obj_quat)[:, self.object_names.index(name)]
+        return self._arr("obj_quat")[:, self.object_names.index(name)]
 
     def vel(self, name: str) -> np.ndarray:
         """(T, 3) linear velocity [m/s] of an object's body origin."""
-        return np.array(self.obj_vel)[:, self.object_names.index(name)]
+        return self._arr("obj_vel")[:, self.object_names.index(name)]
 
     def touch(self, name: str) -> np.ndarray:
         """(T, 2) bool: left / right finger pad touching the object."""
-        return np.array(self.finger_touch)[:, self.object_names.index(name)]
+        return self._arr("finger_touch")[:, self.object_names.index(name)]
 
     def impulse(self, a: str, b: str) -> np.ndarray:
         """(T,) normal impulse [N*s] between two entities over each frame's step."""
         i, j = self.entity_names.index(a), self.entity_names.index(b)
-        return np.array(self.contact_impulse)[:, i, j]
+        return self._arr("contact_impulse")[:, i, j]
 
     def peak(self, a: str, b: str) -> np.ndarray:
+        """(T,) largest total normal force [N] between two entities in one substep of each frame."""
         i, j = self.entity_names.index(a), self.entity_names.index(b)
-        return np.array(self.contact_peak)[:, i, j]
+        return self._arr("contact_peak")[:, i, j]
 
     def tilt(self, name: str) -> np.ndarray:
         """(T,) angle [rad] between the object's body z axis and world z."""
@@ -98,4 +108,4 @@ class Trace:
         return np.arccos(np.clip(zz, -1.0, 1.0))
 
     def grip_cmd(self) -> np.ndarray:
-        return np.array(self.action)[:, 7]
+        return self._arr("action")[:, 7]

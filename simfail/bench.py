@@ -1,0 +1,509 @@
+"""``simfail bench``: episodes/hour and the time split, measured against the raw MuJoCo ceiling.
+
+One benchmark run does two things on the same machine, in the same process:
+
+1. **Pipeline.** Generate ``groups`` counterfactual groups into a temporary directory exactly as
+   ``simfail generate`` does (:func:`~simfail.generate.generate_group`, then
+   :meth:`~simfail.dataset.writer.DatasetWriter.write_group` and ``finalize`` after every
+   group), timing each stage: physics + IK, rendering, labels (from
+   :class:`~simfail.generate.GroupTiming`), encode + write and finalize (timed here).
+2. **Ceiling.** For every generated group, rebuild the same scene model and do the same work
+   with bare MuJoCo calls: ``mj_step`` for as many physics steps as the pipeline simulated
+   (frames simulated x substeps; with ``reuse_prefix`` a variant is simulated only after its
+   onset frame; a seed whose expert was rejected costs one expert rollout), and
+   ``Renderer.update_scene`` + ``render`` for as many view-frames as the pipeline rendered, with
+   the scene *moving*: ``qpos`` is set per frame from the episodes' ``sim.qpos`` column (a static
+   scene renders several times faster on a CPU and would flatter the ceiling).
+
+``ratio = pipeline seconds / ceiling seconds`` is the pipeline's cost over the bare simulator
+and renderer (``overhead = ratio - 1``). With ``repeats > 1`` every metric is the median over
+the repeats.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import mujoco
+import numpy as np
+
+from simfail.config import GenerateConfig
+from simfail.core.builder import build_scene, make_core
+from simfail.core.episode import VIEWS
+from simfail.core.rollout import frame_count
+from simfail.core.task import get_task
+from simfail.errors import ConfigError
+
+#: Targets the headline lines are checked against.
+TARGET_RATIO = 1.25
+TARGET_EPISODES_PER_HOUR = 2000.0
+
+
+@dataclass
+class BenchConfig:
+    """What to benchmark: the generation config (``out`` is ignored) and how often to repeat."""
+
+    generate: GenerateConfig
+    repeats: int = 1
+
+
+@dataclass
+class EpisodeWork:
+    """What the pipeline computed for one episode (frame counts, not times)."""
+
+    group_id: int
+    variant: str
+    length: int
+    onset_frame: int | None
+    #: frames the pipeline stepped the physics for (frame 0 is the reset state)
+    simulated_frames: int
+    #: frames the pipeline rendered (the rest were copied from the expert)
+    rendered_frames: int
+
+
+@dataclass
+class BenchRun:
+    """Raw measurements of one repeat. Times in seconds, frame counts in view-frames."""
+
+    groups: int = 0
+    episodes: int = 0
+    rejected_seeds: int = 0
+    # pipeline stages
+    physics: float = 0.0
+    render: float = 0.0
+    labels: float = 0.0
+    write: float = 0.0
+    finalize: float = 0.0
+    other: float = 0.0
+    total: float = 0.0
+    frames_rendered: int = 0
+    frames_written: int = 0
+    # ceiling
+    substeps: int = 0
+    physics_steps: int = 0
+    ceiling_physics: float = 0.0
+    ceiling_render: float = 0.0
+    ceiling_frames_rendered: int = 0
+    episode_work: list[EpisodeWork] = field(default_factory=list)
+
+    @property
+    def ceiling_total(self) -> float:
+        return self.ceiling_physics + self.ceiling_render
+
+    def metrics(self) -> dict[str, float]:
+        """Derived rates and ratios of this repeat."""
+
+        def div(a: float, b: float) -> float:
+            return a / b if b > 0 else math.nan
+
+        ratio = div(self.total, self.ceiling_total)
+        return {
+            "total_s": self.total,
+            "physics_s": self.physics,
+            "render_s": self.render,
+            "labels_s": self.labels,
+            "write_s": self.write,
+            "finalize_s": self.finalize,
+            "other_s": self.other,
+            "ceiling_physics_s": self.ceiling_physics,
+            "ceiling_render_s": self.ceiling_render,
+            "ceiling_total_s": self.ceiling_total,
+            "episodes_per_hour": div(self.episodes * 3600.0, self.total),
+            "written_view_frames_per_s": div(self.frames_written, self.total),
+            "rendered_view_frames_per_s": div(self.frames_rendered, self.render),
+            "ceiling_rendered_view_frames_per_s": div(self.ceiling_frames_rendered, self.ceiling_render),
+            "physics_steps_per_s": div(self.physics_steps, self.physics),
+            "ceiling_physics_steps_per_s": div(self.physics_steps, self.ceiling_physics),
+            "ratio": ratio,
+            "overhead": ratio - 1.0,
+            "physics_ratio": div(self.physics, self.ceiling_physics),
+            "render_ratio": div(self.render, self.ceiling_render),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ceiling_total"] = self.ceiling_total
+        d["metrics"] = self.metrics()
+        return d
+
+
+@dataclass
+class BenchResult:
+    """All repeats, their medians, the settings and the machine they ran on."""
+
+    settings: dict[str, Any]
+    machine: dict[str, Any]
+    runs: list[BenchRun]
+
+    @property
+    def summary(self) -> dict[str, float]:
+        """Median over the repeats of every metric of :meth:`BenchRun.metrics`."""
+        per_run = [r.metrics() for r in self.runs]
+        return {k: float(statistics.median(m[k] for m in per_run)) for k in per_run[0]}
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Work counts (identical across repeats: generation is deterministic)."""
+        r = self.runs[0]
+        return {k: getattr(r, k) for k in ("groups", "episodes", "rejected_seeds", "frames_rendered",
+                                            "frames_written", "substeps", "physics_steps",
+                                            "ceiling_frames_rendered")}
+
+    def targets(self) -> dict[str, dict[str, Any]]:
+        s = self.summary
+        return {
+            "ratio": {"value": s["ratio"], "target": f"<= {TARGET_RATIO}", "met": bool(s["ratio"] <= TARGET_RATIO)},
+            "episodes_per_hour": {"value": s["episodes_per_hour"], "target": f">= {TARGET_EPISODES_PER_HOUR:g}",
+                                  "met": bool(s["episodes_per_hour"] >= TARGET_EPISODES_PER_HOUR)},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        def clean(v: Any) -> Any:  # JSON has no NaN
+            if isinstance(v, float) and not math.isfinite(v):
+                return None
+            if isinstance(v, dict):
+                return {k: clean(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [clean(x) for x in v]
+            return v
+
+        return clean({
+            "settings": self.settings,
+            "machine": self.machine,
+            "repeats": len(self.runs),
+            "counts": self.counts,
+            "summary": self.summary,
+            "targets": self.targets(),
+            "runs": [r.to_dict() for r in self.runs],
+        })
+
+
+# --------------------------------------------------------------------------------------------
+# machine facts
+
+
+def _gl_renderer_string() -> str | None:
+    """The OpenGL renderer (e.g. ``llvmpipe`` = CPU) behind MuJoCo's context, if it can be read."""
+    try:
+        model = mujoco.MjModel.from_xml_string("<mujoco><worldbody/></mujoco>")
+        r = mujoco.Renderer(model, height=8, width=8)
+    except Exception:  # no GL backend: the pipeline will report that itself
+        return None
+    try:
+        from OpenGL import GL
+
+        r._gl_context.make_current()
+        s = GL.glGetString(GL.GL_RENDERER)
+        return s.decode() if isinstance(s, bytes) else (str(s) if s else None)
+    except Exception:
+        return None
+    finally:
+        r.close()
+
+
+def machine_facts() -> dict[str, Any]:
+    from simfail.generate import versions
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "processor": platform.processor() or platform.machine(),
+        "platform": platform.platform(),
+        "MUJOCO_GL": os.environ.get("MUJOCO_GL", "(unset)"),
+        "gl_renderer": _gl_renderer_string(),
+        "mujoco": mujoco.__version__,
+        "versions": versions(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# ceiling work
+
+
+@dataclass
+class _CeilingWork:
+    """Per group: the states the ceiling replays (frame payloads already released)."""
+
+    seed: int
+    #: physics: per simulated frame the state before it and the control toward it
+    qpos0: np.ndarray
+    qvel0: np.ndarray
+    actions: np.ndarray
+    #: rendering: qpos of every frame the pipeline rendered
+    render_qpos: np.ndarray
+
+
+def _episode_work(res, cfg: GenerateConfig) -> tuple[list[EpisodeWork], _CeilingWork]:
+    """Frame counts of a group's episodes and the states the ceiling replays for them."""
+    reuse = cfg.dataset.reuse_prefix
+    works: list[EpisodeWork] = []
+    p_q, p_v, p_a, r_q = [], [], [], []
+    expert = None
+    for ep in res.episodes:
+        n = ep.length
+        qpos, qvel, act = ep.columns["sim.qpos"], ep.columns["sim.qvel"], ep.columns["action"]
+        if ep.variant == "expert":
+            expert = ep
+            onset = None
+            first_sim, first_render = 1, 0
+        else:
+            onset = int(ep.perturbation["onset_frame"])
+            first_sim, first_render = (onset + 1, onset + 1) if reuse else (1, 0)
+        first_sim = min(first_sim, n)
+        first_render = min(first_render, n)
+        # transition f-1 -> f starts from row f-1 and is driven by action[f-1]
+        # (action[t] is the command issued after observing frame t)
+        p_q.append(qpos[first_sim - 1 : n - 1])
+        p_v.append(qvel[first_sim - 1 : n - 1])
+        p_a.append(act[first_sim - 1 : n - 1])
+        r_q.append(qpos[first_render:n])
+        works.append(EpisodeWork(res.group_id, ep.variant, n, onset, n - first_sim, n - first_render))
+    if expert is not None:
+        # every rejected seed cost the pipeline one expert rollout (physics + detection, no render)
+        n = expert.length
+        for _ in res.rejected_seeds:
+            p_q.append(expert.columns["sim.qpos"][: n - 1])
+            p_v.append(expert.columns["sim.qvel"][: n - 1])
+            p_a.append(expert.columns["action"][: n - 1])
+    cw = _CeilingWork(
+        seed=res.seed,
+        qpos0=np.ascontiguousarray(np.concatenate(p_q), dtype=np.float64),
+        qvel0=np.ascontiguousarray(np.concatenate(p_v), dtype=np.float64),
+        actions=np.ascontiguousarray(np.concatenate(p_a), dtype=np.float64),
+        render_qpos=np.ascontiguousarray(np.concatenate(r_q), dtype=np.float64),
+    )
+    return works, cw
+
+
+def _ceiling(task, cfg: GenerateConfig, work: _CeilingWork) -> tuple[float, float, int, int, int]:
+    """Bare MuJoCo on one group's scene: ``(physics s, render s, steps, view-frames, substeps)``."""
+    from simfail.generate import _stage
+
+    scene = build_scene(task, work.seed, _stage(cfg))
+    model = scene.model
+    core = make_core(scene, cfg.render.fps)
+    substeps = core.substeps
+    # controls of every action, through the core's own action -> ctrl mapping (untimed)
+    ctrl = np.empty((len(work.actions), model.nu))
+    for i, a in enumerate(work.actions):
+        core.reset(scene.qpos0, a)
+        ctrl[i] = core.data.ctrl
+    data = mujoco.MjData(model)
+    mujoco.mj_resetData(model, data)
+    mujoco.mj_forward(model, data)
+
+    # (a) physics: the same number of mj_step calls, from the episodes' own states
+    step = mujoco.mj_step
+    t0 = time.perf_counter()
+    for q, v, c in zip(work.qpos0, work.qvel0, ctrl):
+        data.qpos[:] = q
+        data.qvel[:] = v
+        data.ctrl[:] = c
+        for _ in range(substeps):
+            step(model, data)
+    t_phys = time.perf_counter() - t0
+    steps = len(work.qpos0) * substeps
+
+    # (b) rendering: the same number of view-frames, the scene moving frame by frame
+    h, w = cfg.render.height, cfg.render.width
+    renderer = mujoco.Renderer(model, height=h, width=w)
+    buf = np.empty((h, w, 3), dtype=np.uint8)
+    try:
+        t0 = time.perf_counter()
+        for q in work.render_qpos:
+            data.qpos[:] = q
+            mujoco.mj_kinematics(model, data)
+            mujoco.mj_comPos(model, data)
+            mujoco.mj_camlight(model, data)
+            for v in VIEWS:
+                renderer.update_scene(data, camera=v)
+                renderer.render(out=buf)
+        t_render = time.perf_counter() - t0
+    finally:
+        renderer.close()
+    return t_phys, t_render, steps, len(work.render_qpos) * len(VIEWS), substeps
+
+
+# --------------------------------------------------------------------------------------------
+# one repeat
+
+
+def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> BenchRun:
+    from simfail.dataset.writer import DatasetWriter
+    from simfail.generate import ACTION_NAMES, STATE_NAMES, _meta, _stage, generate_group, scene_seed, variant_plan
+
+    run = BenchRun()
+    task = get_task(cfg.task)
+    seeds: dict[int, dict[str, Any]] = {}
+    works: list[_CeilingWork] = []
+
+    t0 = time.perf_counter()
+    variant_plan(task, cfg, 0)
+    probe = build_scene(task, scene_seed(cfg.seed, 0, 0), _stage(cfg))
+    writer = DatasetWriter(
+        root, fps=cfg.render.fps, image_size=(cfg.render.height, cfg.render.width),
+        state_names=STATE_NAMES, action_names=ACTION_NAMES, nq=probe.model.nq, nv=probe.model.nv,
+        mode="new", chunks_size=cfg.dataset.chunks_size, crf=cfg.dataset.crf, preset=cfg.dataset.preset,
+    )
+    pipeline = time.perf_counter() - t0
+    for g in range(cfg.groups):
+        t0 = time.perf_counter()
+        res = generate_group(task, cfg, g)
+        t1 = time.perf_counter()
+        writer.write_group(g, res.episodes)
+        t2 = time.perf_counter()
+        seeds[g] = {"seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
+                    "instruction": res.episodes[0].instruction}
+        writer.finalize(_meta(cfg, probe.model, seeds))
+        t3 = time.perf_counter()
+        pipeline += t3 - t0
+        run.write += t2 - t1
+        run.finalize += t3 - t2
+        tm = res.timing
+        run.physics += tm.physics
+        run.render += tm.render
+        run.labels += tm.labels
+        run.frames_rendered += tm.frames_rendered
+        run.frames_written += tm.frames_written
+        run.groups += 1
+        run.episodes += len(res.episodes)
+        run.rejected_seeds += len(res.rejected_seeds)
+        # untimed: keep the states the ceiling needs, drop the frames
+        ep_work, cw = _episode_work(res, cfg)
+        run.episode_work += ep_work
+        works.append(cw)
+        for ep in res.episodes:
+            ep.frames = {}
+        del res
+        log(f"bench: group {g + 1}/{cfg.groups} generated ({len(ep_work)} episodes, {t3 - t0:.1f} s)")
+    t0 = time.perf_counter()
+    writer.finalize(_meta(cfg, probe.model, seeds))
+    t1 = time.perf_counter()
+    pipeline += t1 - t0
+    run.finalize += t1 - t0
+    run.total = pipeline
+    run.other = max(0.0, pipeline - (run.physics + run.render + run.labels + run.write + run.finalize))
+
+    for i, cw in enumerate(works):
+        t_phys, t_render, steps, frames, substeps = _ceiling(task, cfg, cw)
+        run.ceiling_physics += t_phys
+        run.ceiling_render += t_render
+        run.physics_steps += steps
+        run.ceiling_frames_rendered += frames
+        run.substeps = substeps
+        log(f"bench: group {i + 1}/{len(works)} ceiling ({t_phys + t_render:.1f} s)")
+    return run
+
+
+def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] | None = None) -> BenchResult:
+    """Benchmark ``cfg.generate`` (into temporary directories) ``cfg.repeats`` times."""
+    gen = cfg.generate
+    if cfg.repeats < 1:
+        raise ConfigError(f"repeats must be >= 1, got {cfg.repeats}")
+    if log is None:
+        def log(msg: str) -> None:
+            if gen.progress:
+                print(msg, file=sys.stderr, flush=True)
+    task = get_task(gen.task)
+    settings = {
+        "task": gen.task,
+        "groups": gen.groups,
+        "seed": gen.seed,
+        "width": gen.render.width,
+        "height": gen.render.height,
+        "fps": gen.render.fps,
+        "frames_per_episode": frame_count(task.duration, gen.render.fps),
+        "views": list(VIEWS),
+        "failures": list(gen.failures.names),
+        "near_misses": gen.failures.near_misses,
+        "sweep": list(gen.failures.sweep),
+        "reuse_prefix": gen.dataset.reuse_prefix,
+        "crf": gen.dataset.crf,
+        "preset": gen.dataset.preset,
+        "repeats": cfg.repeats,
+    }
+    machine = machine_facts()
+    runs = []
+    for k in range(cfg.repeats):
+        if cfg.repeats > 1:
+            log(f"bench: repeat {k + 1}/{cfg.repeats}")
+        with tempfile.TemporaryDirectory(prefix="simfail_bench_") as tmp:
+            runs.append(_bench_once(gen, os.path.join(tmp, "dataset"), log))
+    return BenchResult(settings=settings, machine=machine, runs=runs)
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+def _fmt_s(v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.2f}"
+
+
+def _fmt_x(v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.2f}x"
+
+
+def bench_table(result: BenchResult) -> str:
+    """A text table of the time split against the ceiling, then the headline lines."""
+    s, c, st, m = result.summary, result.counts, result.settings, result.machine
+    total = s["total_s"]
+    rows = [
+        ("physics + IK", s["physics_s"], s["ceiling_physics_s"]),
+        ("rendering", s["render_s"], s["ceiling_render_s"]),
+        ("labels", s["labels_s"], None),
+        ("encode + write", s["write_s"], None),
+        ("finalize (meta)", s["finalize_s"], None),
+        ("other (scenes, plan)", s["other_s"], None),
+    ]
+    rep = f"median of {len(result.runs)} repeats" if len(result.runs) > 1 else "1 run"
+    lines = [
+        f"simfail bench: {st['task']}, {c['groups']} groups, {c['episodes']} episodes "
+        f"({c['rejected_seeds']} rejected expert seeds), {len(st['views'])} views "
+        f"{st['width']}x{st['height']} @ {st['fps']} fps, {st['frames_per_episode']} frames/episode, "
+        f"reuse_prefix={st['reuse_prefix']} ({rep})",
+        f"machine: {m['cpus_usable']}/{m['cpu_count']} CPUs, MUJOCO_GL={m['MUJOCO_GL']}"
+        f"{' (' + m['gl_renderer'] + ')' if m.get('gl_renderer') else ''}, mujoco {m['mujoco']}",
+        f"work: {c['physics_steps']} physics steps ({c['substeps']} per frame), "
+        f"{c['frames_rendered']} view-frames rendered, {c['frames_written']} written",
+        "",
+        f"{'stage':<22}{'seconds':>10}{'share':>8}{'ceiling s':>12}{'ratio':>9}",
+        "-" * 61,
+    ]
+    for name, sec, ceil in rows:
+        share = f"{100 * sec / total:.1f}%" if total > 0 else "-"
+        ratio = sec / ceil if ceil else None
+        lines.append(f"{name:<22}{_fmt_s(sec):>10}{share:>8}{_fmt_s(ceil):>12}{_fmt_x(ratio):>9}")
+    lines.append("-" * 61)
+    lines.append(f"{'total':<22}{_fmt_s(total):>10}{'100.0%':>8}{_fmt_s(s['ceiling_total_s']):>12}"
+                 f"{_fmt_x(s['ratio']):>9}")
+    lines.append("")
+    t = result.targets()
+
+    def met(k: str) -> str:
+        return "met" if t[k]["met"] else "NOT met"
+
+    lines += [
+        f"episodes/hour: {s['episodes_per_hour']:.0f} (target {t['episodes_per_hour']['target']}: "
+        f"{met('episodes_per_hour')})",
+        f"frames/s: {s['written_view_frames_per_s']:.1f} written view-frames/s; rendered "
+        f"{s['rendered_view_frames_per_s']:.1f} view-frames/s vs ceiling "
+        f"{s['ceiling_rendered_view_frames_per_s']:.1f}",
+        f"ratio vs ceiling: {s['ratio']:.2f} (overhead {100 * s['overhead']:+.0f}%; target "
+        f"{t['ratio']['target']}: {met('ratio')})",
+        f"rendering vs ceiling render: {s['render_ratio']:.2f}; physics+IK vs bare mj_step: "
+        f"{s['physics_ratio']:.2f}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""Measure expert success and failure realization rates (physics only, no rendering).
+
+* expert success rate: share of scene seeds whose expert succeeds with no failure event;
+* realization rate of a perturbation: share of its variants in which the detectors confirm
+  one of the operator's ``intended`` event types. Variants are labelled by what happened
+  either way; this measures how reliably each operator produces its failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from simfail.config import GenerateConfig
+from simfail.core.task import get_task
+from simfail.generate import generate_group
+from simfail.report import table
+
+
+@dataclass
+class Rates:
+    task: str
+    groups: int
+    expert_attempts: int
+    expert_successes: int
+    realized: dict[str, list[int]] = field(default_factory=dict)  # name -> [realized, total]
+    success_of_variants: dict[str, list[int]] = field(default_factory=dict)
+    mean_score: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def expert_success_rate(self) -> float:
+        return self.expert_successes / max(self.expert_attempts, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task, "groups": self.groups, "expert_attempts": self.expert_attempts,
+            "expert_successes": self.expert_successes, "expert_success_rate": self.expert_success_rate,
+            "realized": self.realized, "variant_success": self.success_of_variants, "mean_score": self.mean_score,
+        }
+
+
+def measure_rates(cfg: GenerateConfig, progress: bool = True) -> Rates:
+    from tqdm import tqdm
+
+    task = get_task(cfg.task)
+    perts = task.perturbations()
+    rates = Rates(cfg.task, cfg.groups, 0, 0)
+    scores: dict[str, list[float]] = {}
+    for g in tqdm(range(cfg.groups), desc=f"rates {cfg.task}", unit="group", disable=not progress):
+        res = generate_group(task, cfg, g, render=False)
+        rates.expert_attempts += 1 + len(res.rejected_seeds)
+        rates.expert_successes += 1
+        for ep in res.episodes:
+            name = "expert" if ep.variant == "expert" else ep.perturbation["name"]
+            scores.setdefault(name, []).append(ep.score)
+            rates.success_of_variants.setdefault(name, [0, 0])
+            rates.success_of_variants[name][0] += int(ep.success)
+            rates.success_of_variants[name][1] += 1
+            if name == "expert":
+                continue
+            hit = any(e.type in perts[name].intended for e in ep.failures)
+            rates.realized.setdefault(name, [0, 0])
+            rates.realized[name][0] += int(hit)
+            rates.realized[name][1] += 1
+    rates.mean_score = {k: float(sum(v) / len(v)) for k, v in scores.items()}
+    return rates
+
+
+def rates_table(r: Rates) -> str:
+    rows = []
+    for name, (hit, n) in r.realized.items():
+        s, sn = r.success_of_variants[name]
+        rows.append([name, f"{hit}/{n}", f"{hit / n:.0%}", f"{s}/{sn}", f"{r.mean_score[name]:.1f}"])
+    head = (f"task {r.task}: expert success {r.expert_successes}/{r.expert_attempts} seeds "
+            f"({r.expert_success_rate:.1%}); expert mean score {r.mean_score.get('expert', 0):.1f}\n")
+    return head + table(rows, ["failure", "realized", "rate", "task success", "mean score"])

@@ -1,0 +1,78 @@
+"""Tests of simfail.bench (structure and consistency only: no timing thresholds)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from simfail.bench import BenchConfig, BenchResult, bench_table, run_bench
+from simfail.config import from_dict
+from simfail.core.episode import VIEWS
+
+
+@pytest.fixture(scope="module")
+def result() -> BenchResult:
+    cfg = from_dict({"groups": 1, "render": {"width": 64, "height": 64}, "failures": {"names": ["drop"]},
+                     "progress": False})
+    return run_bench(BenchConfig(generate=cfg, repeats=1))
+
+
+def test_counts_are_consistent(result: BenchResult) -> None:
+    assert len(result.runs) == 1
+    run = result.runs[0]
+    assert run.groups == 1
+    assert run.episodes == 2  # expert + drop
+    work = run.episode_work
+    assert [w.variant for w in work] == ["expert", "drop"]
+    expert, drop = work
+    n = result.settings["frames_per_episode"]
+    assert expert.length == drop.length == n
+    assert expert.onset_frame is None and expert.rendered_frames == n and expert.simulated_frames == n - 1
+    # with reuse_prefix the variant is simulated and rendered only after its onset frame
+    assert result.settings["reuse_prefix"] is True
+    assert 0 <= drop.onset_frame < n - 1
+    assert drop.rendered_frames == drop.simulated_frames == n - 1 - drop.onset_frame
+
+    new_frames = sum(w.rendered_frames for w in work)
+    assert run.frames_rendered == new_frames * len(VIEWS)
+    assert run.ceiling_frames_rendered == run.frames_rendered
+    assert run.frames_written == sum(w.length for w in work) * len(VIEWS)
+    assert run.substeps >= 1
+    simulated = sum(w.simulated_frames for w in work) + run.rejected_seeds * (n - 1)
+    assert run.physics_steps == simulated * run.substeps > 0
+
+
+def test_times_and_ratios(result: BenchResult) -> None:
+    run = result.runs[0]
+    assert run.ceiling_physics > 0 and run.ceiling_render > 0
+    assert run.physics > 0 and run.render > 0 and run.write > 0
+    stages = run.physics + run.render + run.labels + run.write + run.finalize + run.other
+    assert stages == pytest.approx(run.total, rel=1e-6, abs=1e-6)
+    s = result.summary
+    for key in ("ratio", "render_ratio", "physics_ratio", "episodes_per_hour", "written_view_frames_per_s",
+                "rendered_view_frames_per_s", "ceiling_rendered_view_frames_per_s"):
+        assert math.isfinite(s[key]) and s[key] > 0, key
+    assert s["overhead"] == pytest.approx(s["ratio"] - 1.0)
+    assert s["ratio"] == pytest.approx(run.total / (run.ceiling_physics + run.ceiling_render))
+
+
+def test_machine_and_json(result: BenchResult) -> None:
+    m = result.machine
+    assert m["cpu_count"] >= 1 and m["mujoco"] and m["MUJOCO_GL"]
+    d = json.loads(json.dumps(result.to_dict()))
+    assert d["counts"]["episodes"] == 2
+    assert set(d["targets"]) == {"ratio", "episodes_per_hour"}
+    assert d["runs"][0]["metrics"]["ratio"] > 0
+
+
+def test_table_has_headlines(result: BenchResult) -> None:
+    table = bench_table(result)
+    for stage in ("physics + IK", "rendering", "labels", "encode + write", "total"):
+        assert stage in table
+    assert "episodes/hour:" in table and "target >= 2000" in table
+    assert "frames/s:" in table
+    assert "ratio vs ceiling:" in table and "target <= 1.25" in table
+    assert "rendering vs ceiling render:" in table
+    assert "MUJOCO_GL=" in table
