@@ -16,9 +16,10 @@ Importing this module registers one Gymnasium id per task, ``simfail/PickPlace-v
 
 Spaces
     *action*: ``Box(8,) float32``: seven arm joint position targets [rad] bounded by the arm
-    actuators' ``ctrlrange`` and the gripper close command in [0, 1] (0 = open 8 cm,
-    1 = closed). Actions outside the box are **clipped** to it (no error); non-finite
-    actions raise ``ValueError``.
+    actuators' ``ctrlrange`` (rounded outward to float32) and the gripper close command in
+    [0, 1] (0 = open 8 cm, 1 = closed). Actions outside the box are **clipped** to it (no
+    error); the core then clips the targets to the exact ``ctrlrange``. Non-finite actions
+    raise ``ValueError``.
 
     *observation*: ``Dict`` with
 
@@ -48,8 +49,9 @@ Reward, termination, info
     ``info`` carries ``success`` (bool, also as ``is_success``), ``progress`` (float),
     ``events`` (the :class:`~simfail.core.episode.FailureEvent` s that ``task.detect`` reports on
     the episode so far), ``frame`` and ``scene_seed``. ``task.detect`` runs at every step: it is
-    needed for ``terminated`` anyway and costs about 1 ms at the default horizon of 80 steps
-    (the physics step costs about 3-4 ms). Events are those of the prefix: episode-level
+    needed for ``terminated`` anyway and is cheap: about 0.3 ms per call at the default horizon
+    of 80 steps (it grows with the trace: 2.3 ms at 1000 steps), against about 1.8 ms of
+    physics per frame (``env.step`` about 2.2 ms in all, measured on the CPU). Events are those of the prefix: episode-level
     verdicts can be provisional (Pick/Place reports ``no_release`` while the cube is still
     being carried); the final verdict is the one at ``terminated`` / ``truncated``.
 """
@@ -176,9 +178,15 @@ class SimfailEnv(gymnasium.Env):
     # ------------------------------------------------------------------ spaces
     def _make_action_space(self, model, core: SimCore) -> spaces.Box:
         rng = model.actuator_ctrlrange[core.robot.arm_ctrl]
-        low = np.concatenate([rng[:, 0], [0.0]]).astype(np.float32)
-        high = np.concatenate([rng[:, 1], [1.0]]).astype(np.float32)
-        return spaces.Box(low, high, dtype=np.float32)
+        low = np.concatenate([rng[:, 0], [0.0]])
+        high = np.concatenate([rng[:, 1], [1.0]])
+        # round outward to float32 so the box holds every in-range float64 action: clipping to
+        # the box then never alters an action the expert sends (the core clips to ctrlrange)
+        low32, high32 = low.astype(np.float32), high.astype(np.float32)
+        low32 = np.where(low32 > low, np.nextafter(low32, np.float32(-np.inf)), low32)
+        high32 = np.where(high32 < high, np.nextafter(high32, np.float32(np.inf)), high32)
+        self._action_low, self._action_high = low32.astype(np.float64), high32.astype(np.float64)
+        return spaces.Box(low32, high32, dtype=np.float32)
 
     def _make_observation_space(self, model, core: SimCore) -> spaces.Dict:
         lo, hi = [], []
@@ -255,7 +263,7 @@ class SimfailEnv(gymnasium.Env):
         action = np.asarray(action, dtype=np.float64).reshape(self.action_space.shape)
         if not np.all(np.isfinite(action)):
             raise ValueError(f"action must be finite, got {action}")
-        action = np.clip(action, self.action_space.low, self.action_space.high)
+        action = np.clip(action, self._action_low, self._action_high)
         contacts = self.core.step(action)
         self.trace.record(self.core, action, contacts, self.phase)
         self.elapsed_steps += 1

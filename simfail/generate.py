@@ -26,6 +26,7 @@ from simfail.core.episode import VIEWS, EpisodeRecord, competition_ranks
 from simfail.core.rollout import RolloutResult, frame_count, onset_frame, run_program
 from simfail.core.scene import StageConfig
 from simfail.core.task import Task, get_task
+from simfail.env import SimfailEnv
 from simfail.errors import ExpertFailedError, UnknownNameError
 from simfail.labels.scoring import dense_reward, episode_score, failure_mask
 from simfail.render.renderer import MultiViewRenderer
@@ -137,10 +138,13 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     n_frames = frame_count(task.duration, fps)
     timing = GroupTiming()
     rejected: list[int] = []
+    # The generator drives the Gymnasium environment's own simulation core (one core, not
+    # two): the env builds the scene for the seed; rollouts step env.core frame by frame.
+    env = SimfailEnv(task=task.name, fps=fps, width=cfg.render.width, height=cfg.render.height)
     for attempt in range(MAX_ATTEMPTS):
         seed = scene_seed(cfg.seed, group_id, attempt)
-        scene = build_scene(task, seed, _stage(cfg))
-        core, ik = make_core(scene, fps), make_ik()
+        env.reset(options={"scene_seed": seed})
+        scene, core, ik = env.scene, env.core, make_ik()
         t0 = time.perf_counter()
         expert = task.expert_program(scene.layout)
         base = run_program(core, ik, expert, n_frames)  # physics only: check the expert first

@@ -255,7 +255,11 @@ def not_released(trace, objects: list[str], layout) -> list[FailureEvent]:
         while start > 0 and held[start - 1]:
             start -= 1
         seg = z[start:]
-        low = start + int(np.argmin(seg[: max(1, len(seg) - 1)]))
+        # the moment it should have been let go: the lowest point after it was first carried
+        # high (half way to its highest point), i.e. where it was set down but not released
+        top = seg.max()
+        high = int(np.flatnonzero(seg >= z[0] + 0.5 * (top - z[0]))[0])
+        low = start + high + int(np.argmin(seg[high:]))
         vis = _first(z > z[low] + 0.02, low)
         visible = int(vis if vis is not None else len(z) - 1)
         events.append(FailureEvent(

@@ -252,7 +252,9 @@ def load_model(spec: str, **kwargs: Any) -> RewardModel:
             module = importlib.import_module(mod_name)
         except ModuleNotFoundError as exc:
             if exc.name is not None and mod_name.startswith(exc.name):
-                raise UnknownNameError("model module", mod_name, []) from exc
+                err = UnknownNameError("model module", mod_name, [])
+                err.args = (f"unknown model module {mod_name!r}: it cannot be imported (model=package.module:ClassName)",)
+                raise err from exc
             raise
         obj: Any = module
         for part in attr.split("."):

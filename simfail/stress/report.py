@@ -196,7 +196,7 @@ def accuracy_chart(
     n_series = max(len(series), 1)
     fig_w = max(5.0, 1.0 + 0.55 * len(groups) * n_series + 0.4 * len(groups))
     fig, ax = plt.subplots(figsize=(min(fig_w, 24.0), 4.2))
-    width = 0.8 / n_series
+    width = min(0.8 / n_series, 0.5)
     x = np.arange(len(groups))
     for k, (name, entries) in enumerate(series.items()):
         vals, lo, hi, counts = [], [], [], []
@@ -208,11 +208,11 @@ def accuracy_chart(
             lo.append(0.0 if a is None or not ci else max(float(a) - ci[0], 0.0))
             hi.append(0.0 if a is None or not ci else max(ci[1] - float(a), 0.0))
             counts.append(e.get("n_pairs"))
-        pos = x - 0.4 + width * (k + 0.5)
+        pos = x - width * n_series / 2 + width * (k + 0.5)
         bars = ax.bar(pos, np.nan_to_num(vals, nan=0.0), width * 0.92, yerr=[lo, hi], capsize=3, label=name)
-        for b, v, c in zip(bars, vals, counts):
+        for b, v, c, up in zip(bars, vals, counts, hi):
             txt = "n/a" if np.isnan(v) else (f"n={c}" if c is not None else "")
-            ax.text(b.get_x() + b.get_width() / 2, (0 if np.isnan(v) else v) + 0.02, txt, ha="center", va="bottom", fontsize=7)
+            ax.text(b.get_x() + b.get_width() / 2, (0 if np.isnan(v) else v + up) + 0.02, txt, ha="center", va="bottom", fontsize=7)
     ax.axhline(0.5, color="k", linestyle="--", linewidth=1, label="chance (0.5)")
     ax.set_xticks(x)
     ax.set_xticklabels(groups, rotation=20 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")
@@ -222,10 +222,10 @@ def accuracy_chart(
     ax.set_title(title)
     if not groups:
         ax.text(0.5, 0.5, "no strict preference pairs", ha="center", va="center", transform=ax.transAxes)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2 if len(groups) > 4 else -0.14), ncol=min(len(series) + 1, 4), frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -235,11 +235,11 @@ def _curve_png(path: Path, o: Any, progress: np.ndarray | None, value_range: tup
     fig, ax = plt.subplots(figsize=(5.2, 3.0))
     t = np.arange(o.n_frames)
     if o.gt_reward is not None:
-        ax.plot(t, o.gt_reward, color="tab:green", linewidth=2, label="ground-truth reward")
+        ax.plot(t, o.gt_reward, color="tab:green", linewidth=3.5, alpha=0.6, label="ground-truth reward")
     if progress is not None:
         ax.plot(t, progress, color="tab:green", linestyle=":", linewidth=1.2, label="ground-truth progress")
     if o.dense is not None:
-        ax.plot(t, M.rescale_to_unit(o.dense, value_range), color="tab:blue", linewidth=2, label="model")
+        ax.plot(t, M.rescale_to_unit(o.dense, value_range), color="tab:blue", linewidth=1.6, label="model")
         if o.model_indices is not None and len(o.model_indices) < o.n_frames:
             ax.plot(o.model_indices, M.rescale_to_unit(o.raw, value_range), "o", color="tab:blue", markersize=3)
     elif o.error:
@@ -337,7 +337,7 @@ def write_report(
         progress = adapter.columns(ep).get("progress")
         fails = ", ".join(sorted({f.type for f in o.failures})) or "none"
         val = "-" if np.isnan(o.value) else _f(o.value)
-        title = f"{o.episode_id} group {o.context} {o.variant}: score {o.score:g}, failures {fails}, model return {val}"
+        title = f"{o.episode_id}, group {o.context}, {o.variant}: score {o.score:g}\nfailures: {fails}; model return {val}"
         curve = out / "curves" / f"{o.episode_id}.png"
         _curve_png(curve, o, progress, run.requirements.value_range, title)
         media = ""

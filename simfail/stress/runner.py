@@ -221,10 +221,18 @@ def _outcome_from(ep: int, gt: Mapping[str, Any], rec: Mapping[str, Any] | None,
     return o
 
 
+def _retry(rec: Mapping[str, Any], retry_errors: bool) -> bool:
+    """Recompute a cached error? Always for request errors (a remote endpoint was down or
+    timed out), for any error with ``retry_errors``."""
+    if not rec.get("error"):
+        return False
+    return retry_errors or str(rec.get("error_type") or "").endswith("RequestError")
+
+
 def _usable(rec: Mapping[str, Any] | None, n: int, retry_errors: bool) -> bool:
     if rec is None or int(rec.get("n", -1)) != n:
         return False
-    return not (retry_errors and rec.get("error"))
+    return not _retry(rec, retry_errors)
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):
@@ -249,8 +257,9 @@ def score_dataset(
 
     Dense/episode models are run in chunks of ``max(batch_size, 1)`` episodes, pairwise models
     one group at a time (all strict pairs of the group must be cached for it to be skipped).
-    ``retry_errors`` recomputes episodes whose cached result is an error (e.g. a request that
-    timed out); otherwise errors are cached like any result.
+    ``retry_errors`` recomputes episodes whose cached result is an error; otherwise errors are
+    cached like any result, except request errors (``*RequestError``: an endpoint down or
+    timing out), which are always recomputed.
     """
 
     if return_mode not in M.RETURN_MODES:
@@ -293,7 +302,7 @@ def score_dataset(
         def done(eps: list[int]) -> bool:
             for p in strict_pairs(eps):
                 rec = cache.pairs.get(p)
-                if rec is None or (retry_errors and rec.get("error")):
+                if rec is None or _retry(rec, retry_errors):
                     return False
             return True
 
