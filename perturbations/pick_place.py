@@ -141,7 +141,8 @@ def shortcut_drag(task, layout, expert, m, rng) -> Applied:
         Segment("lift", np.array([*stop, CARRY_Z - 0.06]), yaw, 0.6, 1.0),
     ]
     segs += _place_segments(bowl, yaw, 0.006 + half + 0.015, task.duration, t_on + 2.2)[0:]
-    segs[2].duration = 0.8
+    segs[2].duration = 0.8  # short carry from the wall to above the bowl
+    segs[-1].duration = max(0.1, task.duration - t_on - sum(s.duration for s in segs[:-1]))
     return Applied(expert.branch(t_on, segs), t_on, {"drag_distance_m": float(np.linalg.norm(stop - grasp[:2]))})
 
 
