@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from simfail.core.program import Segment
-from simfail.core.robot import topdown_quat  # noqa: F401  (re-exported for task authors)
 from simfail.perturbations.base import Applied, Perturbation
 
 CARRY_Z = 0.24

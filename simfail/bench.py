@@ -342,7 +342,9 @@ def _ceiling(task, cfg: GenerateConfig, work: _CeilingWork) -> tuple[float, floa
 
 def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> BenchRun:
     from simfail.dataset.writer import DatasetWriter
-    from simfail.generate import ACTION_NAMES, STATE_NAMES, _meta, _stage, generate_group, scene_seed, variant_plan
+    from simfail.generate import (
+        ACTION_NAMES, STATE_NAMES, _meta, _stage, generate_group, make_group_env, scene_seed, variant_plan,
+    )
 
     run = BenchRun()
     task = get_task(cfg.task)
@@ -357,10 +359,11 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> B
         state_names=STATE_NAMES, action_names=ACTION_NAMES, nq=probe.model.nq, nv=probe.model.nv,
         mode="new", chunks_size=cfg.dataset.chunks_size, crf=cfg.dataset.crf, preset=cfg.dataset.preset,
     )
+    env = make_group_env(task, cfg)
     pipeline = time.perf_counter() - t0
     for g in range(cfg.groups):
         t0 = time.perf_counter()
-        res = generate_group(task, cfg, g)
+        res = generate_group(task, cfg, g, env=env)
         t1 = time.perf_counter()
         writer.write_group(g, res.episodes)
         t2 = time.perf_counter()

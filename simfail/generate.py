@@ -21,8 +21,9 @@ import numpy as np
 
 import simfail
 from simfail.config import GenerateConfig
-from simfail.core.builder import BuiltScene, build_scene, make_core, make_ik
+from simfail.core.builder import BuiltScene, build_scene, make_ik
 from simfail.core.episode import VIEWS, EpisodeRecord, competition_ranks
+from simfail.core.robot import HOME_QPOS
 from simfail.core.rollout import RolloutResult, frame_count, onset_frame, run_program
 from simfail.core.scene import StageConfig
 from simfail.core.task import Task, get_task
@@ -128,8 +129,12 @@ def _record(task: Task, scene: BuiltScene, res: RolloutResult, group_id: int, va
     )
 
 
-def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bool = True) -> GroupResult:
+def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bool = True,
+                   env: SimfailEnv | None = None) -> GroupResult:
     """Build, roll out, render and label one counterfactual group.
+
+    ``env`` is the Gymnasium environment whose simulation core runs the group; pass one to
+    reuse it across groups (building it compiles a prototype scene), or get a fresh one.
 
     Raises:
         ExpertFailedError: no seed in ``MAX_ATTEMPTS`` attempts gave a clean expert success.
@@ -140,7 +145,8 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     rejected: list[int] = []
     # The generator drives the Gymnasium environment's own simulation core (one core, not
     # two): the env builds the scene for the seed; rollouts step env.core frame by frame.
-    env = SimfailEnv(task=task.name, fps=fps, width=cfg.render.width, height=cfg.render.height)
+    if env is None:
+        env = make_group_env(task, cfg)
     for attempt in range(MAX_ATTEMPTS):
         seed = scene_seed(cfg.seed, group_id, attempt)
         env.reset(options={"scene_seed": seed})
@@ -177,8 +183,8 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
                 res = run_program(core, ik, applied.program, n_frames, start=base, start_frame=k, keep_snapshots=True)
                 first_new = k + 1
             else:
-                core.reset(scene.qpos0, np.concatenate([ik_home(), [0.0]]))
-                ik.reset(ik_home())
+                core.reset(scene.qpos0, np.concatenate([HOME_QPOS, [0.0]]))
+                ik.reset(HOME_QPOS)
                 res = run_program(core, ik, applied.program, n_frames, keep_snapshots=True)
                 res.frames = {}
                 first_new = 0
@@ -203,10 +209,9 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     return GroupResult(group_id, seed, rejected, episodes, timing)
 
 
-def ik_home() -> np.ndarray:
-    from simfail.core.robot import HOME_QPOS
-
-    return HOME_QPOS
+def make_group_env(task: Task, cfg: GenerateConfig) -> SimfailEnv:
+    """The environment a generation run drives, at the run's frame rate and image size."""
+    return SimfailEnv(task=task.name, fps=cfg.render.fps, width=cfg.render.width, height=cfg.render.height)
 
 
 def _render_states(core, renderer: MultiViewRenderer, res: RolloutResult, first: int) -> dict[str, list[np.ndarray]]:
@@ -269,7 +274,8 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
 
     task = get_task(cfg.task)
     variant_plan(task, cfg, 0)  # validate failure names before touching the disk
-    probe = build_scene(task, scene_seed(cfg.seed, 0, 0), _stage(cfg))
+    probe = build_scene(task, scene_seed(cfg.seed, 0, 0), _stage(cfg))  # nq/nv and joint table
+    env = make_group_env(task, cfg)
     mode = "resume" if cfg.resume else "overwrite" if cfg.overwrite else "new"
     writer = DatasetWriter(
         cfg.out, fps=cfg.render.fps, image_size=(cfg.render.height, cfg.render.width),
@@ -300,7 +306,7 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="simfail-writer") as pool:
         try:
             for g in bar:
-                res = generate_group(task, cfg, g)
+                res = generate_group(task, cfg, g, env=env)
                 if pending is not None:
                     pending.result()
                 seeds[g] = {"seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import EPISODE_FRAMES, assert_arrays_equal, episode_by_variant, generate_argv
+from conftest import EPISODE_FRAMES, assert_arrays_equal, generate_argv
 
 from simfail.core.episode import VIEWS
 from simfail.dataset.reader import SimfailDataset

@@ -136,11 +136,12 @@ def drops(trace, name: str, inside: np.ndarray, layout, target: str = "target") 
         visible = int(vis if vis is not None else land)
         dist = float(np.linalg.norm(pos[-1, :2] - tpos[-1, :2]))
         ok = bool(inside[-1])
+        # onset: the frame the gripper was commanded open (a slip: the last frame it held)
         onset = int(e - 1)
         if commanded:
-            opened = np.flatnonzero(cmd[: e + 1] < 0.5)
-            onset = int(opened[np.searchsorted(opened, e - 3)] if opened.size and opened[-1] >= e - 3 else e - 1)
-            onset = min(onset, e)
+            onset = int(e if cmd[e] < 0.5 else e - 1)
+            while onset > 0 and cmd[onset - 1] < 0.5:
+                onset -= 1
         events.append(FailureEvent(
             "drop", "quality" if ok else "task", onset, int(e), max(visible, onset), 0.3 if ok else 1.0, (name,),
             f"the {_label(layout, name)} leaves the gripper {height * 100:.0f} cm above the table"

@@ -103,7 +103,7 @@ class Trace:
     def tilt(self, name: str) -> np.ndarray:
         """(T,) angle [rad] between the object's body z axis and world z."""
         q = self.quat(name)
-        w, x, y, _z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+        x, y = q[:, 1], q[:, 2]
         zz = 1.0 - 2.0 * (x * x + y * y)
         return np.arccos(np.clip(zz, -1.0, 1.0))
 
