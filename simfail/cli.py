@@ -168,7 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         if "--cfg" in rest and cmd in ("generate", "bench"):
             from dataclasses import asdict
 
-            print(json.dumps(asdict(_generate_config([r for r in rest if r != "--cfg"])), indent=2))
+            from simfail.core.task import get_task
+            from simfail.generate import variant_plan
+
+            cfg = _generate_config([r for r in rest if r != "--cfg"])
+            variant_plan(get_task(cfg.task), cfg, 0)  # unknown failure names are errors here too
+            print(json.dumps(asdict(cfg), indent=2))
             return 0
         return COMMANDS[cmd](rest)
     except SimfailError as exc:

@@ -233,3 +233,12 @@ def test_resumed_group_equals_a_fresh_run(resumed, physics_groups):
         cols = ds.episode_columns(ep)
         assert cols["reward"].tobytes() == rec.columns["reward"].tobytes()
         assert cols["sim.qpos"].tobytes() == rec.columns["sim.qpos"].tobytes()
+
+
+def test_cfg_rejects_unknown_failure_name(capsys):
+    """``--cfg`` validates failure names like a real run does."""
+    from simfail.cli import main
+
+    assert main(["generate", "--cfg", "failures=[drop,nope]"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("simfail: error:") and "nope" in err[0]
