@@ -31,7 +31,7 @@ Spaces
     - ``tcp_pos``: ``Box(3,) float32``: tool centre point, world frame [m]; bounds are the base
       position +- the arm's reach (sum of the link offsets down to the TCP site);
     - ``objects``: ``Box(7 * n_objects,) float32``: privileged pose of every free object in
-      layout order (``scene.layout.free_objects``), ``x y z qw qx qy qz`` each; positions are
+      layout order (``scene.layout.tracked``: the free objects unless the task says otherwise), ``x y z qw qx qy qz`` each; positions are
       unbounded (an object pushed off the table falls freely: the floor does not collide),
       quaternion components lie in [-1, 1];
     - ``pixels`` (only with ``pixels=True``): ``Dict`` of ``Box(0, 255, (height, width, 3), uint8)``
@@ -162,7 +162,7 @@ class SimfailEnv(gymnasium.Env):
         # and the number of free objects are the same in every layout of a task.
         proto = build_scene(self.task, 0, self.stage)
         proto_core = make_core(proto, self.fps)
-        self.object_names: list[str] = list(proto.layout.free_objects)
+        self.object_names: list[str] = list(proto.layout.tracked)
         self.action_space = self._make_action_space(proto.model, proto_core)
         self.observation_space = self._make_observation_space(proto.model, proto_core)
 
@@ -233,16 +233,17 @@ class SimfailEnv(gymnasium.Env):
         else:
             scene_seed = int(self.np_random.integers(0, SEED_HIGH))
         scene = build_scene(self.task, scene_seed, self.stage)
-        if list(scene.layout.free_objects) != self.object_names:
+        if list(scene.layout.tracked) != self.object_names:
             raise RuntimeError(
-                f"task {self.task_name!r} laid out free objects {scene.layout.free_objects} for seed {scene_seed}, "
+                f"task {self.task_name!r} laid out tracked objects {scene.layout.tracked} for seed {scene_seed}, "
                 f"the observation space expects {self.object_names}"
             )
         self._close_renderer()  # the renderer is bound to the previous scene's model
         self.scene = scene
         self.scene_seed = scene_seed
         self.core = make_core(scene, self.fps)
-        self.trace = Trace(self.fps, list(self.core.entity_names), list(self.core.entity_names[2:]))
+        self.trace = Trace(self.fps, list(self.core.entity_names), list(self.core.entity_names[2:]),
+                           joint_index=self.core.joint_index)
         self.trace.record(self.core, np.concatenate([HOME_QPOS, [0.0]]), None, self.phase)
         self.elapsed_steps = 0
         obs = self._observation()

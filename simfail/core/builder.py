@@ -36,7 +36,7 @@ def build_scene(task: Task, seed: int, stage: StageConfig) -> BuiltScene:
 
 
 def make_core(scene: BuiltScene, fps: int) -> SimCore:
-    core = SimCore(scene.model, scene.layout.free_objects, fps=fps)
+    core = SimCore(scene.model, scene.layout.tracked, fps=fps)
     core.reset(scene.qpos0, np.concatenate([HOME_QPOS, [0.0]]))
     return core
 

@@ -73,7 +73,7 @@ def run_program(
     """
     fps = core.fps
     if start is None:
-        trace = Trace(fps, list(core.entity_names), list(core.entity_names[2:]))
+        trace = Trace(fps, list(core.entity_names), list(core.entity_names[2:]), joint_index=core.joint_index)
         action0 = np.concatenate([ik.arm_q, [program.grip_at(0.0)]])
         trace.record(core, action0, None, program.phase_at(0.0))
         result = RolloutResult(trace)

@@ -37,6 +37,28 @@ class FrameContacts:
     peak_force: np.ndarray
 
 
+#: qpos / qvel widths of each MuJoCo joint type (free, ball, slide, hinge).
+_QPOS_WIDTH = {mujoco.mjtJoint.mjJNT_FREE: 7, mujoco.mjtJoint.mjJNT_BALL: 4,
+               mujoco.mjtJoint.mjJNT_SLIDE: 1, mujoco.mjtJoint.mjJNT_HINGE: 1}
+_DOF_WIDTH = {mujoco.mjtJoint.mjJNT_FREE: 6, mujoco.mjtJoint.mjJNT_BALL: 3,
+              mujoco.mjtJoint.mjJNT_SLIDE: 1, mujoco.mjtJoint.mjJNT_HINGE: 1}
+
+
+def joint_index(model: mujoco.MjModel) -> dict[str, tuple[int, int, int, int]]:
+    """Named joint -> ``(qpos address, qpos width, dof address, dof width)``.
+
+    Lets detectors read any joint (a drawer slide [m], a lid hinge [rad], a particle's free
+    joint ``x y z qw qx qy qz``) from the recorded ``qpos`` / ``qvel`` without the model.
+    """
+    out = {}
+    for j in range(model.njnt):
+        name = model.joint(j).name
+        if name:
+            t = mujoco.mjtJoint(model.jnt_type[j])
+            out[name] = (int(model.jnt_qposadr[j]), _QPOS_WIDTH[t], int(model.jnt_dofadr[j]), _DOF_WIDTH[t])
+    return out
+
+
 class SimCore:
     """Owns the MjModel/MjData of one scene and steps it frame by frame.
 
@@ -67,6 +89,7 @@ class SimCore:
             ok = jnt >= 0 and model.jnt_type[jnt] == mujoco.mjtJoint.mjJNT_FREE
             self.free_dof[name] = int(model.jnt_dofadr[jnt]) if ok else -1
         self._geom_body = model.geom_bodyid.copy()
+        self.joint_index = joint_index(model)
 
     # ------------------------------------------------------------------ set-up
     def _geom_entities(self, entities: list[str]) -> np.ndarray:

@@ -38,6 +38,11 @@ class Layout:
         roles: Role name -> object name (``object``, ``target``, ``obstacle``, ``distractor0``...).
         instruction: The natural-language instruction for the robot.
         params: Task-specific numbers (heights, radii ...), all plain floats.
+        tracked_names: Bodies whose contacts, poses and velocities the simulation core tracks
+            (its *entities*), in order. ``None`` means every free object. Set it to track a fixed
+            fixture (a cabinet with a drawer joint) or to leave out swarms of small bodies
+            (pouring particles), which are read from ``sim.qpos`` through
+            :meth:`~simfail.labels.trace.Trace.joint_qpos` instead.
     """
 
     task: str
@@ -46,6 +51,7 @@ class Layout:
     roles: dict[str, str]
     instruction: str
     params: dict[str, Any] = field(default_factory=dict)
+    tracked_names: list[str] | None = None
 
     def obj(self, role_or_name: str) -> ObjectSpec:
         name = self.roles.get(role_or_name, role_or_name)
@@ -57,6 +63,11 @@ class Layout:
     @property
     def free_objects(self) -> list[str]:
         return [o.name for o in self.objects if o.free]
+
+    @property
+    def tracked(self) -> list[str]:
+        """Entity bodies of the simulation core (see ``tracked_names``)."""
+        return list(self.tracked_names) if self.tracked_names is not None else self.free_objects
 
 
 class Task(ABC):
@@ -103,6 +114,12 @@ _TASKS: dict[str, Callable[[], Task]] = {}
 #: Modules in the ``scenes`` package that define tasks, imported on first lookup.
 TASK_MODULES: dict[str, str] = {
     "pick_place": "simfail.scenes.pick_place",
+    "push_pull": "simfail.scenes.push_pull",
+    "open_close": "simfail.scenes.open_close",
+    "stack": "simfail.scenes.stack",
+    "reorient": "simfail.scenes.reorient",
+    "pour": "simfail.scenes.pour",
+    "tool_use": "simfail.scenes.tool_use",
 }
 
 

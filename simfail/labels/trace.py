@@ -32,6 +32,9 @@ class Trace:
     contact_impulse: list[np.ndarray] = field(default_factory=list)
     contact_peak: list[np.ndarray] = field(default_factory=list)
     phase: list[str] = field(default_factory=list)
+    #: joint name -> (qpos address, qpos width, dof address, dof width); see
+    #: :func:`simfail.core.sim.joint_index`.
+    joint_index: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.qpos)
@@ -59,7 +62,7 @@ class Trace:
 
     def truncate(self, n: int) -> Trace:
         """A copy holding frames ``0..n-1`` (the shared prefix of a counterfactual)."""
-        out = Trace(self.fps, list(self.entity_names), list(self.object_names))
+        out = Trace(self.fps, list(self.entity_names), list(self.object_names), joint_index=dict(self.joint_index))
         for name in ("qpos", "qvel", "action", "robot_state", "tcp", "width", "obj_pos", "obj_quat", "obj_vel",
                      "finger_touch", "contact_impulse", "contact_peak", "phase"):
             setattr(out, name, list(getattr(self, name)[:n]))
@@ -106,6 +109,24 @@ class Trace:
         x, y = q[:, 1], q[:, 2]
         zz = 1.0 - 2.0 * (x * x + y * y)
         return np.arccos(np.clip(zz, -1.0, 1.0))
+
+    def joint_qpos(self, joint: str) -> np.ndarray:
+        """(T, width) positions of a named joint: [m] for a slide, [rad] for a hinge, and
+        ``x y z qw qx qy qz`` (world frame, metres) for a free joint."""
+        adr, width, _, _ = self._joint(joint)
+        return self._arr("qpos")[:, adr : adr + width]
+
+    def joint_qvel(self, joint: str) -> np.ndarray:
+        """(T, width) velocities of a named joint: [m/s] or [rad/s]; a free joint gives its
+        linear velocity (world frame) then its angular velocity (body frame)."""
+        _, _, adr, width = self._joint(joint)
+        return self._arr("qvel")[:, adr : adr + width]
+
+    def _joint(self, joint: str) -> tuple[int, int, int, int]:
+        try:
+            return self.joint_index[joint]
+        except KeyError:
+            raise KeyError(f"no joint {joint!r} in the trace (known: {sorted(self.joint_index)})") from None
 
     def grip_cmd(self) -> np.ndarray:
         return self._arr("action")[:, 7]
