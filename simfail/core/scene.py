@@ -60,8 +60,13 @@ class StageConfig:
     fovy: float = 62.0
 
 
-def stage_xml(cfg: StageConfig, body: str, model_name: str, extra_assets: str = "", timestep: float = 0.002) -> str:
+def stage_xml(cfg: StageConfig, body: str, model_name: str, extra_assets: str = "", timestep: float = 0.002,
+              table_half: tuple[float, float] = (0.62, 0.75), table_center: tuple[float, float] = (0.32, 0.0)) -> str:
     """A complete scene document: options, visual settings, table, lights, cameras + ``body``.
+
+    ``table_half`` are the table top's half extents in x and y [m], ``table_center`` the centre
+    of the top in the world x-y plane [m] (the top surface is always z = 0). Tasks whose
+    failures involve the table edge (pushing an object off it) use a smaller table.
 
     Shadows and reflections are off and MSAA is disabled: on a CPU renderer (Mesa llvmpipe)
     they cost several times the frame time and matter little to reward models.
@@ -89,8 +94,8 @@ def stage_xml(cfg: StageConfig, body: str, model_name: str, extra_assets: str = 
     <light name="key" pos="0.6 0.4 1.6" dir="-0.1 -0.2 -1" diffuse="0.55 0.55 0.55" castshadow="false"/>
     <light name="fill" pos="0.2 -0.6 1.2" dir="0.2 0.4 -1" diffuse="0.25 0.25 0.25" castshadow="false"/>
     <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.76" material="floor" contype="0" conaffinity="0"/>
-    <geom name="table" type="box" size="0.62 0.75 0.02" pos="0.32 0 -0.02" material="table" friction="0.8 0.01 0.001"/>
-    <geom name="table_leg" type="box" size="0.55 0.65 0.36" pos="0.32 0 -0.4" rgba="0.3 0.25 0.2 1" contype="0" conaffinity="0"/>
+    <geom name="table" type="box" size="{table_half[0]:.4f} {table_half[1]:.4f} 0.02" pos="{table_center[0]:.4f} {table_center[1]:.4f} -0.02" material="table" friction="0.8 0.01 0.001"/>
+    <geom name="table_leg" type="box" size="{table_half[0] - 0.07:.4f} {table_half[1] - 0.1:.4f} 0.36" pos="{table_center[0]:.4f} {table_center[1]:.4f} -0.4" rgba="0.3 0.25 0.2 1" contype="0" conaffinity="0"/>
     <camera name="left" pos="{fmt(cfg.left_pos)}" xyaxes="{left}" fovy="{cfg.fovy}"/>
     <camera name="right" pos="{fmt(cfg.right_pos)}" xyaxes="{right}" fovy="{cfg.fovy}"/>
 {body}
