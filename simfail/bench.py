@@ -369,7 +369,7 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> B
         t2 = time.perf_counter()
         seeds[g] = {"seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
                     "instruction": res.episodes[0].instruction}
-        writer.finalize(_meta(cfg, probe.model, seeds))
+        writer.finalize(_meta(cfg, {cfg.task: probe.model}, seeds))
         t3 = time.perf_counter()
         pipeline += t3 - t0
         run.write += t2 - t1
@@ -392,7 +392,7 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> B
         del res
         log(f"bench: group {g + 1}/{cfg.groups} generated ({len(ep_work)} episodes, {t3 - t0:.1f} s)")
     t0 = time.perf_counter()
-    writer.finalize(_meta(cfg, probe.model, seeds))
+    writer.finalize(_meta(cfg, {cfg.task: probe.model}, seeds))
     t1 = time.perf_counter()
     pipeline += t1 - t0
     run.finalize += t1 - t0

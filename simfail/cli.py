@@ -27,6 +27,8 @@ commands:
   list       list tasks and their failure operators
   evaluate   stress-test a reward model on a dataset: simfail evaluate model=oracle data=DIR out=REPORT
   compare    put several evaluate reports side by side: simfail compare REPORT1 REPORT2 ... out=DIR
+  train-reward  train the rewind reward model on a dataset: simfail train-reward data=DIR out=MODEL_DIR
+  realism    edit a dataset's videos toward photorealism: simfail realism data=DIR out=DIR2 model=PATH
   --cfg      (after a command) print the composed config and exit
 """
 
@@ -98,6 +100,8 @@ def cmd_bench(overrides: list[str]) -> int:
     from simfail.bench import BenchConfig, bench_table, run_bench
 
     cfg = _generate_config([o for o in overrides if not o.startswith(("repeats=",))])
+    if cfg.task == "all":
+        raise ConfigError("bench measures one task at a time: pass task=<name> (see simfail list)")
     repeats = 1
     for o in overrides:
         if o.startswith("repeats="):
@@ -108,11 +112,22 @@ def cmd_bench(overrides: list[str]) -> int:
 
 
 def cmd_rates(overrides: list[str]) -> int:
-    from simfail.rates import measure_rates, rates_table
+    from dataclasses import replace
+
+    from simfail.generate import run_tasks, task_config, validate_failures
+    from simfail.core.task import get_task
+    from simfail.rates import measure_rates, rates_overview, rates_table
 
     cfg = _generate_config(overrides)
-    r = measure_rates(cfg, progress=cfg.progress)
-    print(rates_table(r))
+    validate_failures(cfg)
+    results = []
+    for name in run_tasks(cfg):
+        tcfg = replace(task_config(cfg, get_task(name)), task=name)
+        r = measure_rates(tcfg, progress=cfg.progress)
+        results.append(r)
+        print(rates_table(r))
+    if len(results) > 1:
+        print(rates_overview(results))
     return 0
 
 
@@ -151,8 +166,21 @@ def cmd_compare(args: list[str]) -> int:
     return run_compare(args)
 
 
+def cmd_train_reward(args: list[str]) -> int:
+    from simfail.learn.commands import cmd_train_reward as run_train
+
+    return run_train(args)
+
+
+def cmd_realism(args: list[str]) -> int:
+    from simfail.realism.commands import cmd_realism as run_realism
+
+    return run_realism(args)
+
+
 COMMANDS = {"generate": cmd_generate, "bench": cmd_bench, "check": cmd_check, "list": cmd_list, "rates": cmd_rates,
-            "evaluate": cmd_evaluate, "compare": cmd_compare}
+            "evaluate": cmd_evaluate, "compare": cmd_compare, "train-reward": cmd_train_reward,
+            "realism": cmd_realism}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,11 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         if "--cfg" in rest and cmd in ("generate", "bench"):
             from dataclasses import asdict
 
-            from simfail.core.task import get_task
-            from simfail.generate import variant_plan
+            from simfail.generate import validate_failures
 
             cfg = _generate_config([r for r in rest if r != "--cfg"])
-            variant_plan(get_task(cfg.task), cfg, 0)  # unknown failure names are errors here too
+            validate_failures(cfg)  # unknown failure names are errors here too
             print(json.dumps(asdict(cfg), indent=2))
             return 0
         return COMMANDS[cmd](rest)

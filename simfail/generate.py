@@ -13,7 +13,7 @@ import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import mujoco
@@ -26,7 +26,7 @@ from simfail.core.episode import VIEWS, EpisodeRecord, competition_ranks
 from simfail.core.robot import HOME_QPOS
 from simfail.core.rollout import RolloutResult, frame_count, onset_frame, run_program
 from simfail.core.scene import StageConfig
-from simfail.core.task import Task, get_task
+from simfail.core.task import Task, get_task, task_names
 from simfail.env import SimfailEnv
 from simfail.errors import ExpertFailedError, UnknownNameError
 from simfail.labels.scoring import dense_reward, episode_score, failure_mask
@@ -266,24 +266,73 @@ def config_dict(cfg: GenerateConfig) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(cfg)))
 
 
+#: ``task=all``: one dataset spanning every registered task category.
+ALL_TASKS = "all"
+
+
+def run_tasks(cfg: GenerateConfig) -> list[str]:
+    """The task categories a run covers, in group order."""
+    return task_names() if cfg.task == ALL_TASKS else [cfg.task]
+
+
+def task_config(cfg: GenerateConfig, task: Task) -> GenerateConfig:
+    """``cfg`` for one task of a run: with ``task=all`` a list of failure names keeps the ones
+    this task offers (a name no task offers is an error, see :func:`validate_failures`)."""
+    if cfg.task != ALL_TASKS or cfg.failures.names in (["all"], ["*"]):
+        return cfg
+    names = [n for n in cfg.failures.names if n in task.perturbations()]
+    return replace(cfg, task=task.name, failures=replace(cfg.failures, names=names))
+
+
+def validate_failures(cfg: GenerateConfig) -> None:
+    """Raise UnknownNameError for a failure name that none of the run's tasks offers."""
+    tasks = [get_task(t) for t in run_tasks(cfg)]
+    if len(tasks) == 1:
+        variant_plan(tasks[0], cfg, 0)
+        return
+    offered = sorted({n for t in tasks for n in t.perturbations()})
+    for n in cfg.failures.names:
+        if n not in ("all", "*") and n not in offered:
+            raise UnknownNameError("failure", n, offered)
+
+
+def group_plan(cfg: GenerateConfig) -> list[tuple[str, int]]:
+    """(task, group id) of every group of a run; with ``task=all`` task ``k`` (in
+    :func:`run_tasks` order) owns the group ids ``k * groups .. (k + 1) * groups - 1``."""
+    return [(t, k * cfg.groups + g) for k, t in enumerate(run_tasks(cfg)) for g in range(cfg.groups)]
+
+
+def _pad_sim_columns(episodes: list[EpisodeRecord], nq: int, nv: int) -> None:
+    """Zero-pad ``sim.qpos`` / ``sim.qvel`` to the dataset's widths (``task=all`` datasets hold
+    the widest task's width; each task's own width is in ``meta/simfail.json`` ``tasks``)."""
+    for ep in episodes:
+        for key, width in (("sim.qpos", nq), ("sim.qvel", nv)):
+            a = ep.columns[key]
+            if a.shape[1] < width:
+                ep.columns[key] = np.pad(a, ((0, 0), (0, width - a.shape[1])))
+
+
 def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
-    """Generate ``cfg.groups`` groups into ``cfg.out`` (resuming if asked); return a summary."""
+    """Generate ``cfg.groups`` groups (per task with ``task=all``) into ``cfg.out``, resuming if
+    asked; return a summary."""
     from tqdm import tqdm
 
     from simfail.dataset.writer import DatasetWriter
 
-    task = get_task(cfg.task)
-    variant_plan(task, cfg, 0)  # validate failure names before touching the disk
-    probe = build_scene(task, scene_seed(cfg.seed, 0, 0), _stage(cfg))  # nq/nv and joint table
-    env = make_group_env(task, cfg)
+    validate_failures(cfg)  # before touching the disk
+    names = run_tasks(cfg)
+    tasks = {t: get_task(t) for t in names}
+    probes = {t: build_scene(tasks[t], scene_seed(cfg.seed, 0, 0), _stage(cfg)).model for t in names}
+    nq = max(m.nq for m in probes.values())
+    nv = max(m.nv for m in probes.values())
     mode = "resume" if cfg.resume else "overwrite" if cfg.overwrite else "new"
     writer = DatasetWriter(
         cfg.out, fps=cfg.render.fps, image_size=(cfg.render.height, cfg.render.width),
-        state_names=STATE_NAMES, action_names=ACTION_NAMES, nq=probe.model.nq, nv=probe.model.nv,
+        state_names=STATE_NAMES, action_names=ACTION_NAMES, nq=nq, nv=nv,
         mode=mode, chunks_size=cfg.dataset.chunks_size, crf=cfg.dataset.crf, preset=cfg.dataset.preset,
     )
     done = set(writer.completed_groups())
-    todo = [g for g in range(cfg.groups) if g not in done]
+    todo = [(t, g) for t, g in group_plan(cfg) if g not in done]
     results: list[GroupResult] = []
     seeds: dict[int, dict[str, Any]] = {}
     meta_path = writer.root / "meta" / "simfail.json"
@@ -292,9 +341,11 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
     t_start = time.perf_counter()
     timing = GroupTiming()
     t_write = [0.0]
+    envs: dict[str, SimfailEnv] = {}
 
     def write(g: int, res: GroupResult, meta: dict[str, Any]) -> None:
         t0 = time.perf_counter()
+        _pad_sim_columns(res.episodes, nq, nv)
         writer.write_group(g, res.episodes)
         writer.finalize(meta)
         t_write[0] += time.perf_counter() - t0
@@ -305,21 +356,25 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
     bar = tqdm(todo, desc=f"simfail {cfg.task}", unit="group", disable=not cfg.progress)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="simfail-writer") as pool:
         try:
-            for g in bar:
-                res = generate_group(task, cfg, g, env=env)
+            for name, g in bar:
+                task = tasks[name]
+                tcfg = task_config(cfg, task)
+                if name not in envs:
+                    envs[name] = make_group_env(task, tcfg)
+                res = generate_group(task, tcfg, g, env=envs[name])
                 if pending is not None:
                     pending.result()
-                seeds[g] = {"seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
+                seeds[g] = {"task": name, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
                             "instruction": res.episodes[0].instruction}
-                pending = pool.submit(write, g, res, _meta(cfg, probe.model, dict(seeds)))
+                pending = pool.submit(write, g, res, _meta(cfg, probes, dict(seeds)))
                 results.append(res)
                 for k in ("physics", "render", "labels", "frames_rendered", "frames_written"):
                     setattr(timing, k, getattr(timing, k) + getattr(res.timing, k))
-                bar.set_postfix(episodes=sum(len(r.episodes) for r in results))
+                bar.set_postfix(task=name, episodes=sum(len(r.episodes) for r in results))
         finally:
             if pending is not None:
                 pending.result()
-    writer.finalize(_meta(cfg, probe.model, seeds))
+    writer.finalize(_meta(cfg, probes, seeds))
     summary = summarize(results)
     summary.update({"skipped_groups": sorted(done), "seconds": time.perf_counter() - t_start,
                     "time": {"physics": timing.physics, "render": timing.render, "labels": timing.labels,
@@ -328,15 +383,20 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
     return summary
 
 
-def _meta(cfg: GenerateConfig, model: mujoco.MjModel, seeds: dict[int, dict[str, Any]]) -> dict[str, Any]:
+def _meta(cfg: GenerateConfig, models: dict[str, mujoco.MjModel], seeds: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """``meta/simfail.json``. ``joints``/``nq``/``nv`` describe the dataset's ``sim.qpos`` /
+    ``sim.qvel`` columns for a single-task run; ``tasks`` gives every task's own joint table and
+    widths (with ``task=all`` the columns are zero-padded to the widest task)."""
+    first = next(iter(models.values()))
     return {
         "versions": versions(),
         "config": config_dict(cfg),
         "task": cfg.task,
         "groups": {str(k): v for k, v in sorted(seeds.items())},
-        "joints": joint_table(model),
-        "nq": int(model.nq),
-        "nv": int(model.nv),
+        "tasks": {t: {"nq": int(m.nq), "nv": int(m.nv), "joints": joint_table(m)} for t, m in models.items()},
+        "joints": joint_table(first) if len(models) == 1 else [],
+        "nq": max(int(m.nq) for m in models.values()),
+        "nv": max(int(m.nv) for m in models.values()),
         "labels": {
             "reward": "progress * prod(1 - W[cat]*severity) over task/quality events from their visible "
                       "frame (W: task 0.5, quality 0.3); 0 from the visible frame of any safety event",

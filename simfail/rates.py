@@ -75,3 +75,15 @@ def rates_table(r: Rates) -> str:
     head = (f"task {r.task}: expert success {r.expert_successes}/{r.expert_attempts} seeds "
             f"({r.expert_success_rate:.1%}); expert mean score {r.mean_score.get('expert', 0):.1f}\n")
     return head + table(rows, ["failure", "realized", "rate", "task success", "mean score"])
+
+
+def rates_overview(results: list[Rates]) -> str:
+    """One row per task: expert success and the worst / mean realization over its operators."""
+    rows = []
+    for r in results:
+        rates = [hit / n for hit, n in r.realized.values() if n]
+        worst = min(r.realized.items(), key=lambda kv: kv[1][0] / max(kv[1][1], 1)) if r.realized else None
+        rows.append([r.task, f"{r.expert_successes}/{r.expert_attempts}", f"{r.expert_success_rate:.1%}",
+                     f"{sum(rates) / len(rates):.0%}" if rates else "-",
+                     f"{worst[0]} {worst[1][0]}/{worst[1][1]}" if worst else "-"])
+    return table(rows, ["task", "expert ok/attempts", "expert success", "mean realization", "lowest realization"])
