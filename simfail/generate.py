@@ -266,6 +266,64 @@ def config_dict(cfg: GenerateConfig) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(cfg)))
 
 
+class GroupSink:
+    """Writes groups on a background thread, so that encoding and writing group ``g`` (ffmpeg
+    subprocesses, parquet) overlap the physics and rendering of group ``g + 1``. At most one
+    group waits, so memory stays bounded. Used by ``generate`` and by ``bench`` alike.
+
+    Args:
+        writer: The dataset writer.
+        nq, nv: Widths the ``sim.qpos`` / ``sim.qvel`` columns are zero-padded to.
+    """
+
+    def __init__(self, writer, nq: int, nv: int):
+        self.writer = writer
+        self.nq, self.nv = nq, nv
+        #: seconds spent writing groups (background) and finalizing meta, and waiting for them
+        self.write_s = 0.0
+        self.finalize_s = 0.0
+        self.wait_s = 0.0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simfail-writer")
+        self._pending = None
+
+    def _write(self, group_id: int, episodes: list[EpisodeRecord], meta: dict[str, Any]) -> None:
+        t0 = time.perf_counter()
+        _pad_sim_columns(episodes, self.nq, self.nv)
+        self.writer.write_group(group_id, episodes)
+        for ep in episodes:  # the frames are on disk now: release them
+            ep.frames = {}
+        t1 = time.perf_counter()
+        self.writer.finalize(meta)
+        self.write_s += t1 - t0
+        self.finalize_s += time.perf_counter() - t1
+
+    def wait(self) -> None:
+        """Block until the group being written is on disk (re-raising its error)."""
+        if self._pending is not None:
+            t0 = time.perf_counter()
+            try:
+                self._pending.result()
+            finally:
+                self._pending = None
+                self.wait_s += time.perf_counter() - t0
+
+    def submit(self, group_id: int, episodes: list[EpisodeRecord], meta: dict[str, Any]) -> None:
+        self.wait()
+        self._pending = self._pool.submit(self._write, group_id, episodes, meta)
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> GroupSink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 #: ``task=all``: one dataset spanning every registered task category.
 ALL_TASKS = "all"
 
@@ -340,40 +398,23 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
         seeds = {int(k): v for k, v in json.loads(meta_path.read_text()).get("groups", {}).items()}
     t_start = time.perf_counter()
     timing = GroupTiming()
-    t_write = [0.0]
     envs: dict[str, SimfailEnv] = {}
-
-    def write(g: int, res: GroupResult, meta: dict[str, Any]) -> None:
-        t0 = time.perf_counter()
-        _pad_sim_columns(res.episodes, nq, nv)
-        writer.write_group(g, res.episodes)
-        writer.finalize(meta)
-        t_write[0] += time.perf_counter() - t0
-
-    # Encoding (ffmpeg subprocesses) and writing of group g overlap the physics of group g+1;
-    # at most one group waits, so memory stays bounded.
-    pending = None
     bar = tqdm(todo, desc=f"simfail {cfg.task}", unit="group", disable=not cfg.progress)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="simfail-writer") as pool:
-        try:
-            for name, g in bar:
-                task = tasks[name]
-                tcfg = task_config(cfg, task)
-                if name not in envs:
-                    envs[name] = make_group_env(task, tcfg)
-                res = generate_group(task, tcfg, g, env=envs[name])
-                if pending is not None:
-                    pending.result()
-                seeds[g] = {"task": name, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
-                            "instruction": res.episodes[0].instruction}
-                pending = pool.submit(write, g, res, _meta(cfg, probes, dict(seeds)))
-                results.append(res)
-                for k in ("physics", "render", "labels", "frames_rendered", "frames_written"):
-                    setattr(timing, k, getattr(timing, k) + getattr(res.timing, k))
-                bar.set_postfix(task=name, episodes=sum(len(r.episodes) for r in results))
-        finally:
-            if pending is not None:
-                pending.result()
+    with GroupSink(writer, nq, nv) as sink:
+        for name, g in bar:
+            task = tasks[name]
+            tcfg = task_config(cfg, task)
+            if name not in envs:
+                envs[name] = make_group_env(task, tcfg)
+            res = generate_group(task, tcfg, g, env=envs[name])
+            seeds[g] = {"task": name, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
+                        "instruction": res.episodes[0].instruction}
+            sink.submit(g, res.episodes, _meta(cfg, probes, dict(seeds)))
+            results.append(res)
+            for k in ("physics", "render", "labels", "frames_rendered", "frames_written"):
+                setattr(timing, k, getattr(timing, k) + getattr(res.timing, k))
+            bar.set_postfix(task=name, episodes=sum(len(r.episodes) for r in results))
+    t_write = [sink.write_s + sink.finalize_s]
     writer.finalize(_meta(cfg, probes, seeds))
     summary = summarize(results)
     summary.update({"skipped_groups": sorted(done), "seconds": time.perf_counter() - t_start,

@@ -62,6 +62,30 @@ def test_slerp_endpoints():
     assert abs(np.dot(mid, topdown_quat(0.3))) == pytest.approx(1.0, abs=1e-9)
 
 
+def test_slerp_matches_scipy_on_random_rotations():
+    from scipy.spatial.transform import Rotation, Slerp
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        r = Rotation.random(2, random_state=rng)
+        w = float(rng.uniform())
+        x0, y0, z0, w0 = r[0].as_quat()
+        x1, y1, z1, w1 = r[1].as_quat()
+        ours = slerp_wxyz(np.array([w0, x0, y0, z0]), np.array([w1, x1, y1, z1]), w)
+        x, y, z, ww = Slerp([0.0, 1.0], r)([w]).as_quat()[0]
+        # same rotation (q and -q are equal rotations)
+        assert abs(np.dot(ours, [ww, x, y, z])) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_topdown_quat_points_the_tool_down_with_the_given_yaw():
+    from scipy.spatial.transform import Rotation
+
+    for yaw in (-2.5, -0.4, 0.0, 0.7, 3.0):
+        w, x, y, z = topdown_quat(yaw)
+        ref = Rotation.from_euler("z", yaw) * Rotation.from_euler("x", np.pi)
+        assert abs(np.dot([x, y, z, w], ref.as_quat())) == pytest.approx(1.0, abs=1e-12)
+
+
 # --------------------------------------------------------------------------- plain programs
 
 

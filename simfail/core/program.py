@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.spatial.transform import Rotation, Slerp
 
 from simfail.core.robot import topdown_quat
 
@@ -172,6 +171,13 @@ def slerp_wxyz(q0: np.ndarray, q1: np.ndarray, w: float) -> np.ndarray:
         return np.asarray(q0 if w < 1.0 else q1, float)
     if w >= 1.0:
         return np.asarray(q1, float)
-    rots = Rotation.from_quat([[q0[1], q0[2], q0[3], q0[0]], [q1[1], q1[2], q1[3], q1[0]]])
-    x, y, z, ww = Slerp([0.0, 1.0], rots)([w]).as_quat()[0]
-    return np.array([ww, x, y, z])
+    q0 = np.asarray(q0, float) / np.linalg.norm(q0)
+    q1 = np.asarray(q1, float) / np.linalg.norm(q1)
+    dot = float(np.dot(q0, q1))
+    if dot < 0.0:  # the shorter arc: q and -q are the same rotation
+        q1, dot = -q1, -dot
+    if dot > 0.9995:  # nearly parallel: normalized lerp is exact to ~1e-7
+        q = q0 + w * (q1 - q0)
+        return q / np.linalg.norm(q)
+    theta = np.arccos(dot)
+    return (np.sin((1.0 - w) * theta) * q0 + np.sin(w * theta) * q1) / np.sin(theta)

@@ -13,7 +13,6 @@ from functools import lru_cache
 import mink
 import mujoco
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from simfail.core.mjcf import compile_model, read_scene_file
 from simfail.render.meshes import load_panda_meshes
@@ -45,9 +44,8 @@ def topdown_quat(yaw: float) -> np.ndarray:
 
     Yaw 0 puts the finger opening direction (hand y axis) along world y.
     """
-    rot = Rotation.from_euler("z", yaw) * Rotation.from_euler("x", np.pi)
-    x, y, z, w = rot.as_quat()
-    return np.array([w, x, y, z])
+    # Rz(yaw) * Rx(pi) in closed form
+    return np.array([0.0, np.cos(yaw / 2.0), np.sin(yaw / 2.0), 0.0])
 
 
 @dataclass

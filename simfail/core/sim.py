@@ -154,23 +154,33 @@ class SimCore:
         c1 = self._action_to_ctrl(action)
         n_ent = len(self.entity_names)
         n2 = n_ent * n_ent
-        impulse = np.zeros(n2)
-        peak = np.zeros(n2)
-        dt = m.opt.timestep
+        nsub = self.substeps
         geom_entity = self.geom_entity
-        for k in range(1, self.substeps + 1):
-            d.ctrl[:] = c0 + (c1 - c0) * (k / self.substeps)
+        # per substep, the (pair, normal force) of every active contact; reduced once per frame
+        pairs: list[np.ndarray] = []
+        forces: list[np.ndarray] = []
+        ctrls = c0 + (c1 - c0) * (np.arange(1, nsub + 1) / nsub)[:, None]
+        for k in range(1, nsub + 1):
+            d.ctrl[:] = ctrls[k - 1]
             mujoco.mj_step(m, d)
             ncon = d.ncon
             if ncon:
-                adr = d.contact.efc_address[:ncon]
-                geoms = d.contact.geom[:ncon]
+                con = d.contact
+                adr = con.efc_address[:ncon]
+                geoms = con.geom[:ncon]
                 # elliptic cones: the first constraint row of a contact is its normal force
-                fn = np.where(adr >= 0, np.abs(d.efc_force[np.maximum(adr, 0)]), 0.0)
-                pair = geom_entity[geoms[:, 0]] * n_ent + geom_entity[geoms[:, 1]]
-                force = np.bincount(pair, weights=fn, minlength=n2)
-                impulse += force * dt
-                np.maximum(peak, force, out=peak)
+                fn = np.abs(d.efc_force[adr])
+                fn[adr < 0] = 0.0
+                pairs.append((k - 1) * n2 + geom_entity[geoms[:, 0]] * n_ent + geom_entity[geoms[:, 1]])
+                forces.append(fn)
+        if pairs:
+            per_sub = np.bincount(np.concatenate(pairs), weights=np.concatenate(forces), minlength=nsub * n2)
+            per_sub = per_sub.reshape(nsub, n2)
+            impulse = per_sub.sum(axis=0) * m.opt.timestep
+            peak = per_sub.max(axis=0)
+        else:
+            impulse = np.zeros(n2)
+            peak = np.zeros(n2)
         impulse = impulse.reshape(n_ent, n_ent)
         peak = peak.reshape(n_ent, n_ent)
         self._last_action = action.copy()
