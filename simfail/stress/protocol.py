@@ -198,7 +198,7 @@ class StochasticRewardModel(Protocol):
 _REGISTRY: dict[str, Callable[..., Any]] = {}
 
 #: Modules whose import registers the built-in models.
-_BUILTIN_MODULES: tuple[str, ...] = ("simfail.stress.baselines", "simfail.stress.gvl")
+_BUILTIN_MODULES: tuple[str, ...] = ("simfail.stress.baselines", "simfail.stress.gvl", "simfail.stress.rewind_model")
 
 
 def register_model(name: str) -> Callable[[Any], Any]:
