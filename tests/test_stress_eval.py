@@ -91,7 +91,7 @@ def test_adapter_ground_truth_and_lazy_decoding(data):
     assert len(items) == 8 and ad.n_decoded == 0  # privileged, no views: nothing decoded
     ep, gt = items[4]
     assert ep.frames == {} and ep.length == 8 and ep.instruction == "put the red cube in the bowl"
-    assert ep.privileged is not None and set(ep.privileged) == {"reward", "progress"}
+    assert ep.privileged is not None and set(ep.privileged) == {"reward", "progress", "score"}
     assert gt["context"] == 1 and gt["task"] == "pick_place" and gt["score"] == 10.0 and not gt["success"]
     assert gt["variant"] == "perturb_1" and gt["failures"][0].type == "drop" and gt["reward"].shape == (8,)
 
@@ -124,6 +124,16 @@ def test_oracle_report(data, tmp_path):
     assert len(list((out / "curves").glob("*.png"))) == 3
     page = (out / "index.html").read_text()
     assert "#t=" in page and ".mp4" in page
+
+
+def test_score_oracle_is_the_ranking_itself(data, tmp_path):
+    out = tmp_path / "oracle_score"
+    assert cmd_evaluate(["model=oracle", "model.key=score", f"data={data}", f"out={out}", "bootstrap=0",
+                         "curves=0", "progress=false"]) == 0
+    m = _metrics(out)
+    assert m["summary"]["preference"]["accuracy"] == 1.0 and m["errors"]["n"] == 0
+    with pytest.raises(UnknownNameError, match="oracle key"):
+        OracleModel(key="returns")
 
 
 def test_progress_only_default_out_and_kwargs(data, capsys):

@@ -17,19 +17,38 @@ def _privileged(ep: EpisodeInput, key: str, model: str) -> np.ndarray:
     return np.asarray(ep.privileged[key], dtype=np.float64).reshape(-1)
 
 
+#: Privileged labels the oracle can return: per-frame ``reward`` / ``progress`` (dense, in
+#: [0, 1]) or the episode ``score`` (one value in [0, 100]).
+ORACLE_KEYS: tuple[str, ...] = ("reward", "progress", "score")
+
+
 @register_model("oracle")
 class OracleModel:
-    """Returns the ground-truth dense reward (privileged). Its preference accuracy is the
-    ceiling the dataset's labels allow under the chosen return definition."""
+    """Returns a ground-truth label (privileged).
+
+    ``key="reward"`` (default): the dense failure-aware reward. Its preference accuracy is the
+    ceiling the dense labels allow under the chosen return definition; it is below 1 where the
+    time-integrated return and the episode score disagree (a late failure collects more reward
+    than an early one that scores higher; a success with a safety violation keeps its score
+    but its reward is 0 after the violation). ``key="score"``: the episode score, which *defines*
+    the ground-truth ranking, so its accuracy is 1 by construction: the sanity check of the
+    metric pipeline. ``key="progress"``: task progress (ignores failures, like progress_only).
+    """
 
     name = "oracle"
 
     def __init__(self, key: str = "reward") -> None:
+        if key not in ORACLE_KEYS:
+            raise UnknownNameError("oracle key", key, ORACLE_KEYS)
         self.key = key
-        self.requirements = ModelRequirements(views=(), privileged=True, value_range=(0.0, 1.0))
+        if key == "score":
+            self.requirements = ModelRequirements(views=(), privileged=True, output="episode", value_range=(0.0, 100.0))
+        else:
+            self.requirements = ModelRequirements(views=(), privileged=True, value_range=(0.0, 1.0))
 
     def predict(self, ep: EpisodeInput) -> np.ndarray:
-        return _privileged(ep, self.key, self.name)
+        value = _privileged(ep, self.key, self.name)
+        return value.reshape(()) if self.key == "score" else value
 
 
 PROGRESS_MODES: tuple[str, ...] = ("time", "progress")

@@ -280,6 +280,7 @@ class DatasetEpisodes:
         privileged = None
         if req.privileged:
             privileged = {k: cols[k] for k in ("reward", "progress") if k in cols}
+            privileged["score"] = np.array(float(self._rows[ep]["simfail.score"]))
         times = cols.get("timestamp")
         if times is None:
             times = np.arange(int(self._rows[ep]["length"])) / float(self.dataset.fps)

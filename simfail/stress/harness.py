@@ -212,7 +212,7 @@ def _with_privileged(ep: EpisodeInput, gt: Mapping[str, Any], req: ModelRequirem
     if not req.privileged:
         return ep
     priv = dict(ep.privileged or {})
-    for key in ("reward", "progress"):
+    for key in ("reward", "progress", "score"):
         if key not in priv and gt.get(key) is not None:
             priv[key] = np.asarray(gt[key])
     return replace(ep, privileged=priv)

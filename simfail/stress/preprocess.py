@@ -137,6 +137,9 @@ def prepare_input(ep: EpisodeInput, req: ModelRequirements) -> tuple[EpisodeInpu
         privileged = {}
         for key, val in ep.privileged.items():
             val = np.asarray(val)
+            if val.ndim == 0:  # an episode-level label (the score): nothing to subsample
+                privileged[key] = val
+                continue
             if val.shape[:1] != (n,):
                 raise DatasetFormatError(f"episode {ep.episode_id!r}: privileged {key!r} has shape {val.shape}, expected ({n}, ...)")
             privileged[key] = val[idx]
