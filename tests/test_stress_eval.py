@@ -136,6 +136,16 @@ def test_score_oracle_is_the_ranking_itself(data, tmp_path):
         OracleModel(key="returns")
 
 
+def test_group_filter_scores_only_the_chosen_groups(data, tmp_path):
+    out = tmp_path / "g1"
+    assert cmd_evaluate(["model=oracle", f"data={data}", f"out={out}", "groups=[1]", "bootstrap=0", "curves=0",
+                         "progress=false"]) == 0
+    pref = _metrics(out)["summary"]["preference"]
+    assert set(pref["per_context"]) == {"1"} and pref["n_pairs"] == 3
+    with pytest.raises(ConfigError, match="not in"):
+        cmd_evaluate(["model=oracle", f"data={data}", f"out={tmp_path / 'g9'}", "groups=7:9"])
+
+
 def test_progress_only_default_out_and_kwargs(data, capsys):
     assert cmd_evaluate(["model=progress_only", "model.mode=progress", f"data={data}", "curves=2", "video=gif", "bootstrap=0"]) == 0
     out = data / "reports" / "progress_only-mode=progress"

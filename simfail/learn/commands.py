@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from simfail.stress.commands import parse_groups
 from simfail.errors import ConfigError, OutputDirError, UnknownNameError
 
 __all__ = ["cmd_train_reward", "train_settings", "run_train", "parse_groups"]
@@ -22,32 +23,6 @@ def _base_keys() -> dict[str, Any]:
     import yaml
 
     return yaml.safe_load(resources.files("simfail.configs").joinpath("train_reward.yaml").read_text()) or {}
-
-
-def parse_groups(value: Any, what: str) -> list[int] | None:
-    """``None``, a list of ints, an int, or a ``"a:b"`` range string (end excluded)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ConfigError(f"{what} must be a list of group ids or a range 'a:b', got {value!r}")
-    if isinstance(value, int):
-        return [value]
-    if isinstance(value, str):
-        a, sep, b = value.partition(":")
-        try:
-            if sep:
-                return list(range(int(a), int(b)))
-            return [int(x) for x in value.replace(",", " ").split()]
-        except ValueError:
-            raise ConfigError(f"{what} must be a list of group ids or a range 'a:b', got {value!r}") from None
-    if isinstance(value, (list, tuple)):
-        out = []
-        for x in value:
-            if isinstance(x, bool) or not isinstance(x, int):
-                raise ConfigError(f"{what} must hold integer group ids, got {x!r}")
-            out.append(int(x))
-        return out
-    raise ConfigError(f"{what} must be a list of group ids or a range 'a:b', got {value!r}")
 
 
 def _split(args: list[str]) -> tuple[list[str], bool]:

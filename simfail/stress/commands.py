@@ -151,6 +151,32 @@ def _default_out(data: Path, cfg: dict[str, Any]) -> Path:
     return data / "reports" / name
 
 
+def parse_groups(value: Any, what: str) -> list[int] | None:
+    """Group selection: ``None`` (all), an int, a list of ints, or a range ``"a:b"`` (end excluded)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a list of group ids or a range 'a:b', got {value!r}")
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, str):
+        a, sep, b = value.partition(":")
+        try:
+            if sep:
+                return list(range(int(a), int(b)))
+            return [int(x) for x in value.replace(",", " ").split()]
+        except ValueError:
+            raise ConfigError(f"{what} must be a list of group ids or a range 'a:b', got {value!r}") from None
+    if isinstance(value, (list, tuple)):
+        out = []
+        for x in value:
+            if isinstance(x, bool) or not isinstance(x, int):
+                raise ConfigError(f"{what} must hold integer group ids, got {x!r}")
+            out.append(int(x))
+        return out
+    raise ConfigError(f"{what} must be a list of group ids or a range 'a:b', got {value!r}")
+
+
 def run_evaluate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     """Run a composed ``evaluate`` configuration; returns ``(metrics, report folder)``."""
     from simfail.dataset import layout as L
@@ -176,8 +202,16 @@ def run_evaluate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
 
     groups = ds.groups()
     episodes = None
+    keep = list(groups)
+    chosen = parse_groups(cfg.get("groups"), "groups")
+    if chosen is not None:
+        missing = sorted(set(chosen) - set(groups))
+        if missing:
+            raise ConfigError(f"groups: {missing[:10]} are not in {data} (it has groups {min(groups)}..{max(groups)})")
+        keep = [g for g in keep if g in set(chosen)]
     if cfg.get("max_groups"):
-        keep = list(groups)[: int(cfg["max_groups"])]
+        keep = keep[: int(cfg["max_groups"])]
+    if chosen is not None or cfg.get("max_groups"):
         episodes = sorted(ep for g in keep for ep in groups[g])
     ex = cfg["examples"]
     req = model.requirements
