@@ -23,7 +23,7 @@ commands:
   bench      measure episodes/hour and the time split against the raw MuJoCo ceiling
              e.g. simfail bench groups=2
   rates      expert success and failure realization rates, physics only: simfail rates groups=100
-  check      verify a written dataset: simfail check DIR
+  check      verify a written dataset: simfail check DIR (or data=DIR)
   list       list tasks and their failure operators
   evaluate   stress-test a reward model on a dataset: simfail evaluate model=oracle data=DIR out=REPORT
   compare    put several evaluate reports side by side: simfail compare REPORT1 REPORT2 ... out=DIR
@@ -135,8 +135,9 @@ def cmd_check(args: list[str]) -> int:
     from simfail.dataset.reader import SimfailDataset
 
     if len(args) != 1:
-        raise ConfigError("usage: simfail check DIR")
-    problems = SimfailDataset(args[0]).check()
+        raise ConfigError("usage: simfail check DIR (or data=DIR)")
+    path = args[0][len("data="):] if args[0].startswith("data=") else args[0]
+    problems = SimfailDataset(path).check()
     for p in problems:
         print(f"problem: {p}")
     print("ok" if not problems else f"{len(problems)} problem(s)")

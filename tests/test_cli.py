@@ -164,6 +164,8 @@ def test_check_command_on_a_good_dataset(capsys, cli_dataset):
     capsys.readouterr()
     assert main(["check", str(cli_dataset)]) == 0
     assert capsys.readouterr().out.strip().endswith("ok")
+    assert main(["check", f"data={cli_dataset}"]) == 0  # the key=value form other commands use
+    assert capsys.readouterr().out.strip().endswith("ok")
 
 
 # --------------------------------------------------------------------------- resume
