@@ -39,5 +39,12 @@ class ExpertFailedError(SimfailError):
     """The scripted expert did not succeed on a seed (the seed is skipped, never written)."""
 
 
+class SimulationUnstableError(SimfailError):
+    """The physics diverged (MuJoCo's bad-acceleration warning fired and it reset the state).
+
+    A rollout that diverged has no trustworthy labels: the generator rejects the seed when the
+    expert diverges and leaves a diverged variant out of its group (recorded in the meta)."""
+
+
 class RewardModelError(SimfailError):
     """A reward model returned an output of the wrong shape, NaN, or out of range values."""

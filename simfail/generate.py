@@ -28,7 +28,7 @@ from simfail.core.rollout import RolloutResult, frame_count, onset_frame, run_pr
 from simfail.core.scene import StageConfig
 from simfail.core.task import Task, get_task, task_names
 from simfail.env import SimfailEnv
-from simfail.errors import ExpertFailedError, UnknownNameError
+from simfail.errors import ExpertFailedError, SimulationUnstableError, UnknownNameError
 from simfail.labels.scoring import dense_reward, episode_score, failure_mask
 from simfail.render.renderer import MultiViewRenderer
 
@@ -62,6 +62,8 @@ class GroupResult:
     rejected_seeds: list[int]
     episodes: list[EpisodeRecord]
     timing: GroupTiming = field(default_factory=GroupTiming)
+    #: variants left out because their physics diverged: ``{"variant", "error"}``
+    unstable_variants: list[dict[str, str]] = field(default_factory=list)
 
 
 def scene_seed(base_seed: int, group: int, attempt: int) -> int:
@@ -143,6 +145,7 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     n_frames = frame_count(task.duration, fps)
     timing = GroupTiming()
     rejected: list[int] = []
+    unstable: list[dict[str, str]] = []
     # The generator drives the Gymnasium environment's own simulation core (one core, not
     # two): the env builds the scene for the seed; rollouts step env.core frame by frame.
     if env is None:
@@ -153,7 +156,12 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
         scene, core, ik = env.scene, env.core, make_ik()
         t0 = time.perf_counter()
         expert = task.expert_program(scene.layout)
-        base = run_program(core, ik, expert, n_frames)  # physics only: check the expert first
+        try:
+            base = run_program(core, ik, expert, n_frames)  # physics only: check the expert first
+        except SimulationUnstableError:
+            timing.physics += time.perf_counter() - t0
+            rejected.append(seed)
+            continue
         timing.physics += time.perf_counter() - t0
         t0 = time.perf_counter()
         ok, events = task.detect(base.trace, scene.layout)
@@ -179,15 +187,22 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
             applied = perts[spec.perturbation].apply(task, scene.layout, expert, spec.magnitude, rng)
             k = onset_frame(applied.onset_time, fps)
             t0 = time.perf_counter()
-            if cfg.dataset.reuse_prefix:
-                res = run_program(core, ik, applied.program, n_frames, start=base, start_frame=k, keep_snapshots=True)
-                first_new = k + 1
-            else:
-                core.reset(scene.qpos0, np.concatenate([HOME_QPOS, [0.0]]))
-                ik.reset(HOME_QPOS)
-                res = run_program(core, ik, applied.program, n_frames, keep_snapshots=True)
-                res.frames = {}
-                first_new = 0
+            try:
+                if cfg.dataset.reuse_prefix:
+                    res = run_program(core, ik, applied.program, n_frames, start=base, start_frame=k,
+                                      keep_snapshots=True)
+                    first_new = k + 1
+                else:
+                    core.reset(scene.qpos0, np.concatenate([HOME_QPOS, [0.0]]))
+                    ik.reset(HOME_QPOS)
+                    res = run_program(core, ik, applied.program, n_frames, keep_snapshots=True)
+                    res.frames = {}
+                    first_new = 0
+            except SimulationUnstableError as exc:
+                # no trustworthy labels: leave the variant out and say so in the meta
+                unstable.append({"variant": spec.name, "error": str(exc)})
+                timing.physics += time.perf_counter() - t0
+                continue
             timing.physics += time.perf_counter() - t0
             if renderer is not None:
                 t0 = time.perf_counter()
@@ -206,7 +221,7 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     for ep, rank in zip(episodes, competition_ranks([e.score for e in episodes])):
         ep.rank = rank
     timing.frames_written = sum(e.length for e in episodes) * len(VIEWS)
-    return GroupResult(group_id, seed, rejected, episodes, timing)
+    return GroupResult(group_id, seed, rejected, episodes, timing, unstable)
 
 
 def make_group_env(task: Task, cfg: GenerateConfig) -> SimfailEnv:
@@ -409,6 +424,8 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
             res = generate_group(task, tcfg, g, env=envs[name])
             seeds[g] = {"task": name, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
                         "instruction": res.episodes[0].instruction}
+            if res.unstable_variants:
+                seeds[g]["unstable_variants"] = res.unstable_variants
             sink.submit(g, res.episodes, _meta(cfg, probes, dict(seeds)))
             results.append(res)
             for k in ("physics", "render", "labels", "frames_rendered", "frames_written"):

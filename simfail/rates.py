@@ -26,6 +26,8 @@ class Rates:
     realized: dict[str, list[int]] = field(default_factory=dict)  # name -> [realized, total]
     success_of_variants: dict[str, list[int]] = field(default_factory=dict)
     mean_score: dict[str, float] = field(default_factory=dict)
+    #: variants left out because their physics diverged, by operator
+    diverged: dict[str, int] = field(default_factory=dict)
 
     @property
     def expert_success_rate(self) -> float:
@@ -36,6 +38,7 @@ class Rates:
             "task": self.task, "groups": self.groups, "expert_attempts": self.expert_attempts,
             "expert_successes": self.expert_successes, "expert_success_rate": self.expert_success_rate,
             "realized": self.realized, "variant_success": self.success_of_variants, "mean_score": self.mean_score,
+            "diverged": self.diverged,
         }
 
 
@@ -51,6 +54,9 @@ def measure_rates(cfg: GenerateConfig, progress: bool = True) -> Rates:
         res = generate_group(task, cfg, g, render=False, env=env)
         rates.expert_attempts += 1 + len(res.rejected_seeds)
         rates.expert_successes += 1
+        for u in res.unstable_variants:
+            name = u["variant"].split(":")[0].split("@")[0]
+            rates.diverged[name] = rates.diverged.get(name, 0) + 1
         for ep in res.episodes:
             name = "expert" if ep.variant == "expert" else ep.perturbation["name"]
             scores.setdefault(name, []).append(ep.score)
@@ -74,6 +80,8 @@ def rates_table(r: Rates) -> str:
         rows.append([name, f"{hit}/{n}", f"{hit / n:.0%}", f"{s}/{sn}", f"{r.mean_score[name]:.1f}"])
     head = (f"task {r.task}: expert success {r.expert_successes}/{r.expert_attempts} seeds "
             f"({r.expert_success_rate:.1%}); expert mean score {r.mean_score.get('expert', 0):.1f}\n")
+    if r.diverged:
+        head += f"variants left out because the physics diverged: {r.diverged}\n"
     return head + table(rows, ["failure", "realized", "rate", "task success", "mean score"])
 
 

@@ -19,6 +19,11 @@ import mujoco
 import numpy as np
 
 from simfail.core.robot import GRIPPER_OPEN_WIDTH, RobotIndex
+from simfail.errors import SimulationUnstableError
+
+#: MuJoCo warnings after which it resets the simulation state (NaN / huge qpos, qvel, qacc).
+_DIVERGED = [int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
+                               mujoco.mjtWarning.mjWARN_BADQACC)]
 
 #: MuJoCo state components saved for exact branching (positions, velocities, controls,
 #: warm-start accelerations, time, ...).
@@ -146,6 +151,10 @@ class SimCore:
         ctrl[self.robot.gripper_ctrl] = (1.0 - float(np.clip(action[7], 0.0, 1.0))) * GRIPPER_OPEN_WIDTH
         return np.clip(ctrl, self._ctrl_lo, self._ctrl_hi)
 
+    def _divergences(self) -> int:
+        w = self.data.warning
+        return sum(int(w[i].number) for i in _DIVERGED)
+
     def step(self, action: np.ndarray) -> FrameContacts:
         """Advance one frame toward ``action``; return the contacts integrated over it."""
         m, d = self.model, self.data
@@ -159,6 +168,7 @@ class SimCore:
         # per substep, the (pair, normal force) of every active contact; reduced once per frame
         pairs: list[np.ndarray] = []
         forces: list[np.ndarray] = []
+        bad_before = self._divergences()
         ctrls = c0 + (c1 - c0) * (np.arange(1, nsub + 1) / nsub)[:, None]
         for k in range(1, nsub + 1):
             d.ctrl[:] = ctrls[k - 1]
@@ -173,6 +183,10 @@ class SimCore:
                 fn[adr < 0] = 0.0
                 pairs.append((k - 1) * n2 + geom_entity[geoms[:, 0]] * n_ent + geom_entity[geoms[:, 1]])
                 forces.append(fn)
+        if self._divergences() != bad_before:
+            # MuJoCo reset the data after a NaN/huge acceleration: the rollout is meaningless
+            raise SimulationUnstableError(f"the physics diverged near t = {d.time:.3f} s (NaN or huge "
+                                          "position, velocity or acceleration; MuJoCo reset the state)")
         if pairs:
             per_sub = np.bincount(np.concatenate(pairs), weights=np.concatenate(forces), minlength=nsub * n2)
             per_sub = per_sub.reshape(nsub, n2)
