@@ -51,7 +51,7 @@ def test_times_and_ratios(result: BenchResult) -> None:
     # the critical path adds up; encoding + writing ran on the writer thread beside it
     stages = run.physics + run.render + run.labels + run.wait + run.finalize + run.other
     assert stages == pytest.approx(run.total, rel=1e-6, abs=1e-6)
-    assert 0.0 <= run.wait <= run.write
+    assert run.wait >= 0.0 and run.write > 0.0
     s = result.summary
     for key in ("ratio", "render_ratio", "physics_ratio", "episodes_per_hour", "written_view_frames_per_s",
                 "rendered_view_frames_per_s", "ceiling_rendered_view_frames_per_s"):
