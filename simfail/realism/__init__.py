@@ -1,0 +1,16 @@
+"""Optional realism pass: edit a simfail dataset's videos with a structure-conditioned video
+diffusion model (``simfail realism data=DIR out=DIR2 model=PATH``).
+
+Modules, one job each:
+
+* :mod:`~simfail.realism.conditioning` - depth / segmentation / edge maps rendered from the
+  stored ``sim.qpos`` of every frame (the scene is rebuilt from ``meta/simfail.json``).
+* :mod:`~simfail.realism.prompts` - text prompts per scene from the task and its objects.
+* :mod:`~simfail.realism.pipeline` - loading a local diffusers pipeline (Wan2.1-VACE) and
+  running it over frame chunks on a device / dtype.
+* :mod:`~simfail.realism.fidelity` - does the failure stay visible after the edit?
+* :mod:`~simfail.realism.edit` - the dataset-to-dataset pass; :mod:`~simfail.realism.commands`
+  - the command line.
+
+Only :mod:`~simfail.realism.pipeline` imports torch / diffusers (lazily).
+"""

@@ -1,0 +1,70 @@
+"""``simfail realism``: edit a dataset's videos toward photorealism.
+
+``simfail realism data=DIR out=DIR2 model=PATH [key=value ...]`` composes
+``configs/realism.yaml`` with the overrides (Hydra), edits every episode with the model,
+checks that each failure stays visible, and writes a new simfail dataset. ``--cfg`` prints the
+composed settings and exits. See :mod:`simfail.realism.edit` for what is written.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from simfail.errors import ConfigError, UnknownNameError
+
+__all__ = ["cmd_realism", "realism_settings"]
+
+
+def _base_keys() -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(resources.files("simfail.configs").joinpath("realism.yaml").read_text()) or {}
+
+
+def realism_settings(args: list[str]) -> dict[str, Any]:
+    """Composed settings of ``simfail realism`` from ``key=value`` arguments."""
+    from simfail.cli import compose
+
+    base = _base_keys()
+    overrides = []
+    for a in args:
+        key, sep, _ = a.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"expected key=value, got {a!r} (e.g. simfail realism data=DIR out=DIR2 model=PATH)")
+        top = key.lstrip("+").split(".", 1)[0]
+        if top not in base:
+            raise UnknownNameError("realism setting", top, list(base))
+        overrides.append(a)
+    return compose("realism", overrides)
+
+
+def _table(summary: dict[str, Any]) -> str:
+    lines = [f"dataset: {summary['out']}",
+             f"episodes written: {summary['episodes_written']} of {summary['episodes_in']} "
+             f"(groups: {summary['groups_written']}, left out: {len(summary['rejected'])})"]
+    t = summary["timing"]
+    lines.append(f"frames edited: {t['frames']}  edit: {t['frames_per_s_edit']} frames/s  overall: "
+                 f"{t['frames_per_s_total']} frames/s  peak RSS: {t['peak_rss_mb']} MB"
+                 + (f"  peak CUDA: {t['peak_cuda_mb']} MB" if "peak_cuda_mb" in t else ""))
+    lines.append(f"{'episode':>7}  {'group':>5}  {'variant':<22} {'edge':>6} {'object':>6}  written")
+    for e in summary["episodes"]:
+        obj = "-" if e["object"] is None else f"{e['object']:.3f}"
+        lines.append(f"{e['source_episode']:>7}  {e['group']:>5}  {str(e['variant'])[:22]:<22} {e['edge']:>6.3f} "
+                     f"{obj:>6}  {'yes' if e['written'] else 'no: ' + '; '.join(e['reasons'])}")
+    return "\n".join(lines)
+
+
+def cmd_realism(args: list[str]) -> int:
+    show = "--cfg" in args
+    cfg = realism_settings([a for a in args if a != "--cfg"])
+    if show:
+        print(json.dumps(cfg, indent=2))
+        return 0
+    from simfail.realism.edit import run_realism
+
+    summary = run_realism(cfg)
+    print(_table(summary))
+    return 0
