@@ -126,7 +126,7 @@ def test_quat_mats_matches_mujoco():
         np.testing.assert_allclose(pdet.quat_mats(q)[k], m.reshape(3, 3), atol=1e-12)
 
 
-# --------------------------------------------------------------------------- physics (slow)
+# --------------------------------------------------------------------------- physics (one group: the end-to-end test)
 
 
 @pytest.mark.slow
@@ -144,7 +144,6 @@ def test_expert_is_a_clean_success_and_deterministic(task):
     assert ok2 == ok and events2 == events
 
 
-@pytest.mark.slow
 def test_every_operator_happens_in_the_physics(task, group):
     expert = group.episodes[0]
     assert expert.variant == "expert" and expert.success and expert.failures == [] and expert.score == 100.0
@@ -159,7 +158,6 @@ def test_every_operator_happens_in_the_physics(task, group):
     assert ev.measurements["spilled_count"] >= 1
 
 
-@pytest.mark.slow
 def test_variants_equal_the_expert_up_to_their_onset(group):
     expert_qpos = group.episodes[0].columns["sim.qpos"]
     for ep in group.episodes[1:]:
