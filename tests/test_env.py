@@ -46,6 +46,17 @@ def test_check_env_passes_with_render_check():
     env.close()
 
 
+@pytest.mark.parametrize("task_name", task_names())
+def test_every_task_env_passes_check_env(task_name):
+    env = gymnasium.make(senv.env_id(task_name), **SMALL)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped, skip_render_check=True)
+    unexpected = [str(w.message) for w in caught if not any(a in str(w.message) for a in ALLOWED_WARNINGS)]
+    assert not unexpected, (task_name, unexpected)
+    env.close()
+
+
 def test_gymnasium_make_and_registration_guard():
     assert ID in gymnasium.registry
     env = gymnasium.make(ID, **SMALL)
