@@ -50,10 +50,13 @@ def missed_grasp(task, layout, expert, m, rng) -> Applied:
 
 
 def drop(task, layout, expert, m, rng) -> Applied:
-    """Open the gripper during the carry, at fraction m of it (0 = at its start)."""
+    """Open the gripper during the carry, at fraction ``0.9 - 0.8 m`` of it: the larger the
+    magnitude, the earlier and farther from the bowl (m near 0: just before the lowering, a
+    near miss that can still land in the bowl)."""
     a, b = expert.phase_times()["carry"]
-    t_on = a + (0.1 + 0.8 * m) * (b - a)
-    return Applied(expert.branch(t_on, grip=0.0), t_on, {"release_fraction_of_carry": 0.1 + 0.8 * m})
+    frac = 0.9 - 0.8 * m
+    t_on = a + frac * (b - a)
+    return Applied(expert.branch(t_on, grip=0.0), t_on, {"release_fraction_of_carry": frac})
 
 
 def collision(task, layout, expert, m, rng) -> Applied:
@@ -171,8 +174,8 @@ PICK_PLACE_PERTURBATIONS: dict[str, Perturbation] = {
     for p in (
         Perturbation("missed_grasp", ("missed_grasp",), "descend beside the object and close on nothing", missed_grasp,
                      failure_range=(0.75, 1.0), near_miss_range=(0.05, 0.2)),
-        Perturbation("drop", ("drop",), "open the gripper during the carry", drop, failure_range=(0.0, 0.7),
-                     near_miss_range=(0.97, 1.0)),
+        Perturbation("drop", ("drop",), "open the gripper during the carry", drop, failure_range=(0.3, 1.0),
+                     near_miss_range=(0.0, 0.03)),
         Perturbation("collision", ("collision", "topple"), "carry the object through the cup", collision,
                      failure_range=(0.75, 1.0), near_miss_range=(0.3, 0.45)),
         Perturbation("wrong_placement", ("wrong_placement",), "set the object down beside the target", wrong_placement,

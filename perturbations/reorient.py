@@ -65,15 +65,16 @@ def incomplete_rotation(task, layout, expert, m, rng) -> Applied:
 
 
 def drop(task, layout, expert, m, rng) -> Applied:
-    """Open the gripper at fraction ``0.05 + 0.95 m`` of the turn-and-lower (0 = turn start; the
-    turn takes the first 57-69 % of it, so magnitudes up to 0.45 open while turning).
+    """Open the gripper at fraction ``1 - 0.95 m`` of the turn-and-lower (0 = turn start; the
+    turn takes the first 57-69 % of it, so magnitudes from 0.55 on open while turning; small
+    magnitudes open late in the lowering, a near miss).
 
     Opened during the turn, the open hand finishes the turn and withdraws straight up (it does
     not lower onto the fallen object); opened during the lowering, it carries on as planned.
     """
     times = expert.phase_times()
     a, b = times["rotate"][0], times["lower"][1]
-    frac = 0.05 + 0.95 * m
+    frac = 1.0 - 0.95 * m
     t_on = a + frac * (b - a)
     params = {"release_fraction_of_turn_and_lower": frac}
     if t_on >= times["lower"][0]:
@@ -168,7 +169,7 @@ REORIENT_PERTURBATIONS: dict[str, Perturbation] = {
         Perturbation("incomplete_rotation", ("incomplete_rotation",), "stop turning short of the goal orientation",
                      incomplete_rotation, failure_range=(0.45, 1.0), near_miss_range=(0.04, 0.1)),
         Perturbation("drop", ("drop",), "open the gripper while the object is lifted and turning", drop,
-                     failure_range=(0.0, 0.45), near_miss_range=(0.85, 0.9)),
+                     failure_range=(0.55, 1.0), near_miss_range=(0.1, 0.15)),
         Perturbation("roll_off", ("rolled_off",), "toss the object down sideways so it rolls away after release",
                      roll_off, failure_range=(0.4, 1.0), near_miss_range=(0.0, 0.1)),
         Perturbation("overshoot", ("overshoot",), "turn past the goal and correct back (succeeds, lower quality)",

@@ -127,11 +127,13 @@ def wrong_order(task, layout, expert, m, rng) -> Applied:
 
 
 def drop(task, layout, expert, m, rng) -> Applied:
-    """Open the gripper during the carry of the top block, at fraction ``0.1 + 0.8`` x m of it."""
+    """Open the gripper during the carry of the top block, at fraction ``0.9 - 0.8 m`` of it
+    (larger magnitude: earlier, farther from the tower)."""
     i = _last_index(expert, "carry")
     a = expert.start_of(i)
-    t_on = a + (0.1 + 0.8 * m) * expert.segments[i].duration
-    return Applied(expert.branch(t_on, grip=0.0), t_on, {"release_fraction_of_carry": 0.1 + 0.8 * m})
+    frac = 0.9 - 0.8 * m
+    t_on = a + frac * expert.segments[i].duration
+    return Applied(expert.branch(t_on, grip=0.0), t_on, {"release_fraction_of_carry": frac})
 
 
 def hit_bystander(task, layout, expert, m, rng) -> Applied:
@@ -163,7 +165,7 @@ STACK_PERTURBATIONS: dict[str, Perturbation] = {
         Perturbation("wrong_order", ("wrong_order",), "stack the requested blocks in another order", wrong_order,
                      failure_range=(0.0, 1.0), near_miss_range=(0.0, 1.0)),
         Perturbation("drop", ("drop",), "open the gripper while carrying the top block", drop,
-                     failure_range=(0.0, 0.5), near_miss_range=(0.97, 1.0)),
+                     failure_range=(0.5, 1.0), near_miss_range=(0.0, 0.03)),
         Perturbation("hit_bystander", ("collision", "topple"), "carry the first block through the cup", hit_bystander,
                      failure_range=(0.75, 1.0), near_miss_range=(0.2, 0.35)),
     )

@@ -28,6 +28,9 @@ class Rates:
     mean_score: dict[str, float] = field(default_factory=dict)
     #: variants left out because their physics diverged, by operator
     diverged: dict[str, int] = field(default_factory=dict)
+    #: mean score by operator and magnitude label ("near miss" or "0.25" ...), from
+    #: ``failures=sweep`` runs: is the score monotone in severity?
+    sweep_scores: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     @property
     def expert_success_rate(self) -> float:
@@ -39,6 +42,7 @@ class Rates:
             "expert_successes": self.expert_successes, "expert_success_rate": self.expert_success_rate,
             "realized": self.realized, "variant_success": self.success_of_variants, "mean_score": self.mean_score,
             "diverged": self.diverged,
+            "sweep_mean_score": {n: {k: sum(v) / len(v) for k, v in d.items()} for n, d in self.sweep_scores.items()},
         }
 
 
@@ -65,6 +69,10 @@ def measure_rates(cfg: GenerateConfig, progress: bool = True) -> Rates:
             rates.success_of_variants[name][1] += 1
             if name == "expert":
                 continue
+            kind = ep.perturbation.get("kind")
+            if kind in ("sweep", "near_miss"):
+                label = "near miss" if kind == "near_miss" else f"{float(ep.perturbation['magnitude']):.2f}"
+                rates.sweep_scores.setdefault(name, {}).setdefault(label, []).append(ep.score)
             hit = any(e.type in perts[name].intended for e in ep.failures)
             rates.realized.setdefault(name, [0, 0])
             rates.realized[name][0] += int(hit)
@@ -82,7 +90,23 @@ def rates_table(r: Rates) -> str:
             f"({r.expert_success_rate:.1%}); expert mean score {r.mean_score.get('expert', 0):.1f}\n")
     if r.diverged:
         head += f"variants left out because the physics diverged: {r.diverged}\n"
-    return head + table(rows, ["failure", "realized", "rate", "task success", "mean score"])
+    out = head + table(rows, ["failure", "realized", "rate", "task success", "mean score"])
+    if r.sweep_scores:
+        out += "\n" + sweep_table(r)
+    return out
+
+
+def sweep_table(r: Rates) -> str:
+    """Mean score per operator at each magnitude (near miss first): falls with severity?"""
+    labels = sorted({k for d in r.sweep_scores.values() for k in d}, key=lambda k: -1.0 if k == "near miss" else float(k))
+    rows = []
+    for name, d in r.sweep_scores.items():
+        means = [sum(d[k]) / len(d[k]) if k in d else None for k in labels]
+        # monotone over the fixed magnitudes (a near miss's magnitude lies anywhere in its range)
+        got = [m for k, m in zip(labels, means) if m is not None and k != "near miss"]
+        monotone = all(a >= b - 1e-9 for a, b in zip(got, got[1:]))
+        rows.append([name, *("-" if m is None else f"{m:.1f}" for m in means), "yes" if monotone else "no"])
+    return table(rows, ["mean score by magnitude", *labels, "falls with magnitude"])
 
 
 def rates_overview(results: list[Rates]) -> str:
