@@ -166,7 +166,6 @@ def test_variants_equal_the_expert_up_to_their_onset(group):
         assert not np.array_equal(ep.columns["sim.qpos"], expert_qpos), ep.variant
 
 
-@pytest.mark.slow
 def test_group_is_deterministic(task, group):
     again = generate_group(task, small_config(), 0, render=False)
     for a, b in zip(group.episodes, again.episodes):
