@@ -96,6 +96,11 @@ def rates_table(r: Rates) -> str:
     return out
 
 
+#: Score points a sweep may rise between neighbouring magnitudes and still count as falling
+#: (rounding and the few groups a sweep runs on).
+SWEEP_TOLERANCE = 1.0
+
+
 def sweep_table(r: Rates) -> str:
     """Mean score per operator at each magnitude (near miss first): falls with severity?"""
     labels = sorted({k for d in r.sweep_scores.values() for k in d}, key=lambda k: -1.0 if k == "near miss" else float(k))
@@ -104,7 +109,7 @@ def sweep_table(r: Rates) -> str:
         means = [sum(d[k]) / len(d[k]) if k in d else None for k in labels]
         # monotone over the fixed magnitudes (a near miss's magnitude lies anywhere in its range)
         got = [m for k, m in zip(labels, means) if m is not None and k != "near miss"]
-        monotone = all(a >= b - 1e-9 for a, b in zip(got, got[1:]))
+        monotone = all(a >= b - SWEEP_TOLERANCE for a, b in zip(got, got[1:]))
         rows.append([name, *("-" if m is None else f"{m:.1f}" for m in means), "yes" if monotone else "no"])
     return table(rows, ["mean score by magnitude", *labels, "falls with magnitude"])
 
