@@ -209,6 +209,12 @@ class _Group:
 # --------------------------------------------------------------------------------------------
 
 
+#: x264 threads per view encoder. The three views are encoded by three ffmpeg processes at
+#: once, beside the next group's physics and rendering; one thread each keeps them from
+#: oversubscribing small machines (measured with ``simfail bench`` on 2 cores).
+ENCODER_THREADS = 1
+
+
 class DatasetWriter:
     """Writes counterfactual groups of :class:`~simfail.core.episode.EpisodeRecord` to ``root``.
 
@@ -664,7 +670,8 @@ class DatasetWriter:
 
             def encode(view: str, key: str) -> list[tuple[float, float]]:
                 tmp = stage / f"{key}.mp4"
-                with VideoEncoder(tmp, fps=self.fps, height=h, width=w, crf=self.crf, preset=self.preset) as enc:
+                with VideoEncoder(tmp, fps=self.fps, height=h, width=w, crf=self.crf, preset=self.preset,
+                                  threads=ENCODER_THREADS) as enc:
                     out = [enc.append(rec.frames[view]) for rec in episodes]
                 _fsync_file(tmp)
                 return out
