@@ -78,6 +78,33 @@ def compose(config_name: str, overrides: list[str]) -> dict[str, Any]:
         raise ConfigError(f"bad configuration: {msg}") from exc
 
 
+def config_keys(config_name: str) -> dict[str, Any]:
+    """Top-level keys (with defaults) of a packaged primary config ``configs/<name>.yaml``."""
+    import yaml
+
+    return yaml.safe_load(resources.files("simfail.configs").joinpath(f"{config_name}.yaml").read_text()) or {}
+
+
+def checked_overrides(args: list[str], config_name: str, command: str, example: str) -> tuple[list[str], bool]:
+    """A command's ``key=value`` arguments as Hydra overrides, every key checked against the
+    command's config (a typo is one clear error), and whether ``--cfg`` was given."""
+    base = config_keys(config_name)
+    overrides, show = [], False
+    for a in args:
+        if a == "--cfg":
+            show = True
+            continue
+        key, sep, _ = a.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"expected key=value, got {a!r} (e.g. {example})")
+        top = key.lstrip("+").split(".", 1)[0]
+        if top not in base:
+            raise UnknownNameError(f"{command} setting", top, list(base))
+        overrides.append(a)
+    return overrides, show
+
+
 def _generate_config(overrides: list[str]):
     from simfail.config import from_dict
 

@@ -140,3 +140,13 @@ def assert_arrays_equal(a: np.ndarray, b: np.ndarray, what: str) -> None:
     if not np.array_equal(a, b):
         bad = np.flatnonzero(np.any((a != b).reshape(len(a), -1), axis=1))
         raise AssertionError(f"{what}: differs at frames {bad[:10].tolist()} (of {len(a)})")
+
+
+def assert_group_shares_expert_prefix(group) -> None:
+    """Every variant of a generated group equals its expert's ``sim.qpos`` exactly up to its
+    onset frame, and differs somewhere after it."""
+    expert = group.episodes[0].columns["sim.qpos"]
+    for ep in group.episodes[1:]:
+        k = ep.perturbation["onset_frame"]
+        np.testing.assert_array_equal(ep.columns["sim.qpos"][: k + 1], expert[: k + 1], err_msg=ep.variant)
+        assert not np.array_equal(ep.columns["sim.qpos"], expert), ep.variant

@@ -42,7 +42,8 @@ SHAKY_JERK = 12.0
 SHAKY_JERK_FRAMES = 12
 
 
-def _first(mask: np.ndarray, start: int = 0) -> int | None:
+def first_index(mask: np.ndarray, start: int = 0) -> int | None:
+    """First frame ``>= start`` where ``mask`` is true, or ``None``."""
     idx = np.flatnonzero(mask[start:])
     return int(idx[0] + start) if idx.size else None
 
@@ -58,7 +59,8 @@ def lifted(trace, name: str) -> np.ndarray:
     return z > z[0] + LIFT_DZ
 
 
-def _label(layout, name: str) -> str:
+def object_label(layout, name: str) -> str:
+    """The object's name in words ("red cube"), or its body name if the layout lacks it."""
     try:
         return layout.obj(name).label
     except KeyError:
@@ -90,11 +92,11 @@ def missed_grasps(trace, targets: list[str], layout, radius: float = 0.07) -> li
             continue
         name = near[0]
         offset = float(np.linalg.norm(tcp[c, :2] - trace.pos(name)[c, :2]))
-        closed = _first(width < 0.01, c)
+        closed = first_index(width < 0.01, c)
         visible = closed if closed is not None else min(len(trace) - 1, c + 3)
         events.append(FailureEvent(
             "missed_grasp", "task", int(c), int(visible), int(visible), 1.0, (name,),
-            f"the gripper closes {offset * 100:.1f} cm from the centre of the {_label(layout, name)} and grasps nothing",
+            f"the gripper closes {offset * 100:.1f} cm from the centre of the {object_label(layout, name)} and grasps nothing",
             {"tcp_offset_m": offset, "final_width_m": float(width[end - 1])},
         ))
     return events
@@ -133,9 +135,9 @@ def drops(trace, name: str, inside: np.ndarray, layout, target: str = "target") 
             continue  # set down on a support: a placement, judged by placement()
         height = float(pos[e, 2] - pos[0, 2])
         fall = pos[e:, 2]
-        landed = _first(np.abs(np.diff(fall, prepend=fall[0])) * trace.fps < 0.05, 2) if len(fall) > 2 else None
+        landed = first_index(np.abs(np.diff(fall, prepend=fall[0])) * trace.fps < 0.05, 2) if len(fall) > 2 else None
         land = int(e + (landed if landed is not None else len(fall) - 1))
-        vis = _first(pos[:, 2] < pos[e, 2] - 0.02, e)
+        vis = first_index(pos[:, 2] < pos[e, 2] - 0.02, e)
         visible = int(vis if vis is not None else land)
         dist = float(np.linalg.norm(pos[-1, :2] - tpos[-1, :2]))
         ok = bool(inside[-1])
@@ -147,9 +149,9 @@ def drops(trace, name: str, inside: np.ndarray, layout, target: str = "target") 
                 onset -= 1
         events.append(FailureEvent(
             "drop", "quality" if ok else "task", onset, int(e), max(visible, onset), 0.3 if ok else 1.0, (name,),
-            f"the {_label(layout, name)} leaves the gripper {height * 100:.0f} cm above the table"
+            f"the {object_label(layout, name)} leaves the gripper {height * 100:.0f} cm above the table"
             + (" and still lands in the " if ok else f" and lands {dist * 100:.0f} cm from the centre of the ")
-            + f"{_label(layout, target)}",
+            + f"{object_label(layout, target)}",
             {"release_height_m": height, "distance_to_target_m": dist, "commanded_open": float(commanded)},
         ))
     return events
@@ -170,11 +172,11 @@ def collisions(trace, bystanders: list[str], layout, carried: list[str] = ()) ->
         total = float(imp.sum())
         if total < COLLISION_IMPULSE:
             continue
-        onset = _first(imp > 1e-4)
+        onset = first_index(imp > 1e-4)
         pos = trace.pos(b)
         moved = np.linalg.norm(pos - pos[0], axis=1)
         tilt = trace.tilt(b)
-        vis = _first((moved > 0.005) | (tilt > np.deg2rad(5)) | (np.cumsum(imp) > COLLISION_IMPULSE), onset)
+        vis = first_index((moved > 0.005) | (tilt > np.deg2rad(5)) | (np.cumsum(imp) > COLLISION_IMPULSE), onset)
         visible = int(vis if vis is not None else onset)
         displaced = float(moved[-1])
         peak = float(np.max(trace.peak("robot", b)))
@@ -182,7 +184,7 @@ def collisions(trace, bystanders: list[str], layout, carried: list[str] = ()) ->
         sev = float(np.clip(sev, 0.05, 1.0))
         events.append(FailureEvent(
             "collision", "safety", int(onset), int(onset), visible, sev, ("robot", b),
-            f"the robot hits the {_label(layout, b)} with {total:.2f} N*s of impulse (peak {peak:.0f} N); "
+            f"the robot hits the {object_label(layout, b)} with {total:.2f} N*s of impulse (peak {peak:.0f} N); "
             f"it ends {displaced * 100:.1f} cm from where it stood",
             {"impulse_ns": total, "peak_force_n": peak, "displacement_m": displaced},
         ))
@@ -194,7 +196,7 @@ def topples(trace, objects: list[str], layout) -> list[FailureEvent]:
     events = []
     for name in objects:
         tilt = trace.tilt(name)
-        vis = _first(tilt > TOPPLE_TILT)
+        vis = first_index(tilt > TOPPLE_TILT)
         if vis is None:
             continue
         before = np.flatnonzero(tilt[:vis] < TOPPLE_ONSET_TILT)
@@ -202,8 +204,8 @@ def topples(trace, objects: list[str], layout) -> list[FailureEvent]:
         onset = min(onset, vis)
         events.append(FailureEvent(
             "topple", "safety", onset, int(vis), int(vis), 1.0, (name,),
-            f"the {_label(layout, name)} tips over ({np.rad2deg(tilt.max()):.0f} degrees) and stays down"
-            if tilt[-1] > TOPPLE_TILT else f"the {_label(layout, name)} tips to {np.rad2deg(tilt.max()):.0f} degrees",
+            f"the {object_label(layout, name)} tips over ({np.rad2deg(tilt.max()):.0f} degrees) and stays down"
+            if tilt[-1] > TOPPLE_TILT else f"the {object_label(layout, name)} tips to {np.rad2deg(tilt.max()):.0f} degrees",
             {"max_tilt_deg": float(np.rad2deg(tilt.max())), "final_tilt_deg": float(np.rad2deg(tilt[-1]))},
         ))
     return events
@@ -214,14 +216,14 @@ def off_table(trace, objects: list[str], layout) -> list[FailureEvent]:
     events = []
     for name in objects:
         z = trace.pos(name)[:, 2]
-        vis = _first(z < OFF_TABLE_Z)
+        vis = first_index(z < OFF_TABLE_Z)
         if vis is None:
             continue
-        below = _first(z < -0.005)
+        below = first_index(z < -0.005)
         onset = int(below if below is not None else vis)
         events.append(FailureEvent(
             "off_table", "safety", onset, onset, int(vis), 1.0, (name,),
-            f"the {_label(layout, name)} falls off the table",
+            f"the {object_label(layout, name)} falls off the table",
             {"min_z_m": float(z.min())},
         ))
     return events
@@ -232,7 +234,7 @@ def wrong_object(trace, intended: str, others: list[str], layout) -> list[Failur
     events = []
     for name in others:
         up = grasped(trace, name) & lifted(trace, name)
-        vis = _first(up)
+        vis = first_index(up)
         if vis is None:
             continue
         held = grasped(trace, name)
@@ -241,7 +243,7 @@ def wrong_object(trace, intended: str, others: list[str], layout) -> list[Failur
             onset -= 1
         events.append(FailureEvent(
             "wrong_object", "task", int(onset), int(vis), int(vis), 1.0, (name, intended),
-            f"the robot picks up the {_label(layout, name)} instead of the {_label(layout, intended)}",
+            f"the robot picks up the {object_label(layout, name)} instead of the {object_label(layout, intended)}",
             {"lift_height_m": float(trace.pos(name)[:, 2].max() - trace.pos(name)[0, 2])},
         ))
     return events
@@ -264,11 +266,11 @@ def not_released(trace, objects: list[str], layout) -> list[FailureEvent]:
         top = seg.max()
         high = int(np.flatnonzero(seg >= z[0] + 0.5 * (top - z[0]))[0])
         low = start + high + int(np.argmin(seg[high:]))
-        vis = _first(z > z[low] + 0.02, low)
+        vis = first_index(z > z[low] + 0.02, low)
         visible = int(vis if vis is not None else len(z) - 1)
         events.append(FailureEvent(
             "no_release", "task", int(low), visible, visible, 1.0, (name,),
-            f"the gripper never lets go: the {_label(layout, name)} ends {float(z[-1] - z[0]) * 100:.0f} cm above the table in the gripper",
+            f"the gripper never lets go: the {object_label(layout, name)} ends {float(z[-1] - z[0]) * 100:.0f} cm above the table in the gripper",
             {"final_height_m": float(z[-1] - z[0])},
         ))
     return events
@@ -292,10 +294,10 @@ def placement(trace, name: str, inside: np.ndarray, layout, target: str = "targe
     tpos = trace.pos(target)
     speed = np.linalg.norm(trace.vel(name), axis=1)
     on_target = bool(inside[e]) or bool(trace.impulse(name, target)[e : e + 3].sum() > 1e-4)
-    rest = _first(speed < REST_SPEED, e + 1)
+    rest = first_index(speed < REST_SPEED, e + 1)
     rest = int(rest if rest is not None else len(speed) - 1)
     dist = float(np.linalg.norm(pos[-1, :2] - tpos[-1, :2]))
-    label, tl = _label(layout, name), _label(layout, target)
+    label, tl = object_label(layout, name), object_label(layout, target)
     if inside[-1]:
         late = e + int(1.0 * trace.fps)
         if late < len(speed) and speed[late:].max() > 0.05:
@@ -306,9 +308,9 @@ def placement(trace, name: str, inside: np.ndarray, layout, target: str = "targe
             )]
         return []
     if on_target:
-        left = _first(~inside, e)
+        left = first_index(~inside, e)
         tilt = trace.tilt(name)
-        vis = _first((~inside) | (tilt > np.deg2rad(20)), e)
+        vis = first_index((~inside) | (tilt > np.deg2rad(20)), e)
         visible = int(vis if vis is not None else rest)
         return [FailureEvent(
             "unstable_placement", "task", e, int(left if left is not None else visible), visible, 1.0, (name, target),
@@ -337,11 +339,11 @@ def dragging(trace, objects: list[str], layout) -> list[FailureEvent]:
         path = np.cumsum(np.where(frames, hs / trace.fps, 0.0))
         if path[-1] < DRAG_MIN_PATH:
             continue
-        onset = _first(frames)
-        vis = _first(path > 0.02)
+        onset = first_index(frames)
+        vis = first_index(path > 0.02)
         events.append(FailureEvent(
             "dragging", "quality", int(onset), int(onset), int(vis), float(np.clip(path[-1] / 0.2, 0.2, 1.0)), (name,),
-            f"the robot drags the {_label(layout, name)} {path[-1] * 100:.0f} cm across the table instead of lifting it",
+            f"the robot drags the {object_label(layout, name)} {path[-1] * 100:.0f} cm across the table instead of lifting it",
             {"drag_path_m": float(path[-1])},
         ))
     return events

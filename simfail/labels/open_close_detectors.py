@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from simfail.core.episode import FailureEvent
+from simfail.labels.detectors import first_index, object_label
 
 #: Fraction of the range an "open" task must reach, and that a "close" task must get under.
 OPEN_GOAL = 0.85
@@ -47,18 +48,6 @@ WRONG_MOVE = 0.10
 BODIES = {"drawer": "drawer", "door": "door"}
 HANDLES = {"drawer": "drawer_handle", "door": "door_handle"}
 FIXTURE_BODIES = ("cabinet", "drawer", "box", "door")
-
-
-def _first(mask: np.ndarray, start: int = 0) -> int | None:
-    idx = np.flatnonzero(mask[start:])
-    return int(idx[0] + start) if idx.size else None
-
-
-def _label(layout, name: str) -> str:
-    try:
-        return layout.obj(name).label
-    except KeyError:
-        return name
 
 
 def body_name(layout) -> str:
@@ -241,7 +230,7 @@ def rebounds(trace, layout, impacts: list[FailureEvent]) -> list[FailureEvent]:
     if not hits or goal[-1]:
         return []
     t = hits[0][0]
-    left = _first(~goal, t)
+    left = first_index(~goal, t)
     touch = trace.touch(handle_name(layout)).any(axis=1)
     if left is None or touch[t:].any():
         return []
@@ -290,10 +279,10 @@ def wrong_articulation(trace, layout) -> list[FailureEvent]:
     rng = p[f"{other}_range"]
     q = trace.joint_qpos("door_hinge" if other == "door" else "drawer_slide")[:, 0] / rng
     moved = np.abs(q - q[0])
-    vis = _first(moved > WRONG_MOVE)
+    vis = first_index(moved > WRONG_MOVE)
     if vis is None:
         return []
-    onset = _first(moved > 0.01) or vis
+    onset = first_index(moved > 0.01) or vis
     return [FailureEvent("wrong_articulation", "task", onset, vis, vis, 1.0, (other, p["articulation"]),
                          f"the robot moves the {other} ({moved.max() * 100:.0f}% of its range) instead of the "
                          f"{p['articulation']}", {"other_max_fraction": float(moved.max())})]
@@ -322,17 +311,17 @@ def knocked_off(trace, names: list[str], layout) -> list[FailureEvent]:
         tilt = trace.tilt(name)
         drop = pos[0, 2] - pos[:, 2]
         bad = (shift > KNOCK_SHIFT) | (tilt > KNOCK_TILT) | (drop > FALL_DZ)
-        vis = _first(bad)
+        vis = first_index(bad)
         if vis is None:
             continue
-        onset = _first((shift > 0.002) | (tilt > np.deg2rad(3.0))) or vis
+        onset = first_index((shift > 0.002) | (tilt > np.deg2rad(3.0))) or vis
         fell = bool(drop[-1] > FALL_DZ)
         sev = 1.0 if fell or tilt[-1] > np.deg2rad(45.0) else float(np.clip(shift[-1] / 0.06, 0.3, 1.0))
         how = "falls off the top" if fell else (f"tips to {np.rad2deg(tilt.max()):.0f} degrees" if tilt.max() > KNOCK_TILT
                                                  else f"is pushed {shift.max() * 100:.1f} cm across the top")
         events.append(FailureEvent(
             "object_knocked", "safety", int(min(onset, vis)), int(vis), int(vis), sev, (name,),
-            f"the {_label(layout, name)} standing on the fixture {how}; it ends {pos[-1, 2] * 100:.0f} cm high, "
+            f"the {object_label(layout, name)} standing on the fixture {how}; it ends {pos[-1, 2] * 100:.0f} cm high, "
             f"{shift[-1] * 100:.1f} cm from where it stood",
             {"max_shift_m": float(shift.max()), "max_tilt_deg": float(np.rad2deg(tilt.max())),
              "final_drop_m": float(drop[-1])},
@@ -348,12 +337,12 @@ def fixture_bumps(trace, layout) -> list[FailureEvent]:
         total = float(imp.sum())
         if total < BUMP_IMPULSE:
             continue
-        onset = _first(imp > 1e-4)
+        onset = first_index(imp > 1e-4)
         peak = float(trace.peak("robot", name).max())
         events.append(FailureEvent(
             "fixture_bump", "safety", int(onset), int(onset), int(onset),
             float(np.clip(total / BUMP_FULL_IMPULSE, 0.1, 1.0)), ("robot", name),
-            f"the robot strikes the {_label(layout, name)} with {total:.2f} N*s of impulse (peak {peak:.0f} N)",
+            f"the robot strikes the {object_label(layout, name)} with {total:.2f} N*s of impulse (peak {peak:.0f} N)",
             {"impulse_ns": total, "peak_force_n": peak},
         ))
     return events

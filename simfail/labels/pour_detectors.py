@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simfail.core.episode import FailureEvent
-from simfail.labels.detectors import _first, _label, grasped, lifted
+from simfail.labels.detectors import first_index, object_label, grasped, lifted
 
 #: Share of the nuts that must end in the target bowl for a success.
 GOAL_SHARE = 0.85
@@ -174,7 +174,7 @@ def spills(trace, layout, nuts: NutStates) -> list[FailureEvent]:
     onset = int(min(nuts.exit[idx].min(), len(trace) - 1))
     low = nuts.pos[:, idx, 2] < _rim_z(layout, "target")
     after = np.arange(len(trace))[:, None] >= nuts.exit[idx][None, :]
-    vis = _first((low & after & nuts.spilled[:, idx]).any(axis=1), onset)
+    vis = first_index((low & after & nuts.spilled[:, idx]).any(axis=1), onset)
     visible = int(vis if vis is not None else len(trace) - 1)
     tpos = trace.pos("target")[-1]
     dist = np.linalg.norm(nuts.pos[-1, idx, :2] - tpos[:2], axis=1)
@@ -183,7 +183,7 @@ def spills(trace, layout, nuts: NutStates) -> list[FailureEvent]:
     return [FailureEvent(
         "spill", cat, onset, visible, visible, sev, ("target",),
         f"{count} of {nuts.n} nuts ({share:.0%}) end outside the containers, a median "
-        f"{np.median(dist) * 100:.0f} cm from the centre of the {_label(layout, 'target')}",
+        f"{np.median(dist) * 100:.0f} cm from the centre of the {object_label(layout, 'target')}",
         {"spilled_count": float(count), "spilled_share": share, "median_distance_m": float(np.median(dist)),
          "in_target_count": float(nuts.in_target[-1].sum())},
     )]
@@ -230,7 +230,7 @@ def pour_placement(trace, layout, nuts: NutStates) -> list[FailureEvent]:
         events.append(FailureEvent(
             "premature_pour", "task", onset, first, first, float(np.clip(share / 0.5, 0.2, 1.0)), ("cup", "target"),
             f"the cup tips {int(early.sum())} nuts out on its way, with the gripper {d * 100:.0f} cm from the "
-            f"centre of the {_label(layout, 'target')}",
+            f"centre of the {object_label(layout, 'target')}",
             {"early_count": float(early.sum()), "early_share": share, "distance_to_target_m": d,
              "approach_after_m": float(np.median(d_target[ex[early]] - later_min[ex[early]]))},
         ))
@@ -262,12 +262,12 @@ def wrong_container(trace, layout, nuts: NutStates) -> list[FailureEvent]:
     tilt = trace.tilt("cup")
     before = np.flatnonzero(tilt[:first] < POURING_TILT)
     onset = int(before[-1]) if before.size else first
-    vis = _first(nuts.in_other[:, idx].any(axis=1), first)
+    vis = first_index(nuts.in_other[:, idx].any(axis=1), first)
     visible = int(vis if vis is not None else first)
     return [FailureEvent(
         "wrong_container", "task", onset, first, visible, 1.0, ("other", "target"),
-        f"{int(final.sum())} of {nuts.n} nuts are poured into the {_label(layout, 'other')} "
-        f"instead of the {_label(layout, 'target')}",
+        f"{int(final.sum())} of {nuts.n} nuts are poured into the {object_label(layout, 'other')} "
+        f"instead of the {object_label(layout, 'target')}",
         {"in_other_count": float(final.sum()), "in_target_count": float(nuts.in_target[-1].sum())},
     )]
 
@@ -283,7 +283,7 @@ def incomplete_pour(trace, layout, nuts: NutStates) -> list[FailureEvent]:
     t = int(ends[-1])
     return [FailureEvent(
         "incomplete_pour", "task", t, t, t, float(left / nuts.n), ("cup",),
-        f"the {_label(layout, 'cup')} is let go with {left} of {nuts.n} nuts still in it",
+        f"the {object_label(layout, 'cup')} is let go with {left} of {nuts.n} nuts still in it",
         {"left_in_cup_count": float(left)},
     )]
 
@@ -326,11 +326,11 @@ def cup_drops(trace, layout) -> list[FailureEvent]:
                 onset -= 1
         else:
             onset = e - 1
-        fell = _first(trace.pos("cup")[:, 2] < trace.pos("cup")[e, 2] - 0.02, e)
+        fell = first_index(trace.pos("cup")[:, 2] < trace.pos("cup")[e, 2] - 0.02, e)
         visible = int(fell if fell is not None else e)
         events.append(FailureEvent(
             "cup_drop", "task", int(onset), int(e), max(visible, int(onset)), 1.0, ("cup",),
-            f"the {_label(layout, 'cup')} leaves the fingers {low[e - 1] * 100:.0f} cm above the table, "
+            f"the {object_label(layout, 'cup')} leaves the fingers {low[e - 1] * 100:.0f} cm above the table, "
             f"tilted {np.rad2deg(tilt[e - 1]):.0f} degrees (at most {np.rad2deg(max_tilt):.0f} while held)",
             {"release_height_m": float(low[e - 1]), "max_tilt_deg": float(np.rad2deg(max_tilt)),
              "commanded_open": float(commanded)},
@@ -354,20 +354,20 @@ def cup_topples(trace, layout) -> list[FailureEvent]:
     if low[e - 1] >= DROP_CLEARANCE:
         return []  # a drop, judged by cup_drops
     tilt = trace.tilt("cup")
-    vis = _first(tilt > TOPPLE_TILT, e)
+    vis = first_index(tilt > TOPPLE_TILT, e)
     if vis is None:
         if tilt[e - 1] <= WOBBLE_TILT:
             return []
-        rest = _first(tilt < UPRIGHT_TILT, e)
+        rest = first_index(tilt < UPRIGHT_TILT, e)
         visible = int(rest if rest is not None else len(trace) - 1)
         return [FailureEvent(
             "unsteady_setdown", "quality", e, visible, visible, float(np.clip(tilt[e - 1] / TOPPLE_TILT, 0.1, 1.0)),
-            ("cup",), f"the {_label(layout, 'cup')} is let go tilted {np.rad2deg(tilt[e - 1]):.0f} degrees and rocks "
+            ("cup",), f"the {object_label(layout, 'cup')} is let go tilted {np.rad2deg(tilt[e - 1]):.0f} degrees and rocks "
             f"back upright", {"release_tilt_deg": float(np.rad2deg(tilt[e - 1]))},
         )]
     return [FailureEvent(
         "cup_topple", "task", e, int(vis), int(vis), 1.0, ("cup",),
-        f"the {_label(layout, 'cup')} is let go tilted {np.rad2deg(tilt[e - 1]):.0f} degrees and tips over "
+        f"the {object_label(layout, 'cup')} is let go tilted {np.rad2deg(tilt[e - 1]):.0f} degrees and tips over "
         f"{(vis - e) / trace.fps:.1f} s later (ends at {np.rad2deg(tilt[-1]):.0f} degrees)",
         {"release_tilt_deg": float(np.rad2deg(tilt[e - 1])), "final_tilt_deg": float(np.rad2deg(tilt[-1])),
          "delay_s": float((vis - e) / trace.fps)},

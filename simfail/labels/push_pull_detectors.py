@@ -13,11 +13,10 @@ import numpy as np
 
 from simfail.core.episode import FailureEvent
 from simfail.labels import detectors as det
+from simfail.labels.detectors import REST_SPEED, first_index, object_label
 
 #: Robot-object normal impulse [N*s] in one frame that counts as the robot touching it.
 TOUCH_IMPULSE = 1e-4
-#: An object is at rest below this speed [m/s].
-REST_SPEED = 0.03
 #: Tilt [rad] above which the pushed object is no longer upright at the end.
 UPRIGHT_TILT = np.deg2rad(20.0)
 #: Inside the goal but further than this fraction of its half size from the centre: imprecise.
@@ -30,18 +29,6 @@ MISS_FULL = 0.10
 WRONG_MOVE = 0.05
 WRONG_CLOSER = 0.04
 TARGET_STILL = 0.03
-
-
-def _first(mask: np.ndarray, start: int = 0) -> int | None:
-    idx = np.flatnonzero(mask[start:])
-    return int(idx[0] + start) if idx.size else None
-
-
-def _label(layout, name: str) -> str:
-    try:
-        return layout.obj(name).label
-    except KeyError:
-        return name
 
 
 def distractors(layout) -> list[str]:
@@ -106,13 +93,13 @@ def goal_outcome(trace, layout) -> list[FailureEvent]:
     h = float(layout.params["goal_half"])
     inside = inside_goal(pos, layout)
     touch = touched(trace, name)
-    last = _first(touch[::-1])
+    last = first_index(touch[::-1])
     last_touch = len(touch) - 1 - last if last is not None else 0
     speed = np.linalg.norm(trace.vel(name)[:, :2], axis=1)
-    rest = _first(speed < REST_SPEED, last_touch + 1)
+    rest = first_index(speed < REST_SPEED, last_touch + 1)
     rest = int(rest if rest is not None else len(speed) - 1)
     slide = float(np.sum(speed[last_touch + 1:]) / trace.fps)
-    label, gl = _label(layout, name), _label(layout, "goal")
+    label, gl = object_label(layout, name), object_label(layout, "goal")
     if inside[-1]:
         off = float(np.linalg.norm(rel[-1]))
         if off <= IMPRECISE_FRACTION * h:
@@ -129,7 +116,7 @@ def goal_outcome(trace, layout) -> list[FailureEvent]:
     meas = {"distance_outside_goal_m": miss, "along_push_m": float(along[-1]), "lateral_m": float(side[-1]),
             "slide_after_contact_m": slide, "speed_at_last_contact_mps": float(speed[last_touch])}
     if along[-1] > 0 and along[-1] >= abs(side[-1]):
-        cross = _first(along > h)
+        cross = first_index(along > h)
         cross = int(cross if cross is not None else rest)
         onset = min(cross, last_touch)
         how = (f"after the gripper lets go at {speed[last_touch]:.2f} m/s it slides {slide * 100:.0f} cm on"
@@ -162,15 +149,15 @@ def wrong_object(trace, layout) -> list[FailureEvent]:
         closer = float(np.linalg.norm(pos[0] - g) - np.linalg.norm(pos[-1] - g))
         if not touch.any() or moved[-1] < WRONG_MOVE or closer < WRONG_CLOSER:
             continue
-        onset = _first(touch)
-        vis = _first(moved > 0.02, onset)
+        onset = first_index(touch)
+        vis = first_index(moved > 0.02, onset)
         vis = int(vis if vis is not None else onset)
         ended_in = bool(inside_goal(pos[-1:], layout)[0])
         events.append(FailureEvent(
             "wrong_object", "task", int(onset), vis, vis, 1.0, (name, "object"),
-            f"the robot pushes the {_label(layout, name)} {moved[-1] * 100:.0f} cm, "
+            f"the robot pushes the {object_label(layout, name)} {moved[-1] * 100:.0f} cm, "
             f"{closer * 100:.0f} cm closer to the "
-            f"{_label(layout, 'goal')}{' and into it' if ended_in else ''}, while the {_label(layout, 'object')} "
+            f"{object_label(layout, 'goal')}{' and into it' if ended_in else ''}, while the {object_label(layout, 'object')} "
             f"moves {moved_target * 100:.1f} cm",
             {"distractor_moved_m": float(moved[-1]), "closer_to_goal_m": closer, "target_moved_m": moved_target,
              "ended_in_goal": float(ended_in)},

@@ -115,15 +115,15 @@ def drops(trace, layout, name: str = "object") -> list[FailureEvent]:
         if not is_drop(trace, layout, e, name):
             continue
         height = float(_bottom(trace, layout, name)[e - 1])
-        vis = det._first(pos[:, 2] < pos[e - 1, 2] - 0.02, e)
-        free = det._first(~trace.touch(name).any(axis=1), e)  # the last pad lets go
+        vis = det.first_index(pos[:, 2] < pos[e - 1, 2] - 0.02, e)
+        free = det.first_index(~trace.touch(name).any(axis=1), e)  # the last pad lets go
         done = float(np.rad2deg(travel[free if free is not None else e - 1]))
         total = float(np.rad2deg(abs(layout.params["delta"])))
         ok = _placed(trace, layout, name)
         events.append(FailureEvent(
             "drop", "quality" if ok else "task", _commanded_start(trace, e), e, int(vis if vis is not None else e),
             0.3 if ok else 1.0, (name,),
-            f"the {det._label(layout, name)} leaves the gripper {height * 100:.0f} cm above the table after turning "
+            f"the {det.object_label(layout, name)} leaves the gripper {height * 100:.0f} cm above the table after turning "
             f"{done:.0f} of {total:.0f} degrees" + (" and still falls into place" if ok else ""),
             {"release_height_m": height, "turned_deg": done, "goal_turn_deg": total},
         ))
@@ -157,7 +157,7 @@ def orientation_outcome(trace, layout, name: str = "object") -> list[FailureEven
     turned = float(travel[end])
     deg = float(np.rad2deg(final))
     m = {"residual_deg": deg, "turned_deg": float(np.rad2deg(turned)), "goal_turn_deg": float(np.rad2deg(goal))}
-    label = det._label(layout, name)
+    label = det.object_label(layout, name)
     if final <= ORIENT_TOL:
         sev = float(np.clip((final - PRECISE_TOL) / (ORIENT_TOL - PRECISE_TOL), 0.1, 1.0)) * 0.5
         return [FailureEvent(
@@ -166,7 +166,7 @@ def orientation_outcome(trace, layout, name: str = "object") -> list[FailureEven
             "tolerance but not square", m)]
     sev = float(np.clip(final / FULL_RESIDUAL, 0.3, 1.0))
     if rel is not None and err[rel] <= ORIENT_TOL:
-        lost = det._first(err > ORIENT_TOL, rel)
+        lost = det.first_index(err > ORIENT_TOL, rel)
         return [FailureEvent(
             "orientation_lost", "task", rel, rel, int(lost), sev, (name,),
             f"the {label} is let go {np.rad2deg(err[rel]):.0f} degrees off the goal orientation but is knocked "
@@ -191,12 +191,12 @@ def overshoot(trace, layout, name: str = "object") -> list[FailureEvent]:
     over = float(past[peak])
     if over <= OVERSHOOT_TOL:
         return []
-    onset = det._first(past > np.deg2rad(2.0))
-    vis = det._first(past > OVERSHOOT_TOL)
+    onset = det.first_index(past > np.deg2rad(2.0))
+    vis = det.first_index(past > OVERSHOOT_TOL)
     sev = float(np.clip(over / FULL_OVERSHOOT, 0.2, 1.0))
     return [FailureEvent(
         "overshoot", "quality", int(onset), int(peak), int(vis), sev, (name,),
-        f"the {det._label(layout, name)} is turned {np.rad2deg(over):.0f} degrees past the goal before being turned back",
+        f"the {det.object_label(layout, name)} is turned {np.rad2deg(over):.0f} degrees past the goal before being turned back",
         {"overshoot_deg": float(np.rad2deg(over))})]
 
 
@@ -218,11 +218,11 @@ def rolls_off(trace, layout, name: str = "object") -> list[FailureEvent]:
     off_goal = float(np.linalg.norm(pos[-1, :2] - np.asarray(layout.params["goal_xy"], float)))
     if not (dist > ROLL_DIST or (dist > ROLL_VISIBLE and off_goal > GOAL_RADIUS)):
         return []
-    vis = det._first(moved > ROLL_VISIBLE, e)
+    vis = det.first_index(moved > ROLL_VISIBLE, e)
     speed = float(np.linalg.norm(trace.vel(name)[e:, :2], axis=1).max())
     return [FailureEvent(
         "rolled_off", "task", int(e), int(e), int(vis), float(np.clip(dist / FULL_ROLL, 0.3, 1.0)), (name,),
-        f"after release the {det._label(layout, name)} rolls {dist * 100:.0f} cm (up to {speed:.2f} m/s) and ends "
+        f"after release the {det.object_label(layout, name)} rolls {dist * 100:.0f} cm (up to {speed:.2f} m/s) and ends "
         f"{off_goal * 100:.0f} cm from the goal",
         {"roll_distance_m": dist, "distance_to_goal_m": off_goal, "max_speed_mps": speed})]
 
@@ -240,7 +240,7 @@ def misplaced(trace, layout, name: str = "object") -> list[FailureEvent]:
         return []
     return [FailureEvent(
         "misplaced", "task", int(e), int(e), int(e), float(np.clip(final / FULL_ROLL, 0.3, 1.0)), (name,),
-        f"the {det._label(layout, name)} is set down {at_release * 100:.0f} cm from the goal centre and rests "
+        f"the {det.object_label(layout, name)} is set down {at_release * 100:.0f} cm from the goal centre and rests "
         f"{final * 100:.0f} cm from it", {"distance_to_goal_m": final, "release_distance_m": at_release})]
 
 

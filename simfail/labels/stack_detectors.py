@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from simfail.core.episode import FailureEvent
-from simfail.labels.detectors import LIFT_DZ, PLACE_CLEARANCE, REST_SPEED, _first, _label, grasped, lifted
+from simfail.labels.detectors import LIFT_DZ, PLACE_CLEARANCE, REST_SPEED, first_index, object_label, grasped, lifted
 
 #: Tolerance [m] on the centre-height difference of a block resting on another.
 Z_TOL = 0.008
@@ -107,7 +107,7 @@ def open_command(trace, e: int) -> int:
 def let_go(trace, name: str, e: int) -> int:
     """First frame at or after ``e`` where no finger touches ``name``."""
     touch = trace.touch(name).any(axis=1)
-    f = _first(~touch, e)
+    f = first_index(~touch, e)
     return int(f if f is not None else len(touch) - 1)
 
 
@@ -186,7 +186,7 @@ def _broke(trace, a: str, b: str, layout, start: int) -> int | None:
 def _fall_visible(trace, a: str, start: int) -> int:
     """First frame from ``start`` with ``a`` tilted past ``VISIBLE_TILT`` or 1.5 cm lower."""
     z = trace.pos(a)[:, 2]
-    vis = _first((trace.tilt(a) > VISIBLE_TILT) | (z < z[start] - 0.015), start)
+    vis = first_index((trace.tilt(a) > VISIBLE_TILT) | (z < z[start] - 0.015), start)
     return int(vis if vis is not None else len(z) - 1)
 
 
@@ -231,7 +231,7 @@ def stack_topples(trace, blocks: list[str], layout) -> list[FailureEvent]:
         onset = open_command(trace, e)
         events.append(FailureEvent(
             "stack_topple", "task", onset, max(broke, e), max(_fall_visible(trace, a, e), e), 1.0, (a, b),
-            f"the {_label(layout, a)} is released {off * 100:.1f} cm off the centre of the {_label(layout, b)}, "
+            f"the {object_label(layout, a)} is released {off * 100:.1f} cm off the centre of the {object_label(layout, b)}, "
             f"past its {margin * 100:.1f} cm edge, and falls off {(broke - e) / trace.fps:.1f} s later",
             {"release_offset_m": float(off), "tipping_margin_m": margin,
              "final_tilt_deg": float(np.rad2deg(trace.tilt(a)[-1])), "delay_s": float((broke - e) / trace.fps)},
@@ -257,13 +257,13 @@ def tower_knocks(trace, blocks: list[str], layout) -> list[FailureEvent]:
         hits[broke + 2:] = 0.0
         if hits.sum() <= HIT_IMPULSE:
             continue
-        onset = _first(hits > 1e-4)
+        onset = first_index(hits > 1e-4)
         vis = max(_fall_visible(trace, a, onset), onset)
         moved = float(np.linalg.norm(trace.pos(a)[-1, :2] - trace.pos(b)[-1, :2]))
         events.append(FailureEvent(
             "tower_knocked", "task", int(onset), max(broke, int(onset)), vis, 1.0, (a, b, "robot"),
-            f"the robot hits the tower with {hits.sum():.2f} N*s and knocks the {_label(layout, a)} off the "
-            f"{_label(layout, b)}; it ends {moved * 100:.0f} cm from it",
+            f"the robot hits the tower with {hits.sum():.2f} N*s and knocks the {object_label(layout, a)} off the "
+            f"{object_label(layout, b)}; it ends {moved * 100:.0f} cm from it",
             {"impulse_ns": float(hits.sum()), "final_distance_m": moved},
         ))
     return events
@@ -286,8 +286,8 @@ def wrong_order(trace, tower: list[str], blocks: list[str], layout) -> list[Fail
         ends = [int(e) for e in grasp_ends(trace, a) if e >= onset]
         irr = ends[-1] if ends else onset
         stood = _stood(trace, a, b, layout, irr)
-        names = ", ".join(_label(layout, n) for n in chain)
-        want = ", ".join(_label(layout, n) for n in tower)
+        names = ", ".join(object_label(layout, n) for n in chain)
+        want = ", ".join(object_label(layout, n) for n in tower)
         return [FailureEvent(
             "wrong_order", "task", onset, irr, int(stood if stood is not None else irr), 1.0, tuple(chain),
             f"the tower is stacked bottom to top as {names} instead of {want}",
@@ -315,7 +315,7 @@ def misaligned(trace, tower: list[str], layout) -> list[FailureEvent]:
         margin = half(layout, b)
         events.append(FailureEvent(
             "misaligned_stack", "quality", open_command(trace, e), e, e, float(np.clip(off / margin, 0.1, 1.0)), (a, b),
-            f"the {_label(layout, a)} stands {off * 100:.1f} cm off the centre of the {_label(layout, b)} "
+            f"the {object_label(layout, a)} stands {off * 100:.1f} cm off the centre of the {object_label(layout, b)} "
             f"(its edge is {margin * 100:.1f} cm from the centre)",
             {"offset_m": off, "tipping_margin_m": margin},
         ))
@@ -355,14 +355,14 @@ def block_drops(trace, blocks: list[str], tower: list[str], layout) -> list[Fail
             onset = e - 1
             while commanded and onset > 0 and cmd[onset - 1] < 0.5:
                 onset -= 1
-            vis = _first(pos[:, 2] < pos[e, 2] - FALL_DZ, e)
+            vis = first_index(pos[:, 2] < pos[e, 2] - FALL_DZ, e)
             k = tower.index(a) if a in tower else 0
             landed = k > 0 and bool(resting(trace, a, tower[k - 1], layout)[-1])
             events.append(FailureEvent(
                 "drop", "quality" if landed else "task", int(onset), e, int(vis if vis is not None else e),
                 0.3 if landed else 1.0, (a,),
-                f"the {_label(layout, a)} leaves the gripper {clearance * 100:.0f} cm above the surface under it and falls"
-                + (f", still landing on the {_label(layout, tower[k - 1])}" if landed else ""),
+                f"the {object_label(layout, a)} leaves the gripper {clearance * 100:.0f} cm above the surface under it and falls"
+                + (f", still landing on the {object_label(layout, tower[k - 1])}" if landed else ""),
                 {"clearance_m": clearance, "commanded_open": float(commanded)},
             ))
     return events

@@ -13,7 +13,7 @@ import numpy as np
 
 from simfail.core.episode import FailureEvent
 from simfail.labels import detectors as det
-from simfail.labels.detectors import _first, _label
+from simfail.labels.detectors import first_index, object_label
 
 #: Share of the marks that must leave the board for the wiping to count as done.
 SUCCESS_SHARE = 0.85
@@ -111,12 +111,12 @@ def tool_drops(trace, layout) -> list[FailureEvent]:
             onset = int(e if cmd[e] < 0.5 else e - 1)
             while onset > 0 and cmd[onset - 1] < 0.5:
                 onset -= 1
-        vis = _first(z < z[e] - 0.02, e)
+        vis = first_index(z < z[e] - 0.02, e)
         visible = int(vis if vis is not None else e)
         where = "board" if over_board(trace.pos("tool")[-1:, :2], layout)[0] else "table"
         events.append(FailureEvent(
             "tool_drop", "task", onset, int(e), max(visible, onset), 1.0, ("tool",),
-            f"the {_label(layout, 'tool')} leaves the gripper with its head {gap[e - 1] * 100:.0f} cm above the "
+            f"the {object_label(layout, 'tool')} leaves the gripper with its head {gap[e - 1] * 100:.0f} cm above the "
             f"surface below and falls onto the {where}"
             + (" after the gripper opens" if commanded else " while the gripper is closed"),
             {"release_gap_m": float(gap[e - 1]), "commanded_open": float(commanded)},
@@ -137,7 +137,7 @@ def rough_put_down(trace, layout) -> list[FailureEvent]:
         sev = float(np.clip(g / DROP_GAP, 0.3, 1.0))
         events.append(FailureEvent(
             "rough_put_down", "quality", int(e - 1), int(e), int(e), sev, ("tool",),
-            f"the gripper opens with the {_label(layout, 'tool')}'s head {g * 100:.1f} cm above the surface, "
+            f"the gripper opens with the {object_label(layout, 'tool')}'s head {g * 100:.1f} cm above the surface, "
             "letting it fall instead of setting it down",
             {"release_gap_m": g},
         ))
@@ -162,13 +162,13 @@ def tool_not_returned(trace, layout) -> list[FailureEvent]:
     if not upright:
         state = f"tipped over ({np.rad2deg(tilt[-1]):.0f} degrees)"
     elif over_board(p[-1:, :2], layout)[0]:
-        state = f"lying on the {_label(layout, 'board')}"
+        state = f"lying on the {object_label(layout, 'board')}"
     else:
         state = f"resting {bottom * 100:.1f} cm above the table"
-    vis = _first(tilt > UPRIGHT_TILT, e) if not upright else e
+    vis = first_index(tilt > UPRIGHT_TILT, e) if not upright else e
     return [FailureEvent(
         "tool_not_put_down", "task", e, e, int(vis if vis is not None else e), 1.0, ("tool",),
-        f"the {_label(layout, 'tool')} is not put back on the table: it ends {state}",
+        f"the {object_label(layout, 'tool')} is not put back on the table: it ends {state}",
         {"final_tilt_deg": float(np.rad2deg(tilt[-1])), "final_bottom_height_m": float(bottom)},
     )]
 
@@ -193,7 +193,7 @@ def wiping_result(trace, layout, marks: list[str]) -> list[FailureEvent]:
     stop = stop if stop > 0 else len(count) - 1
     removed = 1.0 - left / n
     names = tuple(m for m, o in zip(marks, on[-1]) if o)
-    lbl = _label(layout, "board")
+    lbl = object_label(layout, "board")
     if removed < SUCCESS_SHARE:
         return [FailureEvent(
             "incomplete_wiping", "task", stop, stop, stop, float(np.clip(left / n, 0.2, 1.0)), ("board", *names),
@@ -223,14 +223,14 @@ def gripper_wiping(trace, layout, marks: list[str]) -> list[FailureEvent]:
     total = float(imp.sum())
     if total < SHORTCUT_IMPULSE or not moved or max(moved) < SHORTCUT_MOVE:
         return []
-    onset = int(_first(imp > 1e-4))
-    vis = _first(np.cumsum(imp) > SHORTCUT_IMPULSE)
+    onset = int(first_index(imp > 1e-4))
+    vis = first_index(np.cumsum(imp) > SHORTCUT_IMPULSE)
     used = bool(tool_lifted(trace).any())
     return [FailureEvent(
         "gripper_wiping", "task", onset, onset, int(vis if vis is not None else onset), 1.0 if not used else 0.6,
         ("robot", *[m for m in marks if (trace.impulse("robot", m) * ~held).sum() > 1e-4]),
         f"the robot pushes {len(moved)} marks with its fingers ({total:.3f} N*s of contact, up to "
-        f"{max(moved) * 100:.0f} cm) instead of wiping with the {_label(layout, 'tool')}"
+        f"{max(moved) * 100:.0f} cm) instead of wiping with the {object_label(layout, 'tool')}"
         + (", which it never picks up" if not used else ""),
         {"finger_mark_impulse_ns": total, "marks_touched": float(len(moved)), "max_mark_move_m": max(moved),
          "tool_lifted": float(used)},

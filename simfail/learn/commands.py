@@ -9,7 +9,6 @@ the model with ``simfail evaluate model=rewind model.checkpoint=OUT data=DIR``.
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +18,10 @@ from simfail.errors import ConfigError, OutputDirError, UnknownNameError
 __all__ = ["cmd_train_reward", "train_settings", "run_train", "parse_groups"]
 
 
-def _base_keys() -> dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load(resources.files("simfail.configs").joinpath("train_reward.yaml").read_text()) or {}
-
-
 def _split(args: list[str]) -> tuple[list[str], bool]:
-    base = _base_keys()
-    overrides, show = [], False
-    for a in args:
-        if a == "--cfg":
-            show = True
-            continue
-        key, sep, _ = a.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"expected key=value, got {a!r} (e.g. simfail train-reward data=DIR out=MODEL_DIR)")
-        top = key.lstrip("+").split(".", 1)[0]
-        if top not in base:
-            raise UnknownNameError("train-reward setting", top, list(base))
-        overrides.append(a)
-    return overrides, show
+    from simfail.cli import checked_overrides
+
+    return checked_overrides(args, "train_reward", "train-reward", "simfail train-reward data=DIR out=MODEL_DIR")
 
 
 def train_settings(args: list[str]) -> dict[str, Any]:

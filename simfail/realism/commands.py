@@ -9,35 +9,17 @@ composed settings and exits. See :mod:`simfail.realism.edit` for what is written
 from __future__ import annotations
 
 import json
-from importlib import resources
 from typing import Any
 
-from simfail.errors import ConfigError, UnknownNameError
 
 __all__ = ["cmd_realism", "realism_settings"]
 
 
-def _base_keys() -> dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load(resources.files("simfail.configs").joinpath("realism.yaml").read_text()) or {}
-
-
 def realism_settings(args: list[str]) -> dict[str, Any]:
     """Composed settings of ``simfail realism`` from ``key=value`` arguments."""
-    from simfail.cli import compose
+    from simfail.cli import checked_overrides, compose
 
-    base = _base_keys()
-    overrides = []
-    for a in args:
-        key, sep, _ = a.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"expected key=value, got {a!r} (e.g. simfail realism data=DIR out=DIR2 model=PATH)")
-        top = key.lstrip("+").split(".", 1)[0]
-        if top not in base:
-            raise UnknownNameError("realism setting", top, list(base))
-        overrides.append(a)
+    overrides, _ = checked_overrides(args, "realism", "realism", "simfail realism data=DIR out=DIR2 model=PATH")
     return compose("realism", overrides)
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +48,9 @@ __all__ = ["cmd_compare", "cmd_evaluate", "evaluate_settings", "public_kwargs", 
 
 
 def _base_keys() -> dict[str, Any]:
-    import yaml
+    from simfail.cli import config_keys
 
-    text = resources.files("simfail.configs").joinpath("evaluate.yaml").read_text()
-    return yaml.safe_load(text) or {}
+    return config_keys("evaluate")
 
 
 def _yaml_value(text: str, what: str) -> Any:
