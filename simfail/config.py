@@ -116,3 +116,29 @@ def from_dict(d: dict[str, Any]) -> GenerateConfig:
     cfg.failures.names = [str(n) for n in cfg.failures.names]
     cfg.validate()
     return cfg
+
+
+def parse_groups(value: Any, what: str) -> list[int] | None:
+    """Group selection: ``None`` (all), an int, a list of ints, or a range ``"a:b"`` (end excluded)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a list of group ids or a range 'a:b', got {value!r}")
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, str):
+        a, sep, b = value.partition(":")
+        try:
+            if sep:
+                return list(range(int(a), int(b)))
+            return [int(x) for x in value.replace(",", " ").split()]
+        except ValueError:
+            raise ConfigError(f"{what} must be a list of group ids or a range 'a:b', got {value!r}") from None
+    if isinstance(value, (list, tuple)):
+        out = []
+        for x in value:
+            if isinstance(x, bool) or not isinstance(x, int):
+                raise ConfigError(f"{what} must hold integer group ids, got {x!r}")
+            out.append(int(x))
+        return out
+    raise ConfigError(f"{what} must be a list of group ids or a range 'a:b', got {value!r}")

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from simfail.stress.commands import parse_groups
+from simfail.config import parse_groups
 from simfail.errors import ConfigError, OutputDirError, UnknownNameError
 
 __all__ = ["cmd_train_reward", "train_settings", "run_train", "parse_groups"]

@@ -41,6 +41,8 @@ from typing import Any
 
 from simfail.errors import ConfigError, UnknownNameError
 
+from simfail.config import parse_groups
+
 from . import metrics as M
 from .report import VIDEO_MODES, compare_reports, format_table, summary_rows, write_report
 
@@ -147,32 +149,6 @@ def _default_out(data: Path, cfg: dict[str, Any]) -> Path:
         name += "-" + "-".join(f"{k}={v}" for k, v in sorted(shown.items()))
     name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_")[:120] or "model"
     return data / "reports" / name
-
-
-def parse_groups(value: Any, what: str) -> list[int] | None:
-    """Group selection: ``None`` (all), an int, a list of ints, or a range ``"a:b"`` (end excluded)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ConfigError(f"{what} must be a list of group ids or a range 'a:b', got {value!r}")
-    if isinstance(value, int):
-        return [value]
-    if isinstance(value, str):
-        a, sep, b = value.partition(":")
-        try:
-            if sep:
-                return list(range(int(a), int(b)))
-            return [int(x) for x in value.replace(",", " ").split()]
-        except ValueError:
-            raise ConfigError(f"{what} must be a list of group ids or a range 'a:b', got {value!r}") from None
-    if isinstance(value, (list, tuple)):
-        out = []
-        for x in value:
-            if isinstance(x, bool) or not isinstance(x, int):
-                raise ConfigError(f"{what} must hold integer group ids, got {x!r}")
-            out.append(int(x))
-        return out
-    raise ConfigError(f"{what} must be a list of group ids or a range 'a:b', got {value!r}")
 
 
 def run_evaluate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
