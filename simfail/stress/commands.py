@@ -39,9 +39,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from simfail.errors import ConfigError, UnknownNameError
-
 from simfail.config import parse_groups
+from simfail.errors import ConfigError, UnknownNameError
 
 from . import metrics as M
 from .report import VIDEO_MODES, compare_reports, format_table, summary_rows, write_report
