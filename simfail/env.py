@@ -162,6 +162,9 @@ class SimfailEnv(gymnasium.Env):
         # and the number of free objects are the same in every layout of a task.
         proto = build_scene(self.task, 0, self.stage)
         proto_core = make_core(proto, self.fps)
+        #: The prototype scene's model: its state size and joint table are those of every
+        #: layout of the task (tests/test_suite.py checks this).
+        self.prototype_model = proto.model
         self.object_names: list[str] = list(proto.layout.tracked)
         self.action_space = self._make_action_space(proto.model, proto_core)
         self.observation_space = self._make_observation_space(proto.model, proto_core)

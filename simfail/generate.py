@@ -21,7 +21,7 @@ import numpy as np
 
 import simfail
 from simfail.config import GenerateConfig
-from simfail.core.builder import BuiltScene, build_scene, make_ik
+from simfail.core.builder import BuiltScene, make_ik
 from simfail.core.episode import VIEWS, EpisodeRecord, competition_ranks
 from simfail.core.robot import HOME_QPOS
 from simfail.core.rollout import RolloutResult, frame_count, onset_frame, run_program
@@ -395,7 +395,9 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
     validate_failures(cfg)  # before touching the disk
     names = run_tasks(cfg)
     tasks = {t: get_task(t) for t in names}
-    probes = {t: build_scene(tasks[t], scene_seed(cfg.seed, 0, 0), _stage(cfg)).model for t in names}
+    # one environment per task, built before the writer so its prototype gives the state size
+    envs = {t: make_group_env(tasks[t], task_config(cfg, tasks[t])) for t in names}
+    probes = {t: envs[t].prototype_model for t in names}
     nq = max(m.nq for m in probes.values())
     nv = max(m.nv for m in probes.values())
     mode = "resume" if cfg.resume else "overwrite" if cfg.overwrite else "new"
@@ -413,15 +415,11 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
         seeds = {int(k): v for k, v in json.loads(meta_path.read_text()).get("groups", {}).items()}
     t_start = time.perf_counter()
     timing = GroupTiming()
-    envs: dict[str, SimfailEnv] = {}
     bar = tqdm(todo, desc=f"simfail {cfg.task}", unit="group", disable=not cfg.progress)
     with GroupSink(writer, nq, nv) as sink:
         for name, g in bar:
             task = tasks[name]
-            tcfg = task_config(cfg, task)
-            if name not in envs:
-                envs[name] = make_group_env(task, tcfg)
-            res = generate_group(task, tcfg, g, env=envs[name])
+            res = generate_group(task, task_config(cfg, task), g, env=envs[name])
             seeds[g] = {"task": name, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
                         "instruction": res.episodes[0].instruction}
             if res.unstable_variants:
