@@ -349,8 +349,7 @@ def _ceiling(task, cfg: GenerateConfig, work: _CeilingWork) -> tuple[float, floa
 def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> BenchRun:
     from simfail.dataset.writer import DatasetWriter
     from simfail.generate import (
-        ACTION_NAMES, STATE_NAMES, GroupSink, _meta, _stage, generate_group, make_group_env, scene_seed,
-        variant_plan,
+        ACTION_NAMES, STATE_NAMES, GroupSink, _meta, generate_group, make_group_env, variant_plan,
     )
 
     run = BenchRun()
@@ -360,15 +359,15 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> B
 
     t0 = time.perf_counter()
     variant_plan(task, cfg, 0)
-    probe = build_scene(task, scene_seed(cfg.seed, 0, 0), _stage(cfg))
+    env = make_group_env(task, cfg)
+    model = env.prototype_model
     writer = DatasetWriter(
         root, fps=cfg.render.fps, image_size=(cfg.render.height, cfg.render.width),
-        state_names=STATE_NAMES, action_names=ACTION_NAMES, nq=probe.model.nq, nv=probe.model.nv,
+        state_names=STATE_NAMES, action_names=ACTION_NAMES, nq=model.nq, nv=model.nv,
         mode="new", chunks_size=cfg.dataset.chunks_size, crf=cfg.dataset.crf, preset=cfg.dataset.preset,
     )
-    env = make_group_env(task, cfg)
     untimed = 0.0
-    with GroupSink(writer, probe.model.nq, probe.model.nv) as sink:
+    with GroupSink(writer, model.nq, model.nv) as sink:
         for g in range(cfg.groups):
             t_g = time.perf_counter()
             res = generate_group(task, cfg, g, env=env)
@@ -389,11 +388,11 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> B
             untimed += time.perf_counter() - t_u
             seeds[g] = {"task": cfg.task, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
                         "instruction": res.episodes[0].instruction}
-            sink.submit(g, res.episodes, _meta(cfg, {cfg.task: probe.model}, dict(seeds)))
+            sink.submit(g, res.episodes, _meta(cfg, {cfg.task: model}, dict(seeds)))
             del res
             log(f"bench: group {g + 1}/{cfg.groups} generated ({len(ep_work)} episodes, {time.perf_counter() - t_g:.1f} s)")
     t1 = time.perf_counter()
-    writer.finalize(_meta(cfg, {cfg.task: probe.model}, seeds))
+    writer.finalize(_meta(cfg, {cfg.task: model}, seeds))
     run.total = time.perf_counter() - t0 - untimed
     # encode + write run on the sink's thread, overlapped with the next group's physics and
     # rendering; only the time the main thread waited for them is on the critical path
