@@ -365,6 +365,7 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> B
         root, fps=cfg.render.fps, image_size=(cfg.render.height, cfg.render.width),
         state_names=STATE_NAMES, action_names=ACTION_NAMES, nq=model.nq, nv=model.nv,
         mode="new", chunks_size=cfg.dataset.chunks_size, crf=cfg.dataset.crf, preset=cfg.dataset.preset,
+        encoder_nice=cfg.dataset.encoder_nice,
     )
     untimed = 0.0
     with GroupSink(writer, model.nq, model.nv) as sink:

@@ -42,6 +42,10 @@ class DatasetConfig:
     #: Copy the expert's rendered prefix into each variant instead of re-simulating it
     #: (bit-identical by construction; see tests/test_determinism.py).
     reuse_prefix: bool = True
+    #: Niceness (0-19) of the ffmpeg encoders. 19: encoding runs on the CPU time that physics
+    #: and rendering leave idle instead of preempting llvmpipe's rasterizer threads, which
+    #: stalls whole frames on a 2-core machine (see README, "Measured"). 0: same priority.
+    encoder_nice: int = 19
 
 
 @dataclass
@@ -77,6 +81,8 @@ class GenerateConfig:
                 raise ConfigError(f"failures.sweep magnitudes must be in [0, 1], got {m}")
         if not 0 <= self.dataset.crf <= 51:
             raise ConfigError(f"dataset.crf must be in [0, 51], got {self.dataset.crf}")
+        if not 0 <= self.dataset.encoder_nice <= 19:
+            raise ConfigError(f"dataset.encoder_nice must be in [0, 19], got {self.dataset.encoder_nice}")
 
 
 def from_dict(d: dict[str, Any]) -> GenerateConfig:

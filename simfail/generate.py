@@ -106,7 +106,7 @@ def _record(task: Task, scene: BuiltScene, res: RolloutResult, group_id: int, va
     actions = np.array(trace.action, dtype=np.float32)
     # LeRobot convention: action[t] is the command issued after observing frame t
     action_col = np.concatenate([actions[1:], actions[-1:]], axis=0)
-    frames = {v: np.stack(res.frames[v]) for v in VIEWS} if res.frames else {}
+    frames = dict(res.frames)
     return EpisodeRecord(
         group_id=group_id,
         variant=variant,
@@ -177,7 +177,7 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
         if renderer is not None:
             # render the expert from its saved states (the physics already ran once)
             t0 = time.perf_counter()
-            base.frames = _render_states(core, renderer, base, 0)
+            base.frames = render_rollout(core, renderer, base)
             timing.render += time.perf_counter() - t0
             timing.frames_rendered += n_frames * len(VIEWS)
         episodes = [_record(task, scene, base, group_id, "expert", {}, fps)]
@@ -206,8 +206,7 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
             timing.physics += time.perf_counter() - t0
             if renderer is not None:
                 t0 = time.perf_counter()
-                new = _render_states(core, renderer, res, first_new)
-                res.frames = {v: (base.frames[v][:first_new] if first_new else []) + new[v] for v in VIEWS}
+                res.frames = render_rollout(core, renderer, res, prefix=base.frames, first=first_new)
                 timing.render += time.perf_counter() - t0
                 timing.frames_rendered += (n_frames - first_new) * len(VIEWS)
             t0 = time.perf_counter()
@@ -229,14 +228,24 @@ def make_group_env(task: Task, cfg: GenerateConfig) -> SimfailEnv:
     return SimfailEnv(task=task.name, fps=cfg.render.fps, width=cfg.render.width, height=cfg.render.height)
 
 
-def _render_states(core, renderer: MultiViewRenderer, res: RolloutResult, first: int) -> dict[str, list[np.ndarray]]:
-    """Render frames ``first..`` of a rollout from its saved simulator states."""
-    out: dict[str, list[np.ndarray]] = {v: [] for v in VIEWS}
+def render_rollout(core, renderer: MultiViewRenderer, res: RolloutResult, *,
+                   prefix: dict[str, np.ndarray] | None = None, first: int = 0) -> dict[str, np.ndarray]:
+    """Render a rollout's frames from its recorded states: ``{view: uint8 (T, H, W, 3)}``.
+
+    Frames ``0..first-1`` are copied from ``prefix`` (a counterfactual variant shares them with
+    the expert it branched from); frames ``first..`` are rendered straight into the episode's
+    preallocated arrays, one ``glReadPixels`` per view-frame and no intermediate copy.
+    """
+    n = len(res.trace.qpos)
+    out = {v: np.empty((n, renderer.height, renderer.width, 3), dtype=np.uint8) for v in renderer.views}
+    if first:
+        assert prefix is not None, "a rendered prefix is needed when first > 0"
+        for v in renderer.views:
+            out[v][:first] = prefix[v][:first]
     saved = core.get_state()
-    for qpos in res.trace.qpos[first:]:
-        core.show_qpos(qpos)  # rendering needs only kinematics
-        for v, img in renderer.render(core.data).items():
-            out[v].append(img)
+    for f in range(first, n):
+        core.show_qpos(res.trace.qpos[f])  # rendering needs only kinematics
+        renderer.render_into(core.data, {v: out[v][f] for v in renderer.views})
     core.set_state(saved)
     return out
 
@@ -405,6 +414,7 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
         cfg.out, fps=cfg.render.fps, image_size=(cfg.render.height, cfg.render.width),
         state_names=STATE_NAMES, action_names=ACTION_NAMES, nq=nq, nv=nv,
         mode=mode, chunks_size=cfg.dataset.chunks_size, crf=cfg.dataset.crf, preset=cfg.dataset.preset,
+        encoder_nice=cfg.dataset.encoder_nice,
     )
     done = set(writer.completed_groups())
     todo = [(t, g) for t, g in group_plan(cfg) if g not in done]

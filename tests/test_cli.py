@@ -57,6 +57,7 @@ def workdir(tmp_path, monkeypatch):
         (["groups=abc"], "abc"),
         (["render.fps=0"], "fps"),
         (["dataset.crf=99"], "crf"),
+        (["dataset.encoder_nice=20"], "encoder_nice"),
         (["failures.sweep=[0.5,2.0]"], "sweep"),
     ],
 )

@@ -34,7 +34,9 @@ class Snapshot:
 class RolloutResult:
     trace: Trace
     snapshots: list[Snapshot] = field(default_factory=list)
-    frames: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    #: ``{view: uint8 (T, H, W, 3)}``, rendered from the trace's states after the physics ran
+    #: (empty until then); see :func:`simfail.generate.render_rollout`.
+    frames: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def frame_count(duration: float, fps: int) -> int:
@@ -55,7 +57,6 @@ def run_program(
     *,
     start: RolloutResult | None = None,
     start_frame: int = 0,
-    renderer=None,
     keep_snapshots: bool = True,
 ) -> RolloutResult:
     """Execute ``program`` for ``n_frames`` frames.
@@ -67,8 +68,6 @@ def run_program(
         n_frames: Total frames of the episode (including frame 0).
         start: A previous rollout to branch from; frames ``0..start_frame`` are copied from it.
         start_frame: Frame of ``start`` to continue from.
-        renderer: Optional :class:`~simfail.render.renderer.MultiViewRenderer`; frames are
-            rendered for every new frame (copied for the shared prefix).
         keep_snapshots: Save a snapshot at every frame (needed to branch from this rollout).
     """
     fps = core.fps
@@ -79,9 +78,6 @@ def run_program(
         result = RolloutResult(trace)
         if keep_snapshots:
             result.snapshots.append(Snapshot(core.get_state(), ik.configuration.q.copy()))
-        if renderer is not None:
-            for v, img in renderer.render(core.data).items():
-                result.frames.setdefault(v, []).append(img)
         first = 1
     else:
         snap = start.snapshots[start_frame]
@@ -90,7 +86,6 @@ def run_program(
         result = RolloutResult(start.trace.truncate(start_frame + 1))
         if keep_snapshots:
             result.snapshots = list(start.snapshots[: start_frame + 1])
-        result.frames = {v: list(f[: start_frame + 1]) for v, f in start.frames.items()}
         first = start_frame + 1
     for f in range(first, n_frames):
         t = f / fps
@@ -101,7 +96,4 @@ def run_program(
         result.trace.record(core, action, contacts, program.phase_at(t - 1.0 / fps))
         if keep_snapshots:
             result.snapshots.append(Snapshot(core.get_state(), ik.configuration.q.copy()))
-        if renderer is not None:
-            for v, img in renderer.render(core.data).items():
-                result.frames.setdefault(v, []).append(img)
     return result

@@ -62,6 +62,15 @@ def _tail(text: bytes | str, limit: int = 2000) -> str:
     return text[-limit:] if len(text) > limit else text
 
 
+def _lower_priority(pid: int, nice: int) -> None:
+    """Set process ``pid``'s niceness to ``nice`` (never below this process's own)."""
+    try:
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, pid, max(own, min(19, nice)))
+    except (AttributeError, OSError):  # no POSIX priorities here, or the child already exited
+        pass
+
+
 class VideoEncoder:
     """Streams ``uint8 (T, H, W, 3)`` RGB frames into one H.264 (libx264, yuv420p) mp4 file.
 
@@ -81,6 +90,10 @@ class VideoEncoder:
         gop: Maximum keyframe interval in frames (default ``2 * fps``), which bounds the cost
             of seeking to any frame.
         threads: x264 threads (default: let x264 decide).
+        nice: Scheduling niceness (0-19) of the ffmpeg process. A positive value makes
+            encoding use only the CPU time that physics and rendering leave idle (on a small
+            machine llvmpipe's rasterizer threads stall a whole frame when ffmpeg preempts
+            one of them); ignored where the OS cannot lower a child's priority.
 
     The encoder is also a context manager: leaving the block normally closes it, leaving it
     with an exception aborts it and removes the partial file.
@@ -97,6 +110,7 @@ class VideoEncoder:
         preset: str = "veryfast",
         gop: int | None = None,
         threads: int | None = None,
+        nice: int = 0,
     ) -> None:
         if int(fps) != fps or fps <= 0:
             raise ValueError(f"fps must be a positive integer, got {fps!r}")
@@ -127,6 +141,8 @@ class VideoEncoder:
         except OSError as exc:
             self._stderr.close()
             raise VideoCodecError(f"could not start ffmpeg: {exc}") from exc
+        if nice:
+            _lower_priority(self._proc.pid, int(nice))
 
     @property
     def frames_written(self) -> int:

@@ -230,6 +230,7 @@ class DatasetWriter:
             root first).
         chunks_size: Files per chunk directory.
         crf, preset: x264 settings of the mp4 files.
+        encoder_nice: Niceness of the ffmpeg encoders (see :class:`VideoEncoder`).
 
     Raises:
         OutputDirError: root is not usable in the requested mode or cannot be written.
@@ -250,6 +251,7 @@ class DatasetWriter:
         chunks_size: int = 1000,
         crf: int = 23,
         preset: str = "veryfast",
+        encoder_nice: int = 0,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -271,6 +273,7 @@ class DatasetWriter:
         self.robot_type = str(robot_type)
         self.chunks_size = int(chunks_size)
         self.crf, self.preset = int(crf), str(preset)
+        self.encoder_nice = int(encoder_nice)
         self.video_keys = [L.video_key(v) for v in VIEWS]
         self.features = L.frame_features(self.state_names, self.action_names, self.nq, self.nv)
         self._data_schema = data_schema(self.features)
@@ -671,7 +674,7 @@ class DatasetWriter:
             def encode(view: str, key: str) -> list[tuple[float, float]]:
                 tmp = stage / f"{key}.mp4"
                 with VideoEncoder(tmp, fps=self.fps, height=h, width=w, crf=self.crf, preset=self.preset,
-                                  threads=ENCODER_THREADS) as enc:
+                                  threads=ENCODER_THREADS, nice=self.encoder_nice) as enc:
                     out = [enc.append(rec.frames[view]) for rec in episodes]
                 _fsync_file(tmp)
                 return out

@@ -40,12 +40,18 @@ class MultiViewRenderer:
         self.width, self.height = width, height
 
     def render(self, data: mujoco.MjData) -> dict[str, np.ndarray]:
-        """``{view: uint8 (H, W, 3)}`` for the current state of ``data``."""
-        out = {}
+        """``{view: uint8 (H, W, 3)}`` for the current state of ``data`` (new arrays)."""
+        out = {v: np.empty((self.height, self.width, 3), dtype=np.uint8) for v in self.views}
+        self.render_into(data, out)
+        return out
+
+    def render_into(self, data: mujoco.MjData, out: dict[str, np.ndarray]) -> None:
+        """Render every view of the current state of ``data`` into ``out[view]``, a C-contiguous
+        ``uint8 (H, W, 3)`` array (e.g. one frame of a preallocated episode video), with no
+        intermediate copy."""
         for v in self.views:
             self._renderer.update_scene(data, camera=v)
-            out[v] = self._renderer.render().copy()
-        return out
+            self._renderer.render(out=out[v])
 
     def close(self) -> None:
         self._renderer.close()
