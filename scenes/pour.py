@@ -2,17 +2,48 @@
 
 Scene (world frame, metres; table top at z = 0, robot base at the origin facing +x): a square
 *cup* (outer half width ``W``, height ``H``, origin at the centre of its base's underside)
-holding ``N_NUTS`` *nuts* (small spheres, each a body with its own free joint ``nut<k>_free``)
-stands on one side of the table; the *target* bowl and a second, *other* bowl stand on the
-opposite side, side by side along y; a *bystander* bottle (topples when hit) and a
-*distractor* cube are placed on free spots. Colours, sizes, poses and the nut radius are drawn
-from the seed; every seed has the same bodies, so ``sim.qpos`` has one width.
+holding ``N_NUTS`` *nuts* (small spheres, each a body on three slide joints ``nut<k>_x``,
+``nut<k>_y``, ``nut<k>_z`` whose values are the nut centre's world coordinates) stands on one
+side of the table; the *target* bowl and a second, *other* bowl stand on the opposite side,
+side by side along y; a *bystander* bottle (topples when hit) and a *distractor* cube are
+placed on free spots. Colours, sizes, poses and the nut radius are drawn from the seed; every
+seed has the same bodies, so ``sim.qpos`` has one width.
 
 The nuts are not tracked entities (``Layout.tracked_names`` leaves them out, keeping the
-contact matrix small); detectors read them with ``trace.joint_qpos("nut<k>_free")``. Their
-free joints carry a little damping, which stops the spheres from rolling like marbles (real
-nuts are irregular and slide rather than roll); its effect on falling is negligible
-(time constant ``NUT_MASS / NUT_DAMPING`` ~ 5 s).
+contact matrix small); detectors read them with
+:func:`~simfail.labels.pour_detectors.nut_positions`. A nut translates but does not turn: real
+nuts are irregular and slide rather than roll like marbles (the earlier free-jointed spheres
+carried so much rotational damping that they never turned either, at twice the degrees of
+freedom). The slide joints carry a little damping, negligible for falling (time constant
+``NUT_MASS / NUT_DAMPING`` = 5 s).
+
+Cost (2-core CPU, Mesa llvmpipe, mujoco 4.0.0; expert episodes, CPU time): particles dominate.
+Every nut adds about two contacts (condim 3, elliptic cones, ``impratio`` 10, 2 ms steps, as in
+every task) to the constraint solver, ~3.3 us per physics step each. The settings that keep
+this down:
+
+* 3 translational degrees of freedom per nut instead of 6: the Newton solver's cost grows with
+  the degrees of freedom of the nuts' constraint island (2.5x faster per step);
+* ``N_NUTS`` = 20 nuts of radius ``NUT_RADIUS`` and mass ``NUT_MASS``: the total volume and
+  mass of the former 24 smaller nuts, and the same whole-nut thresholds in the detectors (2
+  spilled nuts are a quality problem, 3 a task failure; success needs all but 3 in the target).
+  Physics runs at ~9,800 steps/s (pick/place ~33,000): 5.1 ms of ``mj_step`` per 10 fps frame
+  against 1.5 ms, 7.0 ms against 2.3 ms with the IK and the simulation core (was 14.9 and
+  17.4 ms with 24 free-jointed nuts);
+* rendering: the cup and each bowl are drawn as one closed mesh built from the sampled sizes
+  (:func:`vessel_mesh`, 28 / 92 triangles) and each nut as an 80-triangle sphere
+  (:func:`icosphere`; a primitive sphere has ~900 at the default quality, which is shared with
+  every primitive of a scene and so is left alone). The collision geoms (boxes, cylinder,
+  spheres) are unchanged and sit in ``COLLISION_GROUP``, which is not drawn: 39 drawn geoms
+  instead of 71, and a moving pour scene renders ~1.1x as fast as pick/place's at 256x256
+  (it was 1.4-1.6x slower). The extra visual geoms cost ~4% of the physics step.
+
+Left as they were, measured: frictionless nut-nut contacts (no faster over an episode), the
+solver (CG, PGS, dense Jacobians, looser tolerances or fewer line-search iterations were slower
+or failed), a 4 ms step (halves the cost per frame but changed operator outcomes), and MuJoCo's
+island sleeping (1.7x faster, but the simulation core snapshots states with ``mj_getState``,
+which does not hold the sleep state: a variant branched from the expert's snapshot would no
+longer equal a full replay).
 
 Expert: grasp the cup's side walls from behind and above (TCP pitched ``GRASP_PITCH`` forward
 from straight down, fingers closing along world y at ``GRASP_Z`` above the cup's base), lift,
@@ -46,10 +77,17 @@ TEMPLATES = (
 )
 
 #: Number of nuts (fixed, so ``sim.qpos`` has one width).
-N_NUTS = 24
-#: Mass of one nut [kg] and the damping of its free joint [N*s/m, N*m*s/rad].
-NUT_MASS = 0.0025
-NUT_DAMPING = 0.0005
+N_NUTS = 20
+#: Range [m] the nut radius is drawn from.
+NUT_RADIUS = (0.0064, 0.0072)
+#: Mass of one nut [kg] and the damping of each of its slide joints [N*s/m] (see module doc).
+NUT_MASS = 0.003
+NUT_DAMPING = 0.0006
+#: World axes of a nut's slide joints (``nut<k>_x`` ...), in ``qpos`` order.
+NUT_AXES = "xyz"
+#: Geom group of the collision geoms that have a visual mesh of their own (cup, bowls, nuts):
+#: like the robot's collision geoms, a group the renderer does not draw.
+COLLISION_GROUP = 3
 #: Cup wall and base thickness [m].
 CUP_WALL = 0.004
 CUP_BASE = 0.006
@@ -112,8 +150,78 @@ def lip_offset(theta: float, half_w: float, height: float) -> np.ndarray:
     return np.array([c * x + s * z, 0.0, -s * x + c * z])
 
 
+def vessel_mesh(sides: int, inner: float, outer: float, floor_z: float, top_z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Visual mesh of an open vessel: a regular ``sides``-gon prism with a cavity, as one closed
+    solid (vertices [m] in the body frame, origin at the centre of the base's underside;
+    triangles wound counter-clockwise seen from outside).
+
+    The outer wall has apothem ``outer`` and runs from z = 0 to ``top_z``; the cavity has
+    apothem ``inner`` and its floor at ``floor_z``. Flat faces point along the angles
+    ``2 pi k / sides`` (+x first), like the wall slabs of :func:`bowl_xml` and :func:`cup_xml`.
+    """
+    ang = np.pi / sides + 2 * np.pi * np.arange(sides) / sides  # corners between the flat faces
+    ring = np.stack([np.cos(ang), np.sin(ang)], axis=1) / np.cos(np.pi / sides)
+    n = sides
+    verts = np.concatenate([
+        np.column_stack([ring * outer, np.zeros(n)]),         # 0 .. n-1: outer, bottom
+        np.column_stack([ring * outer, np.full(n, top_z)]),   # n ..: outer, rim
+        np.column_stack([ring * inner, np.full(n, top_z)]),   # 2n ..: inner, rim
+        np.column_stack([ring * inner, np.full(n, floor_z)]),  # 3n ..: inner, floor
+    ])
+    faces = []
+    for a in range(n):
+        b = (a + 1) % n
+        faces += [(a, b, n + b), (a, n + b, n + a)]                                # outer wall
+        faces += [(n + a, n + b, 2 * n + b), (n + a, 2 * n + b, 2 * n + a)]        # rim
+        faces += [(2 * n + a, 2 * n + b, 3 * n + b), (2 * n + a, 3 * n + b, 3 * n + a)]  # cavity wall
+    for k in range(1, n - 1):
+        faces += [(0, k + 1, k), (3 * n, 3 * n + k, 3 * n + k + 1)]                # bottom, floor
+    return verts, np.array(faces)
+
+
+def icosphere() -> tuple[np.ndarray, np.ndarray]:
+    """Unit sphere as an icosahedron subdivided once: 42 vertices, 80 triangles (a primitive
+    sphere at the default render quality has ~900)."""
+    t = (1 + 5 ** 0.5) / 2
+    corners = [(-1, t, 0), (1, t, 0), (-1, -t, 0), (1, -t, 0), (0, -1, t), (0, 1, t), (0, -1, -t), (0, 1, -t),
+               (t, 0, -1), (t, 0, 1), (-t, 0, -1), (-t, 0, 1)]
+    tris = [(0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4), (11, 10, 2),
+            (10, 7, 6), (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9), (4, 9, 5), (2, 4, 11),
+            (6, 2, 10), (8, 6, 7), (9, 8, 1)]
+    verts = [np.array(c, float) / np.linalg.norm(c) for c in corners]
+    mids: dict[tuple[int, int], int] = {}
+
+    def mid(a: int, b: int) -> int:
+        key = (min(a, b), max(a, b))
+        if key not in mids:
+            m = verts[a] + verts[b]
+            verts.append(m / np.linalg.norm(m))
+            mids[key] = len(verts) - 1
+        return mids[key]
+
+    faces = []
+    for a, b, c in tris:
+        ab, bc, ca = mid(a, b), mid(b, c), mid(c, a)
+        faces += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
+    return np.array(verts), np.array(faces)
+
+
+def mesh_asset(name: str, verts: np.ndarray, faces: np.ndarray, extra: str = "") -> str:
+    """An MJCF ``<mesh>`` asset with inline vertex and face data (no file, nothing to cache)."""
+    vs = " ".join(f"{x:.6g}" for x in np.asarray(verts).ravel())
+    fs = " ".join(str(int(x)) for x in np.asarray(faces).ravel())
+    return f'<mesh name="{name}" vertex="{vs}" face="{fs}"{extra}/>'
+
+
+def visual_geom(name: str, mesh: str, col: str) -> str:
+    """A rendered-only mesh geom: no contacts, no mass (group 0, drawn by default)."""
+    return f'<geom name="{name}" type="mesh" mesh="{mesh}" rgba="{col}" mass="0" contype="0" conaffinity="0"/>'
+
+
 def cup_xml(o: ObjectSpec) -> str:
-    """MJCF of the square cup: a base slab and four wall slabs (origin: base underside)."""
+    """MJCF of the square cup (origin: base underside): a base slab and four wall slabs that
+    collide but are not drawn (``COLLISION_GROUP``), and one visual mesh ``cup_mesh`` of the same
+    shape (see :meth:`Pour.mesh_assets`)."""
     w, h = o.size
     m = o.mass
     col = rgba(o.color)
@@ -121,40 +229,58 @@ def cup_xml(o: ObjectSpec) -> str:
     wall_h = (h - CUP_BASE) / 2
     zc = CUP_BASE + wall_h
     fr = fmt(o.friction)
+    grp = f'group="{COLLISION_GROUP}"'
     parts = [f'<geom name="{o.name}" type="box" size="{w:.4f} {w:.4f} {CUP_BASE / 2:.4f}" pos="0 0 {CUP_BASE / 2:.4f}" '
-             f'rgba="{col}" mass="{m * 0.4:.4f}" friction="{fr}" condim="4"/>']
+             f'rgba="{col}" mass="{m * 0.4:.4f}" friction="{fr}" condim="4" {grp}/>']
     for k, (x, y, sx, sy) in enumerate(((w - CUP_WALL / 2, 0, CUP_WALL / 2, w), (-(w - CUP_WALL / 2), 0, CUP_WALL / 2, w),
                                         (0, w - CUP_WALL / 2, inner, CUP_WALL / 2), (0, -(w - CUP_WALL / 2), inner, CUP_WALL / 2))):
         parts.append(f'<geom name="{o.name}_wall{k}" type="box" size="{sx:.4f} {sy:.4f} {wall_h:.4f}" '
-                     f'pos="{x:.4f} {y:.4f} {zc:.4f}" rgba="{col}" mass="{m * 0.15:.4f}" friction="{fr}" condim="4"/>')
+                     f'pos="{x:.4f} {y:.4f} {zc:.4f}" rgba="{col}" mass="{m * 0.15:.4f}" friction="{fr}" condim="4" {grp}/>')
+    parts.append(visual_geom(f"{o.name}_visual", f"{o.name}_mesh", col))
     quat = f"{np.cos(o.yaw / 2):.6f} 0 0 {np.sin(o.yaw / 2):.6f}"
     return (f'    <body name="{o.name}" pos="{fmt(o.pos)}" quat="{quat}"><freejoint name="{o.name}_free"/>'
             + "".join(parts) + "</body>")
 
 
 def bowl_xml(o: ObjectSpec) -> str:
-    """MJCF of a bowl: a ``BOWL_BASE`` thick disc and ``BOWL_SLABS`` wall slabs (origin: base
-    underside). ``o.size`` = (inner radius, wall height, wall thickness) [m]."""
+    """MJCF of a bowl (origin: base underside): a ``BOWL_BASE`` thick disc and ``BOWL_SLABS``
+    wall slabs that collide but are not drawn, and one visual mesh ``<name>_mesh`` of the same
+    shape. ``o.size`` = (inner radius, wall height, wall thickness) [m]."""
     radius, wall, thick = o.size
     col = rgba(o.color)
+    grp = f'group="{COLLISION_GROUP}"'
     parts = [f'<geom name="{o.name}" type="cylinder" size="{radius + thick:.4f} {BOWL_BASE / 2:.4f}" '
-             f'pos="0 0 {BOWL_BASE / 2:.4f}" rgba="{col}" mass="{o.mass * 0.4:.4f}"/>']
+             f'pos="0 0 {BOWL_BASE / 2:.4f}" rgba="{col}" mass="{o.mass * 0.4:.4f}" {grp}/>']
     seg = (radius + thick / 2) * np.tan(np.pi / BOWL_SLABS) + 0.002
     for i in range(BOWL_SLABS):
         a = 2 * np.pi * i / BOWL_SLABS
         cx, cy = (radius + thick / 2) * np.cos(a), (radius + thick / 2) * np.sin(a)
         parts.append(f'<geom name="{o.name}_wall{i}" type="box" size="{thick / 2:.4f} {seg:.4f} {wall / 2:.4f}" '
                      f'pos="{cx:.4f} {cy:.4f} {BOWL_BASE + wall / 2:.4f}" quat="{np.cos(a / 2):.5f} 0 0 {np.sin(a / 2):.5f}" '
-                     f'rgba="{col}" mass="{o.mass * 0.6 / BOWL_SLABS:.4f}"/>')
+                     f'rgba="{col}" mass="{o.mass * 0.6 / BOWL_SLABS:.4f}" {grp}/>')
+    parts.append(visual_geom(f"{o.name}_visual", f"{o.name}_mesh", col))
     return (f'    <body name="{o.name}" pos="{fmt(o.pos)}"><freejoint name="{o.name}_free"/>'
             + "".join(parts) + "</body>")
 
 
+def nut_joint(k: int, axis: str) -> str:
+    """Name of nut ``k``'s slide joint along world ``axis`` (``x``, ``y`` or ``z``); its
+    ``qpos`` is the nut centre's world coordinate [m]."""
+    return f"nut{k}_{axis}"
+
+
 def nut_xml(k: int, pos: np.ndarray, radius: float, color: str) -> str:
-    """MJCF of nut ``k``: a sphere on a damped free joint."""
-    return (f'    <body name="nut{k}" pos="{fmt(pos)}"><joint name="nut{k}_free" type="free" damping="{NUT_DAMPING}"/>'
-            f'<geom name="nut{k}" type="sphere" size="{radius:.4f}" rgba="{rgba(color)}" mass="{NUT_MASS}" '
-            f'friction="0.2 0.005 0.0001" condim="3"/></body>')
+    """MJCF of nut ``k``: a sphere on three damped slide joints (x, y, z; ``ref`` = the start
+    position, so each joint's value is a world coordinate), drawn as ``nut_mesh``."""
+    xyz = [f"{p:.6f}" for p in pos]  # the same digits for the body position and the joints' ref
+    joints = "".join(f'<joint name="{nut_joint(k, a)}" type="slide" axis="{ax}" ref="{p}" damping="{NUT_DAMPING}"/>'
+                     for a, ax, p in zip(NUT_AXES, ("1 0 0", "0 1 0", "0 0 1"), xyz))
+    col = rgba(color)
+    body_pos = " ".join(xyz)
+    return (f'    <body name="nut{k}" pos="{body_pos}">{joints}'
+            f'<geom name="nut{k}" type="sphere" size="{radius:.4f}" rgba="{col}" mass="{NUT_MASS}" '
+            f'friction="0.2 0.005 0.0001" condim="3" group="{COLLISION_GROUP}"/>'
+            + visual_geom(f"nut{k}_visual", "nut_mesh", col) + "</body>")
 
 
 def nut_start_positions(layout: Layout) -> np.ndarray:
@@ -214,7 +340,7 @@ class Pour(Task):
         ]
         roles = {o.name: o.name for o in objects}
         instruction = TEMPLATES[int(rng.integers(len(TEMPLATES)))].format(cup=objects[0].label, bowl=objects[1].label)
-        params = {"side": side, "nut_radius": float(rng.uniform(0.0060, 0.0068)), "nut_color": colors[5],
+        params = {"side": side, "nut_radius": float(rng.uniform(*NUT_RADIUS)), "nut_color": colors[5],
                   "bowl_radius": r_t, "other_radius": r_o, "bowl_wall": BOWL_WALL}
         return Layout(self.name, seed, objects, roles, instruction, params,
                       tracked_names=["cup", "target", "other", "bystander", "distractor"])
@@ -238,7 +364,23 @@ class Pour(Task):
         parts = [writers.get(o.kind, ObjectSpec.to_xml)(o) for o in layout.objects]
         r, col = layout.params["nut_radius"], layout.params["nut_color"]
         parts += [nut_xml(k, p, r, col) for k, p in enumerate(nut_start_positions(layout))]
-        return stage_xml(stage, "\n".join(parts), model_name=f"pour_{layout.seed}")
+        return stage_xml(stage, "\n".join(parts), model_name=f"pour_{layout.seed}", extra_assets=self.mesh_assets(layout))
+
+    @staticmethod
+    def mesh_assets(layout: Layout) -> str:
+        """The visual meshes, built from the layout's sizes: ``cup_mesh``, ``target_mesh``,
+        ``other_mesh`` (the vessels' collision shapes as single closed solids: 28 / 92
+        triangles, one draw each instead of 5 / 13 boxes) and ``nut_mesh`` (an 80-triangle
+        sphere scaled to the nut radius)."""
+        w, h = layout.obj("cup").size
+        assets = [mesh_asset("cup_mesh", *vessel_mesh(4, w - CUP_WALL, w, CUP_BASE, h))]
+        for b in ("target", "other"):
+            radius, wall, thick = layout.obj(b).size
+            assets.append(mesh_asset(f"{b}_mesh", *vessel_mesh(BOWL_SLABS, radius, radius + thick, BOWL_BASE,
+                                                                BOWL_BASE + wall)))
+        r = layout.params["nut_radius"]
+        assets.append(mesh_asset("nut_mesh", *icosphere(), f' scale="{r:.4f} {r:.4f} {r:.4f}" smoothnormal="true"'))
+        return "\n    ".join(assets)
 
     def initial_qpos(self, model: mujoco.MjModel, layout: Layout) -> np.ndarray:
         """Home pose, objects at their MJCF poses, nuts settled in the cup for ``SETTLE_S``
@@ -251,9 +393,8 @@ class Pour(Task):
         data.ctrl[idx.gripper_ctrl] = 0.08
         for _ in range(int(SETTLE_S / model.opt.timestep)):
             mujoco.mj_step(model, data)
-        for k in range(N_NUTS):
-            adr = int(model.jnt_qposadr[model.joint(f"nut{k}_free").id])
-            qpos[adr:adr + 7] = data.qpos[adr:adr + 7]
+        adr = [int(model.jnt_qposadr[model.joint(nut_joint(k, a)).id]) for k in range(N_NUTS) for a in NUT_AXES]
+        qpos[adr] = data.qpos[adr]
         return qpos
 
     # ------------------------------------------------------------------ expert

@@ -438,6 +438,7 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] | None = None) -> 
         "reuse_prefix": gen.dataset.reuse_prefix,
         "crf": gen.dataset.crf,
         "preset": gen.dataset.preset,
+        "encoder_nice": gen.dataset.encoder_nice,
         "repeats": cfg.repeats,
     }
     machine = machine_facts()
@@ -479,7 +480,7 @@ def bench_table(result: BenchResult) -> str:
         f"simfail bench: {st['task']}, {c['groups']} groups, {c['episodes']} episodes "
         f"({c['rejected_seeds']} rejected expert seeds), {len(st['views'])} views "
         f"{st['width']}x{st['height']} @ {st['fps']} fps, {st['frames_per_episode']} frames/episode, "
-        f"reuse_prefix={st['reuse_prefix']} ({rep})",
+        f"reuse_prefix={st['reuse_prefix']}, x264 {st['preset']} crf {st['crf']} at nice {st.get('encoder_nice', 0)} ({rep})",
         f"machine: {m['cpus_usable']}/{m['cpu_count']} CPUs, MUJOCO_GL={m['MUJOCO_GL']}"
         f"{' (' + m['gl_renderer'] + ')' if m.get('gl_renderer') else ''}, mujoco {m['mujoco']}",
         f"work: {c['physics_steps']} physics steps ({c['substeps']} per frame), "

@@ -52,8 +52,82 @@ def test_layouts_have_one_width_and_leave_the_nuts_untracked(task):
         for o in lay.objects:
             assert 0.34 <= o.pos[0] <= 0.68 and abs(o.pos[1]) <= 0.3, (o.name, o.pos)
     assert len(widths) == 1
-    nq, _ = widths.pop()
-    assert nq == 9 + 7 * (5 + pour_scene.N_NUTS)
+    nq, nv = widths.pop()
+    # robot 9, five free objects, three slide joints per nut
+    assert nq == 9 + 7 * 5 + 3 * pour_scene.N_NUTS
+    assert nv == 9 + 6 * 5 + 3 * pour_scene.N_NUTS
+
+
+def test_nut_joints_read_world_coordinates(task):
+    """Each nut's slide joint values are its centre's world coordinates (``ref`` = start)."""
+    import mujoco
+
+    scene = build_scene(task, scene_seed(0, 2, 0), StageConfig(width=SMALL, height=SMALL))
+    m = scene.model
+    d = mujoco.MjData(m)
+    d.qpos[:] = scene.qpos0
+    d.qpos[m.jnt_qposadr[m.joint(pour_scene.nut_joint(0, "z")).id]] += 0.05
+    mujoco.mj_kinematics(m, d)
+    for k in range(pour_scene.N_NUTS):
+        q = [d.qpos[m.jnt_qposadr[m.joint(pour_scene.nut_joint(k, a)).id]] for a in pour_scene.NUT_AXES]
+        np.testing.assert_allclose(d.body(f"nut{k}").xpos, q, atol=1e-12)
+
+
+def test_vessels_and_nuts_draw_one_mesh_each_over_hidden_collision_geoms(task):
+    """Every collision geom of the cup, the bowls and the nuts is in the undrawn group; each
+    vessel is drawn as one closed mesh that spans its collision geoms, each nut as one mesh."""
+    import mujoco
+
+    scene = build_scene(task, scene_seed(0, 0, 0), StageConfig(width=SMALL, height=SMALL))
+    m, lay = scene.model, scene.layout
+    opt = mujoco.MjvOption()
+    d = mujoco.MjData(m)
+    d.qpos[:] = scene.qpos0
+    mujoco.mj_forward(m, d)
+    for name in ("cup", "target", "other", *(f"nut{k}" for k in range(pour_scene.N_NUTS))):
+        body = m.body(name).id
+        geoms = [g for g in range(m.ngeom) if m.geom_bodyid[g] == body]
+        colliding = [g for g in geoms if m.geom_contype[g] or m.geom_conaffinity[g]]
+        drawn = [g for g in geoms if opt.geomgroup[m.geom_group[g]]]
+        assert colliding and all(m.geom_group[g] == pour_scene.COLLISION_GROUP for g in colliding), name
+        assert not opt.geomgroup[pour_scene.COLLISION_GROUP]
+        (vis,) = drawn
+        assert m.geom_type[vis] == mujoco.mjtGeom.mjGEOM_MESH and m.geom_contype[vis] == 0 and m.geom_conaffinity[vis] == 0
+        np.testing.assert_allclose(m.geom_rgba[vis], m.geom_rgba[colliding[0]])
+        # the mesh spans the object's collision shape (world-frame extents, 1 mm tolerance)
+        mid = m.geom_dataid[vis]
+        verts = m.mesh_vert[m.mesh_vertadr[mid]:m.mesh_vertadr[mid] + m.mesh_vertnum[mid]]
+        pts = d.geom_xpos[vis] + verts @ d.geom_xmat[vis].reshape(3, 3).T - d.body(name).xpos
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        if name.startswith("nut"):
+            r = lay.params["nut_radius"]
+            np.testing.assert_allclose(hi - lo, 2 * r, atol=2e-4)
+        else:
+            size = lay.obj(name).size
+            w = size[0] if name == "cup" else size[0] + size[2]
+            height = size[1] if name == "cup" else pour_scene.BOWL_BASE + size[1]
+            assert lo[2] == pytest.approx(0.0, abs=1e-3) and hi[2] == pytest.approx(height, abs=1e-3)
+            # flat faces at the collision walls' outer faces (a square cup: exactly +-w)
+            sides = 4 if name == "cup" else pour_scene.BOWL_SLABS
+            assert 2 * w - 1e-3 <= hi[0] - lo[0] <= 2 * w / np.cos(np.pi / sides) + 1e-3
+
+
+def test_vessel_mesh_is_a_closed_outward_solid():
+    """The visual meshes are closed, consistently wound solids of the right volume."""
+    for sides, inner, outer, floor, top in ((4, 0.024, 0.028, 0.006, 0.1), (12, 0.07, 0.078, 0.012, 0.057)):
+        v, f = pour_scene.vessel_mesh(sides, inner, outer, floor, top)
+        edges = {}
+        for tri in f:
+            for a, b in zip(tri, np.roll(tri, -1)):
+                edges[(a, b)] = edges.get((a, b), 0) + 1
+        # closed and consistently wound: every directed edge once, and its reverse once
+        assert all(n == 1 for n in edges.values()) and all((b, a) in edges for a, b in edges)
+        vol = np.einsum("ij,ij->i", v[f[:, 0]], np.cross(v[f[:, 1]], v[f[:, 2]])).sum() / 6
+        area_outer, area_inner = (sides * a * a * np.tan(np.pi / sides) for a in (outer, inner))  # from the apothem
+        assert vol == pytest.approx(area_outer * top - area_inner * (top - floor), rel=1e-9)  # > 0: faces point out
+    v, f = pour_scene.icosphere()
+    assert len(v) == 42 and len(f) == 80
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0)
 
 
 def test_nuts_start_settled_inside_the_cup(task):
@@ -61,7 +135,8 @@ def test_nuts_start_settled_inside_the_cup(task):
     nuts = pdet.nut_states(trace, scene.layout, pour_scene.N_NUTS)
     assert nuts.in_cup[0].all()
     assert not nuts.in_target[0].any() and not nuts.in_other[0].any()
-    speeds = [np.linalg.norm(trace.joint_qvel(f"nut{k}_free")[0, :3]) for k in range(pour_scene.N_NUTS)]
+    speeds = [abs(trace.joint_qvel(pour_scene.nut_joint(k, a))[0, 0]) for k in range(pour_scene.N_NUTS)
+              for a in pour_scene.NUT_AXES]
     assert max(speeds) == 0.0  # reset puts the scene at rest in the settled configuration
     assert task.progress(trace, scene.layout)[0] == pytest.approx(0.0, abs=1e-6)
     ok, events = task.detect(trace, scene.layout)
@@ -111,6 +186,21 @@ def test_spill_counts_the_nuts_outside_the_containers():
     assert ev.category == "quality" and ev.measurements["spilled_count"] == 2
     nuts.in_target[1:, 28] = True  # one stray nut is within the tolerance
     assert pdet.spills(trace, layout, nuts) == []
+
+
+def test_spill_thresholds_in_whole_nuts_of_this_scene():
+    """With ``N_NUTS`` nuts: one stray nut is tolerated, two are a quality spill, three fail
+    the task (the thresholds the scene's 24 smaller nuts had before they became 20)."""
+    trace, layout = _stub()
+    n = pour_scene.N_NUTS
+    for spilled, expected in ((1, None), (2, "quality"), (3, "task")):
+        xyz = np.array([[0.45, 0.2, 0.02]] * (n - spilled) + [[0.60, 0.2, 0.006]] * spilled)
+        nuts = _nuts(xyz)
+        nuts.in_target[1:, : n - spilled] = True
+        events = pdet.spills(trace, layout, nuts)
+        assert [e.category for e in events] == ([expected] if expected else []), spilled
+        assert (nuts.spilled[-1].mean() <= pdet.SPILL_TASK_SHARE) == (spilled < 3)
+        assert (nuts.in_target[-1].mean() >= pdet.GOAL_SHARE) == (spilled <= 3)
 
 
 def test_quat_mats_matches_mujoco():

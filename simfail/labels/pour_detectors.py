@@ -1,9 +1,9 @@
 """Detectors of the pour task: where the nuts went, how they left the cup, and the cup itself.
 
-The nuts are not tracked entities; their positions come from their free joints
-(``trace.joint_qpos("nut<k>_free")[:, :3]``, world frame [m]). The cup, the two bowls, the
-bottle and the cube are tracked bodies (poses from ``trace.pos`` / ``trace.quat``). Table top
-at z = 0; ``t`` indexes trace frames (time ``t / fps`` s).
+The nuts are not tracked entities; their positions come from their slide joints
+(:func:`nut_positions`: ``trace.joint_qpos("nut<k>_x")`` ..., world frame [m]). The cup, the
+two bowls, the bottle and the cube are tracked bodies (poses from ``trace.pos`` /
+``trace.quat``). Table top at z = 0; ``t`` indexes trace frames (time ``t / fps`` s).
 
 Regions of a nut, per frame:
 
@@ -122,11 +122,20 @@ def cup_local(trace, pos: np.ndarray) -> np.ndarray:
     return np.einsum("tji,tnj->tni", rot, rel)
 
 
+def nut_positions(trace, n_nuts: int) -> np.ndarray:
+    """(T, N, 3) world positions [m] of the nuts ``nut0 .. nut<n-1>``, read from their slide
+    joints ``nut<k>_x``, ``nut<k>_y``, ``nut<k>_z`` (each joint's value is a world coordinate)."""
+    from simfail.scenes.pour import NUT_AXES, nut_joint
+
+    return np.stack([np.concatenate([trace.joint_qpos(nut_joint(k, a)) for a in NUT_AXES], axis=1)
+                     for k in range(n_nuts)], axis=1)
+
+
 def nut_states(trace, layout, n_nuts: int) -> NutStates:
     """Regions of the ``n_nuts`` nuts ``nut0 .. nut<n-1>`` at every frame."""
     from simfail.scenes.pour import CUP_BASE, CUP_WALL
 
-    pos = np.stack([trace.joint_qpos(f"nut{k}_free")[:, :3] for k in range(n_nuts)], axis=1)
+    pos = nut_positions(trace, n_nuts)
     w, h = layout.obj("cup").size
     loc = cup_local(trace, pos)
     inner = w - CUP_WALL + CUP_MARGIN
