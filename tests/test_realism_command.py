@@ -35,27 +35,35 @@ def build_tiny_wan_vace(path):
     return path
 
 
-@pytest.fixture(scope="module")
-def small_ds(tmp_path_factory):
-    """One group at 64x64 and 2 fps (17 frames per episode): expert, drop, collision."""
+def generate_small(out, groups: int = 1, failures: str = "[drop,collision]"):
+    """``simfail generate`` at 64x64 and 2 fps (17 frames per episode) into ``out``."""
     from simfail.cli import main
 
-    out = tmp_path_factory.mktemp("realism_src") / "ds"
-    rc = main(["generate", f"out={out}", "render.width=64", "render.height=64", "render.fps=2", "groups=1",
-               "failures=[drop,collision]", "progress=false"])
+    rc = main(["generate", f"out={out}", "render.width=64", "render.height=64", "render.fps=2", f"groups={groups}",
+               f"failures={failures}", "progress=false"])
     assert rc == 0
     return out
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
+def save_tiny_model(root):
+    """The tiny random-weight pipeline and prompt embeddings (16 tokens of width 32) under ``root``."""
     from safetensors.torch import save_file
 
-    root = tmp_path_factory.mktemp("tiny_wan")
     build_tiny_wan_vace(root / "model")
     g = torch.Generator().manual_seed(0)
     save_file({"prompt_embeds": torch.randn(1, 16, 32, generator=g)}, str(root / "embeds.safetensors"))
     return root / "model", root / "embeds.safetensors"
+
+
+@pytest.fixture(scope="module")
+def small_ds(tmp_path_factory):
+    """One group at 64x64 and 2 fps (17 frames per episode): expert, drop, collision."""
+    return generate_small(tmp_path_factory.mktemp("realism_src") / "ds")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_wan"))
 
 
 def _scramble(frames: np.ndarray, seed: int = 0, block: int = 8) -> np.ndarray:
@@ -313,8 +321,23 @@ def test_non_empty_out_dir_is_one_clear_error(small_ds, tmp_path, capsys):
     out.mkdir()
     (out / "keep.txt").write_text("x")
     assert main(["realism", f"data={small_ds}", f"out={out}", "model=identity"]) == 2
-    assert "not empty" in _one_error_line(capsys)
-    assert (out / "keep.txt").read_text() == "x"
+    line = _one_error_line(capsys)
+    assert "not empty" in line and "resume=true" in line and "overwrite=true" in line
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "x"
+    # resume=true on a folder that is not a simfail dataset: one error, nothing written either
+    assert main(["realism", f"data={small_ds}", f"out={out}", "model=identity", "resume=true"]) == 2
+    assert "does not look like a simfail dataset" in _one_error_line(capsys)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_bad_batch_size_is_one_clear_error(small_ds, tmp_path, capsys):
+    from simfail.cli import main
+
+    for bad in ("0", "65", "1.5", "two"):
+        out = tmp_path / f"r{bad}"
+        assert main(["realism", f"data={small_ds}", f"out={out}", "model=identity", f"batch_size={bad}"]) == 2
+        assert "batch_size must be an integer in [1, 64]" in _one_error_line(capsys)
+        assert not out.exists()
 
 
 def test_unknown_device_is_one_clear_error(small_ds, tmp_path, capsys):

@@ -163,3 +163,172 @@ def test_group_seed_is_shared_and_deterministic():
 
     assert group_seed(0, 3) == group_seed(0, 3) != group_seed(0, 4)
     assert group_seed(1, 3) != group_seed(0, 3)
+
+
+# ------------------------------------------------------------------------------ batching
+
+
+@pytest.mark.parametrize("bad", [0, -1, 65, 1.5, True, "2", None])
+def test_batch_size_out_of_range_is_a_config_error(bad):
+    from simfail.realism.batching import MAX_BATCH_SIZE, check_batch_size
+    from simfail.realism.pipeline import VaceSettings
+
+    with pytest.raises(ConfigError, match=rf"batch_size must be an integer in \[1, {MAX_BATCH_SIZE}\]"):
+        check_batch_size(bad)
+    with pytest.raises(ConfigError, match="batch_size"):
+        VaceSettings(batch_size=bad).validate()
+    assert check_batch_size(3) == 3 and check_batch_size(np.int64(2)) == 2 and check_batch_size(4.0) == 4
+
+
+def test_plan_batches_groups_equal_shapes_in_order():
+    from simfail.realism.batching import plan_batches
+
+    keys = [(9, 32, 96), (5, 32, 96), (9, 32, 96), (9, 32, 96), (5, 32, 96)]
+    assert plan_batches(keys, 1) == [[0], [2], [3], [1], [4]]
+    assert plan_batches(keys, 2) == [[0, 2], [3], [1, 4]]
+    assert plan_batches(keys, 8) == [[0, 2, 3], [1, 4]]
+    assert sorted(i for b in plan_batches(keys, 2) for i in b) == list(range(5))
+
+
+def test_edit_requests_prefers_edit_batch_and_keeps_order():
+    from simfail.realism.batching import EditRequest, edit_requests
+
+    class Single:
+        def __init__(self):
+            self.seeds = []
+
+        def edit(self, frames, control, *, prompt, negative_prompt, seed):
+            self.seeds.append(seed)
+            return frames + 1
+
+    class Batched(Single):
+        def __init__(self):
+            super().__init__()
+            self.sizes = []
+
+        def edit_batch(self, requests):
+            self.sizes.append(len(requests))
+            return [r.frames + r.seed for r in requests]
+
+    reqs = [EditRequest(np.full((2, 4, 4, 3), k, np.uint8), np.zeros((2, 4, 4, 3), np.uint8), "p", "n", 10 + k)
+            for k in range(3)]
+    single = Single()
+    assert [int(o[0, 0, 0, 0]) for o in edit_requests(single, reqs)] == [1, 2, 3] and single.seeds == [10, 11, 12]
+    batched = Batched()
+    assert [int(o[0, 0, 0, 0]) for o in edit_requests(batched, reqs)] == [10, 12, 14]
+    assert batched.sizes == [3] and batched.seeds == []
+
+    class Short(Batched):
+        def edit_batch(self, requests):
+            return [requests[0].frames]
+
+    with pytest.raises(SimfailError, match="returned 1 videos for 3 requests"):
+        edit_requests(Short(), reqs)
+
+
+def test_edit_episodes_batches_episodes_in_one_call():
+    from simfail.realism.edit import edit_episodes
+
+    class Batched:
+        def __init__(self):
+            self.shapes = []
+
+        def edit_batch(self, requests):
+            self.shapes.append([r.frames.shape for r in requests])
+            return [255 - r.frames for r in requests]
+
+    eps = [({v: np.full((5, 8, 6, 3), 10 * k + j, np.uint8) for j, v in enumerate(("left", "right", "wrist"))},) * 2
+           for k in range(2)]
+    ed = Batched()
+    out = edit_episodes(ed, eps, mode="tile", prompt="p", negative_prompt="n", seed=1)
+    assert ed.shapes == [[(5, 8, 18, 3), (5, 8, 18, 3)]]  # both episodes in one call, views tiled
+    for (frames, _), o in zip(eps, out):
+        for v in frames:
+            np.testing.assert_array_equal(o[v], 255 - frames[v])
+    ed = Batched()
+    out = edit_episodes(ed, eps, mode="separate", prompt="p", negative_prompt="n", seed=1)
+    assert ed.shapes == [[(5, 8, 6, 3)] * 6] and out[1]["wrist"][0, 0, 0, 0] == 255 - 12
+
+
+# ------------------------------------------------------------------------------ temporal check
+
+
+def _moving_squares(t: int = 24, size: int = 48) -> dict[str, np.ndarray]:
+    """Three views of squares moving 2 px per frame in different directions over a checkerboard."""
+    yy, xx = np.mgrid[:size, :size]
+    board = (((yy // 6) + (xx // 6)) % 2 * 40 + 60).astype(np.uint8)
+    views = {}
+    for k, (vy, vx) in enumerate(((0, 2), (2, 0), (1, -2))):
+        frames = np.repeat(board[None, :, :, None], 3, axis=-1).repeat(t, axis=0)
+        for i in range(t):
+            y0, x0 = 8 + vy * i % 24, 8 + (vx * i) % 24
+            frames[i, y0:y0 + 12, x0:x0 + 12] = (200, 120 + 30 * k, 40)
+        views[("left", "right", "wrist")[k]] = frames
+    return views
+
+
+def _temporal(orig, edited):
+    from simfail.realism.fidelity import temporal_agreement
+
+    return temporal_agreement(list(orig.values()), [edited[v] for v in orig])
+
+
+def test_temporal_accepts_identity_and_appearance_edits():
+    v = _moving_squares()
+    rng = np.random.default_rng(0)
+    f = lambda x: x.astype(np.float32) / 255  # noqa: E731
+    u8 = lambda x: (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)  # noqa: E731
+    edits = {
+        "identity": v,
+        "colour": {k: u8(f(x) * np.array([1.15, 0.95, 0.8]) + 0.03) for k, x in v.items()},
+        "gamma": {k: u8(f(x) ** 1.6) for k, x in v.items()},
+        "noise": {k: u8(f(x) + rng.normal(0, 6 / 255, x.shape)) for k, x in v.items()},
+        "flicker": {k: u8(f(x) + 0.05 * np.sin(np.arange(len(x)))[:, None, None, None]) for k, x in v.items()},
+    }
+    for name, e in edits.items():
+        r = _temporal(v, e)
+        assert r.score > 0.9 and r.lag == 0, (name, r)
+    assert _temporal(v, v).score == pytest.approx(1.0)
+    for k in (1, 2):  # delays within max_shift are tolerated and measured
+        idx = np.clip(np.arange(24) - k, 0, 23)
+        r = _temporal(v, {n: x[idx] for n, x in v.items()})
+        assert r.score > 0.9 and r.lag == -k
+
+
+@pytest.mark.parametrize("edit", ["reverse", "shuffle", "freeze", "hold", "delay3", "advance4", "stutter"])
+def test_temporal_rejects_reordered_frames(edit):
+    v = _moving_squares()
+    t = 24
+    ar = np.arange(t)
+    idx = {"reverse": ar[::-1], "shuffle": np.random.default_rng(1).permutation(t), "freeze": np.minimum(ar, 10),
+           "hold": np.where((ar >= 8) & (ar < 18), 8, ar), "delay3": np.clip(ar - 3, 0, t - 1),
+           "advance4": np.clip(ar + 4, 0, t - 1), "stutter": ar // 2 * 2}[edit]
+    r = _temporal(v, {n: x[idx] for n, x in v.items()})
+    assert r.score < 0.5, (edit, r)
+
+
+def test_temporal_is_none_without_motion():
+    still = {v: np.full((6, 16, 16, 3), 90, np.uint8) for v in ("left", "right", "wrist")}
+    assert _temporal(still, still) is None
+    assert _temporal({k: x[:1] for k, x in still.items()}, {k: x[:1] for k, x in still.items()}) is None
+
+
+def test_fidelity_config_validation():
+    from simfail.realism.fidelity import FidelityConfig
+
+    FidelityConfig().validate()
+    for bad, msg in ((dict(temporal_min=1.5), "temporal_min"), (dict(temporal_window=1), "temporal_window"),
+                     (dict(max_shift=-1), "max_shift"), (dict(motion_min=2.0), "motion_min"),
+                     (dict(temporal_size=2), "temporal_size")):
+        with pytest.raises(ConfigError, match=msg):
+            FidelityConfig(**bad).validate()
+
+
+def test_suggest_threshold():
+    from simfail.realism.calibrate import suggest_threshold
+
+    t = suggest_threshold([0.9, 0.8, 0.95], [0.2, 0.4])
+    assert t["separates"] and t["threshold"] == pytest.approx(0.6) and t["errors"] == 0
+    t = suggest_threshold([0.9, 0.5, 0.95], [0.2, 0.6])  # overlap: the fewest errors
+    assert not t["separates"] and t["errors"] == 1 and 0.2 < t["threshold"] <= 0.9
+    assert suggest_threshold([], [0.1])["threshold"] is None

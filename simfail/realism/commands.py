@@ -31,11 +31,14 @@ def _table(summary: dict[str, Any]) -> str:
     lines.append(f"frames edited: {t['frames']}  edit: {t['frames_per_s_edit']} frames/s  overall: "
                  f"{t['frames_per_s_total']} frames/s  peak RSS: {t['peak_rss_mb']} MB"
                  + (f"  peak CUDA: {t['peak_cuda_mb']} MB" if "peak_cuda_mb" in t else ""))
-    lines.append(f"{'episode':>7}  {'group':>5}  {'variant':<22} {'edge':>6} {'object':>6}  written")
+    if summary.get("groups_resumed"):
+        lines.append(f"resumed: {summary['groups_resumed']} group(s) were done by the interrupted run(s)")
+    lines.append(f"{'episode':>7}  {'group':>5}  {'variant':<22} {'edge':>6} {'object':>6} {'temporal':>8}  written")
     for e in summary["episodes"]:
         obj = "-" if e["object"] is None else f"{e['object']:.3f}"
+        tmp = "-" if e.get("temporal") is None else f"{e['temporal']:.3f}"
         lines.append(f"{e['source_episode']:>7}  {e['group']:>5}  {str(e['variant'])[:22]:<22} {e['edge']:>6.3f} "
-                     f"{obj:>6}  {'yes' if e['written'] else 'no: ' + '; '.join(e['reasons'])}")
+                     f"{obj:>6} {tmp:>8}  {'yes' if e['written'] else 'no: ' + '; '.join(e['reasons'])}")
     return "\n".join(lines)
 
 

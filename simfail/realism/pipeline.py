@@ -1,7 +1,7 @@
 """Loading and running the video diffusion pipeline of the realism pass (Wan2.1-VACE).
 
 The model is a local diffusers folder (``model_index.json`` with ``WanVACEPipeline``), loaded
-with ``local_files_only=True``: nothing is downloaded. :class:`VaceEditor` edits one video
+with ``local_files_only=True``: nothing is downloaded. :class:`VaceEditor` edits videos
 (``T`` frames, the three views tiled side by side or one view) with
 
 * the **control video** (depth, edges or segmentation rendered from the simulator) as VACE's
@@ -12,11 +12,30 @@ with ``local_files_only=True``: nothing is downloaded. :class:`VaceEditor` edits
 
 Long episodes run in chunks of ``chunk_frames`` (``4n+1``, the VAE's temporal stride) that
 overlap by ``overlap`` frames and are cross-faded; every chunk starts from the same seed.
+
+**Batching.** ``WanVACEPipeline.__call__`` (diffusers 0.42) generates one video per call: it
+rejects prompt lists and ``num_videos_per_prompt != 1``, and its ``prepare_video_latents`` /
+``prepare_masks`` raise for a batch of more than one video. :class:`VaceEditor` therefore runs
+the pipeline's own parts itself: per chunk, the pipeline's ``preprocess_conditions``,
+``prepare_video_latents`` and ``prepare_masks`` (batch of one, as diffusers supports) build
+VACE's context latents and the VAE encodes the SDEdit start; then up to ``batch_size`` chunks
+of the same shape are stacked and **denoised together** (one transformer call per step and
+guidance branch for the whole batch, the scheduler stepping the stacked latents); the VAE
+decodes them one at a time again (the VAE holds the memory peak; batching it would multiply
+that). The loop is the pipeline's loop (Wan 2.2's two-transformer ``boundary_ratio`` switch
+included); a test checks it reproduces ``WanVACEPipeline.__call__`` bit for bit at batch size 1.
+Each chunk's noise comes from its own generator seeded with its request's seed, so a chunk's
+result does not depend on what else is in its batch, up to floating-point rounding of the
+batched matrix products (on CPU float32: differences of ~1e-6 in the latents, at most a few
+grey levels in the uint8 output; see the README).
+
 torch / diffusers are imported lazily (the ``realism`` extra).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.util
 import json
 import re
@@ -27,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from simfail.errors import ConfigError, SimfailError, UnknownNameError
+from simfail.realism.batching import EditRequest, check_batch_size, plan_batches
 from simfail.realism.imageops import resize_frames
 
 __all__ = ["RealismModelError", "VaceSettings", "VaceEditor", "load_pipeline", "check_device_name", "resolve_device", "resolve_dtype",
@@ -189,7 +209,8 @@ def load_pipeline(path: str | Path, *, device: str = "cpu", dtype: str = "auto")
     """
     try:
         import diffusers
-        import torch  # noqa: F401
+
+        importlib.import_module("torch")
     except ImportError as exc:
         raise RealismModelError(
             f"the realism pass needs torch and diffusers ({exc}); install them with pip install 'simfail[realism]'"
@@ -219,7 +240,21 @@ def load_pipeline(path: str | Path, *, device: str = "cpu", dtype: str = "auto")
 
 @dataclass
 class VaceSettings:
-    """How :class:`VaceEditor` runs the pipeline (see ``configs/realism.yaml``)."""
+    """How :class:`VaceEditor` runs the pipeline (see ``configs/realism.yaml``).
+
+    Attributes:
+        strength: Noise level (sigma) the edit starts from, in ``(0, 1]``.
+        steps: Denoising steps of the full schedule (only those at sigma <= strength run).
+        guidance_scale: Classifier-free guidance (1 = off).
+        conditioning_scale: Weight of VACE's control branch.
+        chunk_frames: Frames per chunk (``4n+1 >= 5``) or ``"auto"`` (from free GPU memory).
+        overlap: Frames shared by consecutive chunks.
+        resolution: ``(H, W)`` processing size in pixels (multiples of 16); None: the input's
+            size rounded to multiples of 16.
+        max_sequence_length: Text tokens of the prompt encoder.
+        vae_tiling: Encode / decode the VAE in tiles.
+        batch_size: Chunks of the same shape denoised together, ``1..MAX_BATCH_SIZE``.
+    """
 
     strength: float = 0.6
     steps: int = 30
@@ -230,8 +265,11 @@ class VaceSettings:
     resolution: tuple[int, int] | None = None
     max_sequence_length: int = 512
     vae_tiling: bool = False
+    batch_size: int = 1
 
     def validate(self) -> None:
+        """Raises ConfigError (one message) for the first value out of range."""
+        check_batch_size(self.batch_size)
         if not 0.0 < float(self.strength) <= 1.0:
             raise ConfigError(f"strength must be in (0, 1], got {self.strength}")
         if int(self.steps) < 1:
@@ -281,12 +319,23 @@ def _blend(chunks: list[tuple[int, int, np.ndarray]], n: int) -> np.ndarray:
     return acc / np.maximum(wsum, 1e-8)
 
 
+@dataclass
+class _Clip:
+    """One chunk of one request, resized to the processing size and padded to ``4k+1`` frames."""
+
+    request: int
+    start: int
+    stop: int
+    src: np.ndarray
+    ctl: np.ndarray
+
+
 class VaceEditor:
     """Edits uint8 videos with a loaded ``WanVACEPipeline`` (see the module docstring).
 
     Args:
         pipe: The pipeline (:func:`load_pipeline`).
-        settings: Strength, steps, chunking ...
+        settings: Strength, steps, chunking, batch size ...
         prompt_embeds: Optional path of a safetensors file with ``prompt_embeds`` (and
             optionally ``negative_prompt_embeds``) used instead of the text encoder; required
             when the pipeline has no tokenizer / text encoder.
@@ -319,6 +368,9 @@ class VaceEditor:
         self._prompt_cache: dict[tuple[str, str], tuple[Any, Any]] = {}
         if settings.vae_tiling and hasattr(pipe.vae, "enable_tiling"):
             pipe.vae.enable_tiling()
+        #: pipeline calls (batched denoising runs) so far, and chunks denoised in them
+        self.calls = 0
+        self.chunks = 0
 
     # -------------------------------------------------------------- helpers
 
@@ -330,7 +382,8 @@ class VaceEditor:
         s = self.settings
         return {"pipeline": type(self.pipe).__name__, "strength": float(s.strength), "steps": int(s.steps),
                 "guidance_scale": float(s.guidance_scale), "conditioning_scale": float(s.conditioning_scale),
-                "chunk_frames": s.chunk_frames, "overlap": int(s.overlap),
+                "chunk_frames": s.chunk_frames, "overlap": int(s.overlap), "batch_size": int(s.batch_size),
+                "resolution": None if s.resolution is None else [int(v) for v in s.resolution],
                 "dtype": str(self.pipe.transformer.dtype).removeprefix("torch."), "device": str(self.device),
                 "prompt_embeds_file": self._embeds is not None}
 
@@ -352,6 +405,8 @@ class VaceEditor:
             with torch.inference_mode():
                 pe, ne = self.pipe.encode_prompt(prompt=prompt, negative_prompt=negative, do_classifier_free_guidance=cfg,
                                                  max_sequence_length=self.settings.max_sequence_length, device=self.device)
+            pe = pe.to(tdtype)
+            ne = None if ne is None else ne.to(tdtype)
         self._prompt_cache[key] = (pe, ne if cfg else None)
         return self._prompt_cache[key]
 
@@ -361,6 +416,8 @@ class VaceEditor:
         return max(16, int(round(h / 16)) * 16), max(16, int(round(w / 16)) * 16)
 
     def _chunk_frames(self, ph: int, pw: int) -> int:
+        """Frames per chunk: the setting, or with ``auto`` on CUDA as many as 70% of the free
+        GPU memory holds for ``batch_size`` chunks at ``BYTES_PER_PIXEL_FRAME`` (81 elsewhere)."""
         c = self.settings.chunk_frames
         if c != "auto":
             return int(c)
@@ -370,79 +427,142 @@ class VaceEditor:
         import torch
 
         free, _ = torch.cuda.mem_get_info(torch.device(dev))
-        frames = int(0.7 * free / (BYTES_PER_PIXEL_FRAME * ph * pw))
+        frames = int(0.7 * free / (BYTES_PER_PIXEL_FRAME * ph * pw * int(self.settings.batch_size)))
         frames = max(5, min(81, frames))
         return (frames - 1) // 4 * 4 + 1
+
+    def _padded(self, n: int) -> int:
+        """Frames a chunk of ``n`` is padded to: the next ``4k+1`` (the VAE's temporal stride)."""
+        tstride = int(self.pipe.vae_scale_factor_temporal)
+        return ((n - 1 + tstride - 1) // tstride) * tstride + 1
+
+    def _start_index(self) -> tuple[int, float]:
+        """Index into the scheduler's schedule of the first step at ``sigma <= strength``, and its sigma."""
+        st = self.settings
+        sched = self.pipe.scheduler
+        sched.set_timesteps(int(st.steps), device=self.device)
+        sigmas = sched.sigmas.detach().cpu().numpy()
+        start = int(min(int((sigmas[:-1] > float(st.strength) + 1e-6).sum()), int(st.steps) - 1))
+        return start, float(sigmas[start])
 
     # -------------------------------------------------------------- editing
 
     def edit(self, frames: np.ndarray, control: np.ndarray, *, prompt: str, negative_prompt: str, seed: int) -> np.ndarray:
         """Edited uint8 ``(T, H, W, 3)`` of ``frames`` following ``control`` (same shape)."""
-        frames = np.asarray(frames)
-        n, h, w = frames.shape[:3]
-        ph, pw = self._proc_size(h, w)
-        src = resize_frames(frames, ph, pw)
-        ctl = resize_frames(np.asarray(control), ph, pw)
-        chunk = self._chunk_frames(ph, pw)
-        outs = []
-        for s, e in chunk_plan(n, chunk, int(self.settings.overlap)):
-            outs.append((s, e, self._run_chunk(src[s:e], ctl[s:e], prompt, negative_prompt, seed)))
-        video = _blend(outs, n)
-        out = (np.clip(video, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        return resize_frames(out, h, w)
+        return self.edit_batch([EditRequest(np.asarray(frames), np.asarray(control), prompt, negative_prompt, int(seed))])[0]
 
-    def _run_chunk(self, src: np.ndarray, ctl: np.ndarray, prompt: str, negative: str, seed: int) -> np.ndarray:
+    def edit_batch(self, requests: list[EditRequest]) -> list[np.ndarray]:
+        """Edited uint8 frames of every request (same shapes, same order).
+
+        Every request is resized to the processing size and split into chunks; chunks of the
+        same shape (padded frames, height, width) are denoised ``batch_size`` at a time; each
+        request's chunks are cross-faded back together and resized to the request's size.
+        """
+        clips: list[_Clip] = []
+        sizes: list[tuple[int, int, int]] = []
+        for i, r in enumerate(requests):
+            frames = np.asarray(r.frames)
+            n, h, w = frames.shape[:3]
+            if np.asarray(r.control).shape != frames.shape:
+                raise SimfailError(f"control video {np.asarray(r.control).shape} does not match the frames {frames.shape}")
+            sizes.append((n, h, w))
+            ph, pw = self._proc_size(h, w)
+            src = resize_frames(frames, ph, pw)
+            ctl = resize_frames(np.asarray(r.control), ph, pw)
+            for s, e in chunk_plan(n, self._chunk_frames(ph, pw), int(self.settings.overlap)):
+                length = self._padded(e - s)
+                pad = length - (e - s)  # pad by holding the last frame
+                clips.append(_Clip(i, s, e,
+                                   np.concatenate([src[s:e]] + [src[e - 1:e]] * pad) if pad else src[s:e],
+                                   np.concatenate([ctl[s:e]] + [ctl[e - 1:e]] * pad) if pad else ctl[s:e]))
+        results: dict[int, np.ndarray] = {}
+        for idx in plan_batches([c.src.shape for c in clips], int(self.settings.batch_size)):
+            outs = self._denoise([clips[j] for j in idx], requests)
+            results.update(zip(idx, outs))
+        edited = []
+        for i, (n, h, w) in enumerate(sizes):
+            parts = [(c.start, c.stop, results[j]) for j, c in enumerate(clips) if c.request == i]
+            video = _blend(parts, n)
+            out = (np.clip(video, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+            edited.append(resize_frames(out, h, w))
+        return edited
+
+    def _denoise(self, clips: list[_Clip], requests: list[EditRequest]) -> list[np.ndarray]:
+        """Float ``(L, H, W, 3)`` frames in ``[0, 1]`` of chunks of one shape, denoised together."""
         import torch
         from PIL import Image
 
         pipe, st = self.pipe, self.settings
-        n, ph, pw = src.shape[:3]
-        tstride = int(pipe.vae_scale_factor_temporal)
-        length = ((n - 1 + tstride - 1) // tstride) * tstride + 1  # next 4k+1 >= n
-        if length > n:  # pad by holding the last frame
-            src = np.concatenate([src, np.repeat(src[-1:], length - n, axis=0)])
-            ctl = np.concatenate([ctl, np.repeat(ctl[-1:], length - n, axis=0)])
-        pe, ne = self._prompt(prompt, negative)
         dev = self.device
-        sched = pipe.scheduler
-        sched.set_timesteps(int(st.steps), device=dev)
-        sigmas = sched.sigmas.detach().cpu().numpy()
-        start = int(min(int((sigmas[:-1] > float(st.strength) + 1e-6).sum()), int(st.steps) - 1))
-        sigma0 = float(sigmas[start])
-        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        length, ph, pw = clips[0].src.shape[:3]
         vae = pipe.vae
+        tdtype = pipe.transformer.dtype
+        start, sigma0 = self._start_index()
+        sched = pipe.scheduler
+        timesteps = sched.timesteps[start:]
+        if hasattr(sched, "set_begin_index"):  # step from index `start` of the schedule (SDEdit)
+            sched.set_begin_index(start * int(getattr(sched, "order", 1)))
+        cfg = float(st.guidance_scale) > 1.0
+        z = vae.config.z_dim
+        latents, conds, pes, nes = [], [], [], []
         with torch.inference_mode():
-            x = pipe.video_processor.preprocess_video([Image.fromarray(f) for f in src], ph, pw)
-            x = x.to(dev, vae.dtype)
-            lat = vae.encode(x).latent_dist.mode().float()
-            z = vae.config.z_dim
-            mean = torch.tensor(vae.config.latents_mean, device=lat.device).view(1, z, 1, 1, 1)
-            std = torch.tensor(vae.config.latents_std, device=lat.device).view(1, z, 1, 1, 1)
-            x0 = (lat - mean) / std
-            noise = torch.randn(x0.shape, generator=gen, dtype=torch.float32).to(dev)
-            latents = (1.0 - sigma0) * x0 + sigma0 * noise
+            mean = torch.tensor(vae.config.latents_mean, device=dev).view(1, z, 1, 1, 1)
+            std = torch.tensor(vae.config.latents_std, device=dev).view(1, z, 1, 1, 1)
+            for c in clips:
+                req = requests[c.request]
+                # SDEdit start: the sim rendering's latents noised to sigma0 (this chunk's own generator)
+                x = pipe.video_processor.preprocess_video([Image.fromarray(f) for f in c.src], ph, pw)
+                x0 = (vae.encode(x.to(dev, vae.dtype)).latent_dist.mode().float() - mean) / std
+                gen = torch.Generator(device="cpu").manual_seed(int(req.seed))
+                noise = torch.randn(x0.shape, generator=gen, dtype=torch.float32).to(dev)
+                latents.append((1.0 - sigma0) * x0 + sigma0 * noise)
+                # VACE context: the control video with an all-white mask, as the pipeline builds it
+                video, mask, refs = pipe.preprocess_conditions(
+                    [Image.fromarray(f) for f in c.ctl], None, None, 1, ph, pw, length, torch.float32, dev)
+                context = pipe.prepare_video_latents(video, mask, refs, None, dev)
+                conds.append(torch.cat([context, pipe.prepare_masks(mask, refs, None)], dim=1).to(tdtype))
+                pe, ne = self._prompt(req.prompt, req.negative_prompt)
+                pes.append(pe)
+                nes.append(ne)
+            lat = torch.cat(latents).to(dev, torch.float32)
+            cond = torch.cat(conds)
+            pe = torch.cat(pes)
+            ne = torch.cat(nes) if cfg else None
+            layers = pipe.transformer.config.vace_layers
+            scale = torch.tensor([float(st.conditioning_scale)] * len(layers)).to(device=dev, dtype=tdtype)
+            boundary = pipe.config.get("boundary_ratio") if hasattr(pipe, "config") else None
+            boundary_t = None if boundary is None else float(boundary) * sched.config.num_train_timesteps
+            for t in timesteps:
+                second = boundary_t is not None and float(t) < boundary_t and getattr(pipe, "transformer_2", None) is not None
+                model = pipe.transformer_2 if second else pipe.transformer
+                inp = lat.to(tdtype)
+                ts = t.expand(lat.shape[0])
+                with _cache_context(model, "cond"):
+                    pred = model(hidden_states=inp, timestep=ts, encoder_hidden_states=pe, control_hidden_states=cond,
+                                 control_hidden_states_scale=scale, return_dict=False)[0]
+                if cfg:
+                    with _cache_context(model, "uncond"):
+                        unc = model(hidden_states=inp, timestep=ts, encoder_hidden_states=ne, control_hidden_states=cond,
+                                    control_hidden_states_scale=scale, return_dict=False)[0]
+                    pred = unc + float(st.guidance_scale) * (pred - unc)
+                lat = sched.step(pred, t, lat, return_dict=False)[0]
+            outs = []
+            for i, c in enumerate(clips):  # decode one chunk at a time
+                li = lat[i:i + 1].to(vae.dtype)
+                lmean = torch.tensor(vae.config.latents_mean).view(1, z, 1, 1, 1).to(li.device, li.dtype)
+                inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, z, 1, 1, 1).to(li.device, li.dtype)
+                video = vae.decode(li / inv_std + lmean, return_dict=False)[0]
+                frames = np.asarray(pipe.video_processor.postprocess_video(video, output_type="np")[0], dtype=np.float32)
+                n = c.stop - c.start
+                if frames.shape[0] < n:
+                    raise RealismModelError(f"the pipeline returned {frames.shape[0]} frames for a chunk of {n}")
+                outs.append(frames[:n])
+        self.calls += 1
+        self.chunks += len(clips)
+        return outs
 
-        original = type(sched).set_timesteps
 
-        def trimmed(*args, **kwargs):
-            original(sched, *args, **kwargs)
-            sched.timesteps = sched.timesteps[start:]
-            sched.sigmas = sched.sigmas[start:]
-            sched._step_index = None
-            sched._begin_index = None
-
-        sched.set_timesteps = trimmed
-        try:
-            with torch.inference_mode():
-                result = pipe(
-                    video=[Image.fromarray(f) for f in ctl], mask=None, conditioning_scale=float(st.conditioning_scale),
-                    height=ph, width=pw, num_frames=length, num_inference_steps=int(st.steps),
-                    guidance_scale=float(st.guidance_scale), generator=torch.Generator(device="cpu").manual_seed(int(seed)),
-                    latents=latents, prompt_embeds=pe, negative_prompt_embeds=ne, output_type="np",
-                )
-        finally:
-            del sched.set_timesteps
-        out = np.asarray(result.frames[0], dtype=np.float32)
-        if out.shape[0] < n:
-            raise RealismModelError(f"the pipeline returned {out.shape[0]} frames for a chunk of {n}")
-        return out[:n]
+def _cache_context(model, name: str):
+    """``model.cache_context(name)`` where diffusers has it (cache hooks), else nothing."""
+    ctx = getattr(model, "cache_context", None)
+    return ctx(name) if callable(ctx) else contextlib.nullcontext()
