@@ -180,30 +180,12 @@ def vessel_mesh(sides: int, inner: float, outer: float, floor_z: float, top_z: f
 
 
 def icosphere() -> tuple[np.ndarray, np.ndarray]:
-    """Unit sphere as an icosahedron subdivided once: 42 vertices, 80 triangles (a primitive
-    sphere at the default render quality has ~900)."""
-    t = (1 + 5 ** 0.5) / 2
-    corners = [(-1, t, 0), (1, t, 0), (-1, -t, 0), (1, -t, 0), (0, -1, t), (0, 1, t), (0, -1, -t), (0, 1, -t),
-               (t, 0, -1), (t, 0, 1), (-t, 0, -1), (-t, 0, 1)]
-    tris = [(0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4), (11, 10, 2),
-            (10, 7, 6), (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9), (4, 9, 5), (2, 4, 11),
-            (6, 2, 10), (8, 6, 7), (9, 8, 1)]
-    verts = [np.array(c, float) / np.linalg.norm(c) for c in corners]
-    mids: dict[tuple[int, int], int] = {}
+    """Unit sphere as an icosahedron subdivided once (trimesh): 42 vertices, 80 triangles (a
+    primitive sphere at the default render quality has ~900)."""
+    import trimesh
 
-    def mid(a: int, b: int) -> int:
-        key = (min(a, b), max(a, b))
-        if key not in mids:
-            m = verts[a] + verts[b]
-            verts.append(m / np.linalg.norm(m))
-            mids[key] = len(verts) - 1
-        return mids[key]
-
-    faces = []
-    for a, b, c in tris:
-        ab, bc, ca = mid(a, b), mid(b, c), mid(c, a)
-        faces += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
-    return np.array(verts), np.array(faces)
+    m = trimesh.creation.icosphere(subdivisions=1, radius=1.0)
+    return np.asarray(m.vertices, dtype=float), np.asarray(m.faces, dtype=np.int64)
 
 
 def mesh_asset(name: str, verts: np.ndarray, faces: np.ndarray, extra: str = "") -> str:
