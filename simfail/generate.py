@@ -312,14 +312,19 @@ class GroupSink:
 
     def _write(self, group_id: int, episodes: list[EpisodeRecord], meta: dict[str, Any]) -> None:
         t0 = time.perf_counter()
+        # the group's entry (task, scene seed) reaches meta/simfail.json before its files are
+        # committed: a crash between the two must not leave a committed group that resume
+        # keeps but nothing can rebuild (an entry without files is redone and overwritten)
+        self.writer.finalize(meta)
+        t1 = time.perf_counter()
         _pad_sim_columns(episodes, self.nq, self.nv)
         self.writer.write_group(group_id, episodes)
         for ep in episodes:  # the frames are on disk now: release them
             ep.frames = {}
-        t1 = time.perf_counter()
+        t2 = time.perf_counter()
         self.writer.finalize(meta)
-        self.write_s += t1 - t0
-        self.finalize_s += time.perf_counter() - t1
+        self.write_s += t2 - t1
+        self.finalize_s += (t1 - t0) + (time.perf_counter() - t2)
 
     def wait(self) -> None:
         """Block until the group being written is on disk (re-raising its error)."""

@@ -245,3 +245,31 @@ def test_cfg_rejects_unknown_failure_name(capsys):
     assert main(["generate", "--cfg", "failures=[drop,nope]"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("simfail: error:") and "nope" in err[0]
+
+
+def test_crash_right_after_a_commit_keeps_the_groups_meta_entry(capsys, workdir, tmp_path, monkeypatch):
+    """Killed after group 1's files are committed but before the meta is rewritten: the group's
+    entry (task, scene seed) is already in meta/simfail.json, so resume keeps a complete dataset."""
+    from simfail.dataset.writer import DatasetWriter
+
+    original = DatasetWriter.write_group
+
+    def write_then_die(self, group_id, episodes):
+        out = original(self, group_id, episodes)
+        if group_id == 1:
+            raise KeyboardInterrupt  # group 1 is on disk; the meta rewrite after it never runs
+        return out
+
+    monkeypatch.setattr(DatasetWriter, "write_group", write_then_die)
+    out = tmp_path / "ds"
+    assert main(generate_argv(out, "groups=2")) == 130  # interrupted
+    monkeypatch.setattr(DatasetWriter, "write_group", original)
+    meta = json.loads((out / "meta/simfail.json").read_text())
+    assert sorted(meta["groups"]) == ["0", "1"]
+
+    assert main(generate_argv(out, "groups=2", "resume=true")) == 0
+    ds = SimfailDataset(out)
+    assert ds.check() == [] and sorted(ds.groups()) == [0, 1]
+    meta = json.loads((out / "meta/simfail.json").read_text())
+    for g, eps in ds.groups().items():
+        assert meta["groups"][str(g)]["seed"] == ds.episode(eps[0])["simfail.seed"]
