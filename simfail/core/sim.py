@@ -130,15 +130,6 @@ class SimCore:
         mujoco.mj_getState(self.model, self.data, state, STATE_SPEC)
         return np.concatenate([state, self._last_action])
 
-    def show_qpos(self, qpos: np.ndarray) -> None:
-        """Pose the scene for rendering only (kinematics + cameras), leaving dynamics stale.
-
-        Call :meth:`set_state` afterwards before stepping again.
-        """
-        self.data.qpos[:] = qpos
-        mujoco.mj_kinematics(self.model, self.data)
-        mujoco.mj_camlight(self.model, self.data)
-
     def set_state(self, state: np.ndarray) -> None:
         mujoco.mj_setState(self.model, self.data, state[: self._state_size], STATE_SPEC)
         self._last_action = state[self._state_size :].copy()
@@ -165,31 +156,42 @@ class SimCore:
         n2 = n_ent * n_ent
         nsub = self.substeps
         geom_entity = self.geom_entity
-        # per substep, the (pair, normal force) of every active contact; reduced once per frame
-        pairs: list[np.ndarray] = []
+        # per substep only the raw contact arrays are kept (geom pairs, constraint addresses,
+        # constraint forces); mapping to entities and reducing happen once per frame
+        subs: list[int] = []
+        counts: list[int] = []
+        geoms: list[np.ndarray] = []
+        adrs: list[np.ndarray] = []
         forces: list[np.ndarray] = []
         bad_before = self._divergences()
         ctrls = c0 + (c1 - c0) * (np.arange(1, nsub + 1) / nsub)[:, None]
-        for k in range(1, nsub + 1):
-            d.ctrl[:] = ctrls[k - 1]
-            mujoco.mj_step(m, d)
+        step = mujoco.mj_step
+        for k in range(nsub):
+            d.ctrl[:] = ctrls[k]
+            step(m, d)
             ncon = d.ncon
             if ncon:
                 con = d.contact
-                adr = con.efc_address[:ncon]
-                geoms = con.geom[:ncon]
-                # elliptic cones: the first constraint row of a contact is its normal force
-                fn = np.abs(d.efc_force[adr])
-                fn[adr < 0] = 0.0
-                pairs.append((k - 1) * n2 + geom_entity[geoms[:, 0]] * n_ent + geom_entity[geoms[:, 1]])
-                forces.append(fn)
+                adr = con.efc_address.copy()
+                efc = d.efc_force
+                subs.append(k)
+                counts.append(ncon)
+                geoms.append(con.geom.copy())
+                adrs.append(adr)
+                # a contact without constraint rows (adr < 0) is zeroed below
+                forces.append(efc[adr] if len(efc) else np.zeros(ncon))
         if self._divergences() != bad_before:
             # MuJoCo reset the data after a NaN/huge acceleration: the rollout is meaningless
             raise SimulationUnstableError(f"the physics diverged near t = {d.time:.3f} s (NaN or huge "
                                           "position, velocity or acceleration; MuJoCo reset the state)")
-        if pairs:
-            per_sub = np.bincount(np.concatenate(pairs), weights=np.concatenate(forces), minlength=nsub * n2)
-            per_sub = per_sub.reshape(nsub, n2)
+        if subs:
+            g = np.concatenate(geoms)
+            # elliptic cones: the first constraint row of a contact is its normal force
+            fn = np.abs(np.concatenate(forces))
+            fn[np.concatenate(adrs) < 0] = 0.0
+            sub = np.repeat(np.asarray(subs, dtype=np.int64), counts)
+            pairs = sub * n2 + geom_entity[g[:, 0]] * n_ent + geom_entity[g[:, 1]]
+            per_sub = np.bincount(pairs, weights=fn, minlength=nsub * n2).reshape(nsub, n2)
             impulse = per_sub.sum(axis=0) * m.opt.timestep
             peak = per_sub.max(axis=0)
         else:
