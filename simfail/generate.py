@@ -11,10 +11,10 @@ import json
 import platform
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 import mujoco
 import numpy as np
@@ -30,7 +30,7 @@ from simfail.core.task import Task, get_task, task_names
 from simfail.env import SimfailEnv
 from simfail.errors import ExpertFailedError, SimulationUnstableError, UnknownNameError
 from simfail.labels.scoring import dense_reward, episode_score, failure_mask
-from simfail.render.renderer import MultiViewRenderer
+from simfail.render.worker import RenderWorker
 
 STATE_NAMES = [f"joint{i}" for i in range(1, 8)] + ["finger_joint1", "finger_joint2"]
 ACTION_NAMES = [f"joint{i}_target" for i in range(1, 8)] + ["gripper_close"]
@@ -48,9 +48,14 @@ class VariantSpec:
 
 @dataclass
 class GroupTiming:
+    """Seconds spent on a group. ``physics`` (+ IK) and ``labels`` run on the calling thread;
+    ``render`` is the render worker's own time, overlapped with the physics; ``render_wait`` is
+    how long the thread that collected the frames waited for the worker to finish."""
+
     physics: float = 0.0
     render: float = 0.0
     labels: float = 0.0
+    render_wait: float = 0.0
     frames_rendered: int = 0
     frames_written: int = 0
 
@@ -64,6 +69,38 @@ class GroupResult:
     timing: GroupTiming = field(default_factory=GroupTiming)
     #: variants left out because their physics diverged: ``{"variant", "error"}``
     unstable_variants: list[dict[str, str]] = field(default_factory=list)
+    #: frames still being drawn: the worker and, per episode, the future of its frames
+    _render: RenderWorker | None = field(default=None, repr=False)
+    _frames: list[Future] = field(default_factory=list, repr=False)
+
+    @property
+    def frames_ready(self) -> bool:
+        return self._render is None
+
+    def wait_frames(self) -> None:
+        """Block until every episode's frames are drawn and attached (``episode.frames``),
+        then free the render worker. A no-op once done; re-raises a rendering error."""
+        worker = self._render
+        if worker is None:
+            return
+        t0 = time.perf_counter()
+        ok = False
+        try:
+            for ep, fut in zip(self.episodes, self._frames):
+                ep.frames = fut.result()
+            ok = True
+        finally:
+            worker.close(cancel=not ok)
+            self._render, self._frames = None, []
+            self.timing.render += worker.render_s
+            self.timing.render_wait += time.perf_counter() - t0
+
+    def cancel_frames(self) -> None:
+        """Drop the frames still being drawn and free the render worker (on an error path)."""
+        worker = self._render
+        if worker is not None:
+            self._render, self._frames = None, []
+            worker.close(cancel=True)
 
 
 def scene_seed(base_seed: int, group: int, attempt: int) -> int:
@@ -106,7 +143,6 @@ def _record(task: Task, scene: BuiltScene, res: RolloutResult, group_id: int, va
     actions = np.array(trace.action, dtype=np.float32)
     # LeRobot convention: action[t] is the command issued after observing frame t
     action_col = np.concatenate([actions[1:], actions[-1:]], axis=0)
-    frames = dict(res.frames)
     return EpisodeRecord(
         group_id=group_id,
         variant=variant,
@@ -114,7 +150,7 @@ def _record(task: Task, scene: BuiltScene, res: RolloutResult, group_id: int, va
         task=task.name,
         seed=scene.layout.seed,
         fps=fps,
-        frames=frames,
+        frames={},  # drawn by the render worker, attached by GroupResult.wait_frames
         columns={
             "observation.state": np.array(trace.robot_state, dtype=np.float32),
             "action": action_col,
@@ -132,11 +168,17 @@ def _record(task: Task, scene: BuiltScene, res: RolloutResult, group_id: int, va
 
 
 def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bool = True,
-                   env: SimfailEnv | None = None) -> GroupResult:
+                   env: SimfailEnv | None = None, defer_frames: bool = False) -> GroupResult:
     """Build, roll out, render and label one counterfactual group.
 
     ``env`` is the Gymnasium environment whose simulation core runs the group; pass one to
     reuse it across groups (building it compiles a prototype scene), or get a fresh one.
+
+    Episodes are drawn on a :class:`~simfail.render.worker.RenderWorker` thread while the
+    physics of the next variant runs. With ``defer_frames=True`` the group returns as soon as
+    its physics and labels are done and the frames arrive later: call
+    :meth:`GroupResult.wait_frames` (the dataset writer's thread does) before reading
+    ``episode.frames``; the main thread can meanwhile start the next group.
 
     Raises:
         ExpertFailedError: no seed in ``MAX_ATTEMPTS`` attempts gave a clean expert success.
@@ -172,14 +214,13 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     else:
         raise ExpertFailedError(f"group {group_id}: the expert failed on {MAX_ATTEMPTS} seeds in a row: {rejected}")
 
-    renderer = MultiViewRenderer(scene.model, VIEWS, cfg.render.width, cfg.render.height) if render else None
+    worker = RenderWorker(scene.model, VIEWS, cfg.render.width, cfg.render.height) if render else None
+    frames: list[Future] = []
     try:
-        if renderer is not None:
-            # render the expert from its saved states (the physics already ran once)
-            t0 = time.perf_counter()
-            base.frames = render_rollout(core, renderer, base)
-            timing.render += time.perf_counter() - t0
-            timing.frames_rendered += n_frames * len(VIEWS)
+        if worker is not None:
+            # the expert is drawn from its saved states (the physics already ran once)
+            expert_frames = worker.submit(base.trace.qpos)
+            frames.append(expert_frames)
         episodes = [_record(task, scene, base, group_id, "expert", {}, fps)]
         perts = task.perturbations()
         for spec in variant_plan(task, cfg, seed):
@@ -196,7 +237,6 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
                     core.reset(scene.qpos0, np.concatenate([HOME_QPOS, [0.0]]))
                     ik.reset(HOME_QPOS)
                     res = run_program(core, ik, applied.program, n_frames, keep_snapshots=True)
-                    res.frames = {}
                     first_new = 0
             except SimulationUnstableError as exc:
                 # no trustworthy labels: leave the variant out and say so in the meta
@@ -204,50 +244,33 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
                 timing.physics += time.perf_counter() - t0
                 continue
             timing.physics += time.perf_counter() - t0
-            if renderer is not None:
-                t0 = time.perf_counter()
-                res.frames = render_rollout(core, renderer, res, prefix=base.frames, first=first_new)
-                timing.render += time.perf_counter() - t0
-                timing.frames_rendered += (n_frames - first_new) * len(VIEWS)
+            if worker is not None:
+                frames.append(worker.submit(res.trace.qpos, prefix=expert_frames, first=first_new))
             t0 = time.perf_counter()
             params = {"name": spec.perturbation, "kind": spec.kind, "magnitude": round(spec.magnitude, 4),
                       "onset_time_s": round(applied.onset_time, 4), "onset_frame": k, **applied.params}
             episodes.append(_record(task, scene, res, group_id, spec.name, params, fps))
             timing.labels += time.perf_counter() - t0
-    finally:
-        if renderer is not None:
-            renderer.close()
+    except BaseException:
+        if worker is not None:
+            worker.close(cancel=True)
+        raise
     for ep, rank in zip(episodes, competition_ranks([e.score for e in episodes])):
         ep.rank = rank
     timing.frames_written = sum(e.length for e in episodes) * len(VIEWS)
-    return GroupResult(group_id, seed, rejected, episodes, timing, unstable)
+    result = GroupResult(group_id, seed, rejected, episodes, timing, unstable)
+    if worker is not None:
+        assert len(frames) == len(episodes), "one frame future per written episode"
+        timing.frames_rendered = worker.frames_rendered
+        result._render, result._frames = worker, frames
+        if not defer_frames:
+            result.wait_frames()
+    return result
 
 
 def make_group_env(task: Task, cfg: GenerateConfig) -> SimfailEnv:
     """The environment a generation run drives, at the run's frame rate and image size."""
     return SimfailEnv(task=task.name, fps=cfg.render.fps, width=cfg.render.width, height=cfg.render.height)
-
-
-def render_rollout(core, renderer: MultiViewRenderer, res: RolloutResult, *,
-                   prefix: dict[str, np.ndarray] | None = None, first: int = 0) -> dict[str, np.ndarray]:
-    """Render a rollout's frames from its recorded states: ``{view: uint8 (T, H, W, 3)}``.
-
-    Frames ``0..first-1`` are copied from ``prefix`` (a counterfactual variant shares them with
-    the expert it branched from); frames ``first..`` are rendered straight into the episode's
-    preallocated arrays, one ``glReadPixels`` per view-frame and no intermediate copy.
-    """
-    n = len(res.trace.qpos)
-    out = {v: np.empty((n, renderer.height, renderer.width, 3), dtype=np.uint8) for v in renderer.views}
-    if first:
-        assert prefix is not None, "a rendered prefix is needed when first > 0"
-        for v in renderer.views:
-            out[v][:first] = prefix[v][:first]
-    saved = core.get_state()
-    for f in range(first, n):
-        core.show_qpos(res.trace.qpos[f])  # rendering needs only kinematics
-        renderer.render_into(core.data, {v: out[v][f] for v in renderer.views})
-    core.set_state(saved)
-    return out
 
 
 def joint_table(model: mujoco.MjModel) -> list[dict[str, Any]]:
@@ -295,6 +318,9 @@ class GroupSink:
     subprocesses, parquet) overlap the physics and rendering of group ``g + 1``. At most one
     group waits, so memory stays bounded. Used by ``generate`` and by ``bench`` alike.
 
+    A group generated with ``defer_frames=True`` is submitted with ``ready=result.wait_frames``:
+    the writer thread, not the main thread, waits for its last frames to be drawn.
+
     Args:
         writer: The dataset writer.
         nq, nv: Widths the ``sim.qpos`` / ``sim.qvel`` columns are zero-padded to.
@@ -303,14 +329,21 @@ class GroupSink:
     def __init__(self, writer, nq: int, nv: int):
         self.writer = writer
         self.nq, self.nv = nq, nv
-        #: seconds spent writing groups (background) and finalizing meta, and waiting for them
+        #: seconds spent writing groups (background) and finalizing meta, waiting on the
+        #: writer thread for groups' frames, and waiting on the main thread for the writer
         self.write_s = 0.0
         self.finalize_s = 0.0
+        self.frames_wait_s = 0.0
         self.wait_s = 0.0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simfail-writer")
         self._pending = None
 
-    def _write(self, group_id: int, episodes: list[EpisodeRecord], meta: dict[str, Any]) -> None:
+    def _write(self, group_id: int, episodes: list[EpisodeRecord], meta: dict[str, Any],
+               ready: Callable[[], None] | None) -> None:
+        if ready is not None:
+            t_r = time.perf_counter()
+            ready()
+            self.frames_wait_s += time.perf_counter() - t_r
         t0 = time.perf_counter()
         # the group's entry (task, scene seed) reaches meta/simfail.json before its files are
         # committed: a crash between the two must not leave a committed group that resume
@@ -336,9 +369,12 @@ class GroupSink:
                 self._pending = None
                 self.wait_s += time.perf_counter() - t0
 
-    def submit(self, group_id: int, episodes: list[EpisodeRecord], meta: dict[str, Any]) -> None:
+    def submit(self, group_id: int, episodes: list[EpisodeRecord], meta: dict[str, Any], *,
+               ready: Callable[[], None] | None = None) -> None:
+        """Write a group once the previous one is written; ``ready`` (called on the writer
+        thread first) blocks until the episodes' frames are drawn."""
         self.wait()
-        self._pending = self._pool.submit(self._write, group_id, episodes, meta)
+        self._pending = self._pool.submit(self._write, group_id, episodes, meta, ready)
 
     def close(self) -> None:
         try:
@@ -434,17 +470,22 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
     with GroupSink(writer, nq, nv) as sink:
         for name, g in bar:
             task = tasks[name]
-            res = generate_group(task, task_config(cfg, task), g, env=envs[name])
+            res = generate_group(task, task_config(cfg, task), g, env=envs[name], defer_frames=True)
             seeds[g] = {"task": name, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
                         "instruction": res.episodes[0].instruction}
             if res.unstable_variants:
                 seeds[g]["unstable_variants"] = res.unstable_variants
-            sink.submit(g, res.episodes, _meta(cfg, probes, dict(seeds)))
+            try:
+                sink.submit(g, res.episodes, _meta(cfg, probes, dict(seeds)), ready=res.wait_frames)
+            except BaseException:
+                res.cancel_frames()  # the sink did not take it: stop its render worker
+                raise
             results.append(res)
-            for k in ("physics", "render", "labels", "frames_rendered", "frames_written"):
-                setattr(timing, k, getattr(timing, k) + getattr(res.timing, k))
             bar.set_postfix(task=name, episodes=sum(len(r.episodes) for r in results))
     t_write = [sink.write_s + sink.finalize_s]
+    for res in results:  # render times are final once the sink has written every group
+        for k in ("physics", "render", "labels", "frames_rendered", "frames_written"):
+            setattr(timing, k, getattr(timing, k) + getattr(res.timing, k))
     writer.finalize(_meta(cfg, probes, seeds))
     summary = summarize(results)
     summary.update({"skipped_groups": sorted(done), "seconds": time.perf_counter() - t_start,

@@ -34,9 +34,6 @@ class Snapshot:
 class RolloutResult:
     trace: Trace
     snapshots: list[Snapshot] = field(default_factory=list)
-    #: ``{view: uint8 (T, H, W, 3)}``, rendered from the trace's states after the physics ran
-    #: (empty until then); see :func:`simfail.generate.render_rollout`.
-    frames: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def frame_count(duration: float, fps: int) -> int:

@@ -1,0 +1,114 @@
+"""Render rollouts on a worker thread, overlapped with the physics of the next rollout.
+
+Rendering needs only a rollout's recorded ``qpos`` (kinematics), never the live simulation, so
+a counterfactual group's episodes can be drawn while the main thread simulates the next
+variant. MuJoCo releases the GIL inside ``mj_step`` and the OpenGL calls, so on the 2-core CPU
+machine the physics thread and llvmpipe's rasterizer threads fill each other's idle time.
+
+The worker owns its :class:`~simfail.render.renderer.MultiViewRenderer` (an OpenGL context is
+bound to one thread) and its own ``MjData``, so the frames depend only on the ``qpos`` rows
+they are drawn from: the same rollout gives the same frames whether it is rendered here or
+inline (``tests/test_render_worker.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import mujoco
+import numpy as np
+
+from simfail.render.renderer import MultiViewRenderer
+
+__all__ = ["RenderWorker", "render_states"]
+
+Frames = dict[str, np.ndarray]
+
+
+def render_states(renderer: MultiViewRenderer, model: mujoco.MjModel, data: mujoco.MjData,
+                  qpos: np.ndarray, out: Frames, first: int = 0) -> None:
+    """Draw row ``f`` of ``qpos`` ``(T, nq)`` into frame ``f`` of every ``out[view]``
+    (``uint8 (T, H, W, 3)``) for ``f >= first``. ``data`` is posed by kinematics only."""
+    views = renderer.views
+    for f in range(first, len(qpos)):
+        data.qpos[:] = qpos[f]
+        mujoco.mj_kinematics(model, data)
+        mujoco.mj_camlight(model, data)
+        renderer.render_into(data, {v: out[v][f] for v in views})
+
+
+class RenderWorker:
+    """One background thread that renders the rollouts of one scene, in submission order.
+
+    Args:
+        model: The compiled scene (read only; shared with the simulation core).
+        views, width, height: As for :class:`MultiViewRenderer`.
+
+    Raises:
+        RenderBackendError: no OpenGL context could be created (raised here, not later).
+    """
+
+    def __init__(self, model: mujoco.MjModel, views: tuple[str, ...], width: int, height: int):
+        self.model = model
+        self.views = tuple(views)
+        self.width, self.height = int(width), int(height)
+        #: seconds the worker spent rendering (its own thread's wall time)
+        self.render_s = 0.0
+        #: view-frames drawn (prefix frames copied from another episode are not counted)
+        self.frames_rendered = 0
+        self._data = mujoco.MjData(model)
+        self._pending: list[Future] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simfail-render")
+        try:
+            self._renderer = self._pool.submit(MultiViewRenderer, model, self.views, width, height).result()
+        except BaseException:
+            self._pool.shutdown(wait=True)
+            raise
+
+    def submit(self, qpos: np.ndarray, *, prefix: Future | None = None, first: int = 0) -> Future:
+        """Queue the frames of a rollout whose states are ``qpos`` ``(T, nq)``.
+
+        Frames ``0 .. first-1`` are copied from ``prefix`` (the future of an earlier submission,
+        e.g. the expert a variant branched from; the queue is first in, first out, so it is done
+        by then); the rest are drawn. Returns a future of ``{view: uint8 (T, H, W, 3)}``.
+        """
+        if first and prefix is None:
+            raise ValueError("a prefix to copy frames from is needed when first > 0")
+        states = np.array(qpos, dtype=np.float64, copy=True)  # the caller may reuse its trace
+        self.frames_rendered += (len(states) - first) * len(self.views)
+        fut = self._pool.submit(self._render, states, prefix, int(first))
+        self._pending.append(fut)
+        return fut
+
+    def _render(self, qpos: np.ndarray, prefix: Future | None, first: int) -> Frames:
+        t0 = time.perf_counter()
+        n = len(qpos)
+        out = {v: np.empty((n, self.height, self.width, 3), dtype=np.uint8) for v in self.views}
+        if first:
+            src = prefix.result()
+            for v in self.views:
+                out[v][:first] = src[v][:first]
+        render_states(self._renderer, self.model, self._data, qpos, out, first)
+        self.render_s += time.perf_counter() - t0
+        return out
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Finish (or with ``cancel=True`` drop) the queued work and free the GL context."""
+        if self._pool is None:
+            return
+        if cancel:
+            for fut in self._pending:
+                fut.cancel()
+        try:
+            self._pool.submit(self._renderer.close).result()
+        finally:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+            self._pending = []
+
+    def __enter__(self) -> RenderWorker:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(cancel=exc_type is not None)
