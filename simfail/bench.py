@@ -532,4 +532,7 @@ def bench_table(result: BenchResult) -> str:
         f"rendering vs ceiling render: {s['render_ratio']:.2f}; physics+IK vs bare mj_step: "
         f"{s['physics_ratio']:.2f}",
     ]
+    if len(result.runs) > 1:
+        per = ", ".join(f"{r.metrics()['ratio']:.2f}" for r in result.runs)
+        lines.append(f"ratio per repeat: {per}")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ nothing is written when the configuration is bad.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from importlib import resources
 from typing import Any
@@ -123,18 +124,59 @@ def cmd_generate(overrides: list[str]) -> int:
     return 0
 
 
+def _bench_options(overrides: list[str]) -> tuple[list[str], int, str | None]:
+    """Split bench's own keys (``repeats=N``, ``json=PATH``) from the generate overrides."""
+    rest, repeats, json_path = [], 1, None
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        if sep and key == "repeats":
+            try:
+                repeats = int(value)
+            except ValueError:
+                raise ConfigError(f"repeats must be a whole number >= 1, got {value!r}") from None
+            if repeats < 1:
+                raise ConfigError(f"repeats must be a whole number >= 1, got {value!r}")
+        elif sep and key == "json":
+            if not value:
+                raise ConfigError("json= needs a file path")
+            json_path = value
+        else:
+            rest.append(o)
+    return rest, repeats, json_path
+
+
+def _write_json_atomic(path: str, obj) -> None:
+    import tempfile
+
+    target = os.path.abspath(path)
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise ConfigError(f"json: folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=".bench-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def cmd_bench(overrides: list[str]) -> int:
     from simfail.bench import BenchConfig, bench_table, run_bench
 
-    cfg = _generate_config([o for o in overrides if not o.startswith(("repeats=",))])
+    rest, repeats, json_path = _bench_options(overrides)
+    cfg = _generate_config(rest)
     if cfg.task == "all":
         raise ConfigError("bench measures one task at a time: pass task=<name> (see simfail list)")
-    repeats = 1
-    for o in overrides:
-        if o.startswith("repeats="):
-            repeats = int(o.split("=", 1)[1])
+    if json_path is not None and not os.access(os.path.dirname(os.path.abspath(json_path)), os.W_OK):
+        raise ConfigError(f"json: cannot write to {os.path.dirname(os.path.abspath(json_path))}")
     result = run_bench(BenchConfig(generate=cfg, repeats=repeats))
     print(bench_table(result))
+    if json_path is not None:
+        _write_json_atomic(json_path, result.to_dict())
     return 0
 
 

@@ -81,3 +81,10 @@ def test_table_has_headlines(result: BenchResult) -> None:
     assert "ratio vs ceiling:" in table and "target <= 1.25" in table
     assert "rendering vs ceiling render:" in table
     assert "MUJOCO_GL=" in table
+
+
+def test_table_lists_each_repeats_ratio(result: BenchResult) -> None:
+    two = BenchResult(settings=result.settings, machine=result.machine, runs=[result.runs[0], result.runs[0]])
+    r = result.runs[0].metrics()["ratio"]
+    assert f"ratio per repeat: {r:.2f}, {r:.2f}" in bench_table(two)
+    assert "ratio per repeat" not in bench_table(result)

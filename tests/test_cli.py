@@ -273,3 +273,25 @@ def test_crash_right_after_a_commit_keeps_the_groups_meta_entry(capsys, workdir,
     meta = json.loads((out / "meta/simfail.json").read_text())
     for g, eps in ds.groups().items():
         assert meta["groups"][str(g)]["seed"] == ds.episode(eps[0])["simfail.seed"]
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [(["repeats=abc"], "repeats"), (["repeats=0"], "repeats"), (["json="], "json"),
+     (["json=/nonexistent-dir/b.json"], "nonexistent-dir"), (["task=all"], "one task")],
+)
+def test_bench_bad_input_is_one_error(capsys, workdir, extra, needle):
+    line = run_error(capsys, ["bench", "groups=1", "progress=false", *extra])
+    assert needle in line
+    assert not any(workdir.iterdir())
+
+
+def test_bench_writes_its_result_as_json(capsys, workdir):
+    rc = main(["bench", "groups=1", "progress=false", "render.width=64", "render.height=64",
+               "failures=[drop]", "json=bench.json"])
+    out, _ = capsys.readouterr()
+    assert rc == 0 and "ratio vs ceiling:" in out
+    d = json.loads((workdir / "bench.json").read_text())
+    assert d["counts"]["episodes"] == 2 and d["runs"][0]["metrics"]["ratio"] > 0
+    assert d["settings"]["width"] == 64
+    assert sorted(p.name for p in workdir.iterdir()) == ["bench.json"]  # no temporary left
