@@ -20,8 +20,9 @@ def summary_table(s: dict[str, Any]) -> str:
         f"groups written: {s['groups']} (already there: {len(s['skipped_groups'])})   "
         f"episodes: {s['episodes']}   successful: {s['success']}   time: {total:.1f} s"
         + (f"   ({s['episodes'] / total * 3600:.0f} episodes/h)" if total > 0 and s["episodes"] else ""),
-        f"time split: physics {t['physics']:.1f} s, rendering {t['render']:.1f} s, labels {t['labels']:.1f} s, "
-        f"encode+write {t['write_encode']:.1f} s",
+        f"time split: physics {t['physics']:.1f} s and labels {t['labels']:.1f} s on the main thread; "
+        f"rendering {t['render']:.1f} s and encode+write {t['write_encode']:.1f} s on their own threads, "
+        f"overlapped",
         "",
     ]
     rows = [[k, str(v)] for k, v in s["failures_by_type"].items()] or [["(none)", "0"]]
