@@ -390,11 +390,7 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> B
             untimed += time.perf_counter() - t_u
             seeds[g] = {"task": cfg.task, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
                         "instruction": res.episodes[0].instruction}
-            try:
-                sink.submit(g, res.episodes, _meta(cfg, {cfg.task: model}, dict(seeds)), ready=res.wait_frames)
-            except BaseException:
-                res.cancel_frames()
-                raise
+            sink.submit_result(res, _meta(cfg, {cfg.task: model}, dict(seeds)))
             del res
             log(f"bench: group {g + 1}/{cfg.groups} generated ({len(ep_work)} episodes, {time.perf_counter() - t_g:.1f} s)")
     t1 = time.perf_counter()
@@ -403,7 +399,6 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> B
     # encode + write run on the sink's thread, overlapped with the next group's physics and
     # rendering; only the time the main thread waited for them is on the critical path
     run.write = sink.write_s + sink.finalize_s
-    run.frames_wait = sink.frames_wait_s
     run.finalize = time.perf_counter() - t1
     run.wait = sink.wait_s
     for res in results:  # render times are final once the writer has collected every group's frames
@@ -411,6 +406,7 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> B
         run.physics += tm.physics
         run.render += tm.render
         run.labels += tm.labels
+        run.frames_wait += tm.render_wait
         run.frames_rendered += tm.frames_rendered
         run.frames_written += tm.frames_written
     del results

@@ -145,25 +145,6 @@ def _bench_options(overrides: list[str]) -> tuple[list[str], int, str | None]:
     return rest, repeats, json_path
 
 
-def _write_json_atomic(path: str, obj) -> None:
-    import tempfile
-
-    target = os.path.abspath(path)
-    folder = os.path.dirname(target)
-    if not os.path.isdir(folder):
-        raise ConfigError(f"json: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".bench-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def cmd_bench(overrides: list[str]) -> int:
     from simfail.bench import BenchConfig, bench_table, run_bench
 
@@ -176,7 +157,9 @@ def cmd_bench(overrides: list[str]) -> int:
     result = run_bench(BenchConfig(generate=cfg, repeats=repeats))
     print(bench_table(result))
     if json_path is not None:
-        _write_json_atomic(json_path, result.to_dict())
+        from simfail.learn.checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(json_path, (json.dumps(result.to_dict(), indent=2) + "\n").encode())
     return 0
 
 

@@ -318,8 +318,8 @@ class GroupSink:
     subprocesses, parquet) overlap the physics and rendering of group ``g + 1``. At most one
     group waits, so memory stays bounded. Used by ``generate`` and by ``bench`` alike.
 
-    A group generated with ``defer_frames=True`` is submitted with ``ready=result.wait_frames``:
-    the writer thread, not the main thread, waits for its last frames to be drawn.
+    A group generated with ``defer_frames=True`` goes in through :meth:`submit_result`: the
+    writer thread, not the main thread, waits for its last frames to be drawn.
 
     Args:
         writer: The dataset writer.
@@ -329,11 +329,10 @@ class GroupSink:
     def __init__(self, writer, nq: int, nv: int):
         self.writer = writer
         self.nq, self.nv = nq, nv
-        #: seconds spent writing groups (background) and finalizing meta, waiting on the
-        #: writer thread for groups' frames, and waiting on the main thread for the writer
+        #: seconds spent writing groups (background) and finalizing meta, and waiting on the
+        #: main thread for the writer (waits for frames are in each group's ``render_wait``)
         self.write_s = 0.0
         self.finalize_s = 0.0
-        self.frames_wait_s = 0.0
         self.wait_s = 0.0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simfail-writer")
         self._pending = None
@@ -341,9 +340,7 @@ class GroupSink:
     def _write(self, group_id: int, episodes: list[EpisodeRecord], meta: dict[str, Any],
                ready: Callable[[], None] | None) -> None:
         if ready is not None:
-            t_r = time.perf_counter()
             ready()
-            self.frames_wait_s += time.perf_counter() - t_r
         t0 = time.perf_counter()
         # the group's entry (task, scene seed) reaches meta/simfail.json before its files are
         # committed: a crash between the two must not leave a committed group that resume
@@ -375,6 +372,15 @@ class GroupSink:
         thread first) blocks until the episodes' frames are drawn."""
         self.wait()
         self._pending = self._pool.submit(self._write, group_id, episodes, meta, ready)
+
+    def submit_result(self, result: GroupResult, meta: dict[str, Any]) -> None:
+        """Write a generated group, its frames collected on the writer thread; if the sink
+        does not take it (the previous group's write failed), its render worker is stopped."""
+        try:
+            self.submit(result.group_id, result.episodes, meta, ready=result.wait_frames)
+        except BaseException:
+            result.cancel_frames()
+            raise
 
     def close(self) -> None:
         try:
@@ -475,11 +481,7 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
                         "instruction": res.episodes[0].instruction}
             if res.unstable_variants:
                 seeds[g]["unstable_variants"] = res.unstable_variants
-            try:
-                sink.submit(g, res.episodes, _meta(cfg, probes, dict(seeds)), ready=res.wait_frames)
-            except BaseException:
-                res.cancel_frames()  # the sink did not take it: stop its render worker
-                raise
+            sink.submit_result(res, _meta(cfg, probes, dict(seeds)))
             results.append(res)
             bar.set_postfix(task=name, episodes=sum(len(r.episodes) for r in results))
     t_write = [sink.write_s + sink.finalize_s]
