@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return C.invoke(cmd, rest)
     except SimfailError as exc:
+        if "No space left on device" in str(exc):  # e.g. ffmpeg ran out of space while encoding
+            exc = OSError(errno.ENOSPC, "No space left on device")
+            print(f"simfail: error: {_disk_full_message(cmd, rest, exc)}", file=sys.stderr)
+            return 2
         print(f"simfail: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
