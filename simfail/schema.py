@@ -373,7 +373,7 @@ def build(cls: type, config_name: str, overrides: list[str], *, command: str | N
     ``<config_name>_schema``) or, where there is none, the schema alone. ``updates``: values
     merged over the composed config (typed) before the checks (positional arguments, mappings
     parsed by the command itself). ``required=False`` skips the required-key check."""
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     command = command or config_name
@@ -387,15 +387,21 @@ def build(cls: type, config_name: str, overrides: list[str], *, command: str | N
     try:
         if OmegaConf.get_type(cfg) is not cls:  # composed from a YAML without the schema: type it here
             cfg = OmegaConf.merge(OmegaConf.structured(cls), cfg)
-        if updates:
-            cfg = OmegaConf.merge(cfg, updates)
+        for k, v in (updates or {}).items():  # top-level keys of the schema; mappings merge
+            cur = cfg.get(k)
+            if isinstance(v, dict) and OmegaConf.is_dict(cur):
+                with open_dict(cur):  # a free mapping (model_kwargs) takes new keys
+                    for kk, vv in v.items():
+                        cur[kk] = vv
+            else:
+                cfg[k] = v
         obj = OmegaConf.to_object(cfg)
     except (OmegaConfBaseException, ValueError, TypeError) as exc:
         raise ConfigError(f"bad configuration: {_clean_message(exc, cls)}") from exc
     for key, (f, _) in schema_keys(cls).items():
         if required and f.metadata.get("required") and _get(obj, key) in (None, "", []):
             ex = f.metadata.get("example") or f"{key}=..."
-            raise ConfigError(f"{key} is required (e.g. {ex})")
+            raise ConfigError(f"{key}= is required (e.g. {ex})")
     check_ranges(obj)
     if hasattr(obj, "validate"):
         obj.validate()
