@@ -51,14 +51,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"simfail: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head`: not an error (Python docs, "Note on SIGPIPE")
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             print(f"simfail: error: {_disk_full_message(cmd, rest, exc)}", file=sys.stderr)
             return 2
         raise
-    except BrokenPipeError:  # output piped into `head`: not an error
-        sys.stdout = open(os.devnull, "w")
-        return 0
     except KeyboardInterrupt:
         print("simfail: interrupted; rerun with resume=true to continue", file=sys.stderr)
         return 130
