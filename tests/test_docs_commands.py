@@ -198,8 +198,7 @@ def test_rewrite_keeps_what_the_page_wrote_and_swaps_the_rest(tmp_path, request)
     """The rewriting rules themselves (no command runs): paths the page wrote are kept."""
     (tmp_path / "data" / "pp").mkdir(parents=True)
     page = Page(tmp_path, request)
-    page.fixture = lambda name: {"shared": {"data": Path("/S/data"), "reports": [Path("/S/a"), Path("/S/b")]},
-                                 "checkpoint": Path("/S/model"), "wan_model": (Path("/S/wan"), Path("/S/e"))}[name]
+    page.fixture = _fake_fixtures
     assert page.rewrite(["check", "data/pp"]) == ["check", str(tmp_path / "data/pp")]
     assert page.rewrite(["check", "DIR"]) == ["check", "/S/data"]
     assert page.rewrite(["paired", "A", "B"])[:3] == ["paired", "/S/a", "/S/b"]
@@ -212,3 +211,26 @@ def test_rewrite_keeps_what_the_page_wrote_and_swaps_the_rest(tmp_path, request)
     assert "model=identity" in page.rewrite(["realism", "data=DIR", "out=o", "model=identity"])
     assert re.search(r"model\.checkpoint=/S/model", " ".join(page.rewrite(["evaluate", "model=rewind",
                                                                             "model.checkpoint=M"])))
+
+
+def _fake_fixtures(name: str):
+    return {"shared": {"data": Path("/S/data"), "reports": [Path("/S/a"), Path("/S/b")]},
+            "checkpoint": Path("/S/model"), "wan_model": (Path("/S/wan"), Path("/S/e"))}[name]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(ROOT).as_posix() for p in PAGES])
+def test_every_shown_command_is_a_valid_configuration(page, tmp_path, monkeypatch, request):
+    """Fast, in the default suite: every shown command, as shown (placeholders for paths), passes
+    its command's typed schema, ranges and validate() (a renamed key or option in the docs fails
+    here at once)."""
+    from simfail.commands import build_config
+
+    monkeypatch.chdir(tmp_path)
+    for line, argv in shown_commands(page):
+        if not argv or argv[0].startswith("-") or any(a in ("--help", "-h") for a in argv):
+            continue
+        args = [a for a in argv[1:] if a != "--cfg"]
+        try:
+            build_config(argv[0], args)
+        except Exception as exc:  # noqa: BLE001 - reported with the page and line
+            pytest.fail(f"{page.name}:{line}: simfail {' '.join(argv)}: {exc}")
