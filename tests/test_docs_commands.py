@@ -1,4 +1,6 @@
-"""Every ``simfail ...`` command shown in a bash block of README.md and docs/*.md runs.
+"""Every ``simfail ...`` command shown in a bash block of README.md and docs/*.md runs
+(README.md in the default suite, the docs pages with ``-m slow``; all of them are checked
+against their typed schemas in the default suite).
 
 Pages are found by glob, so pages added later are checked too. The commands of a page run in
 order, in a fresh working folder, through ``simfail.cli.main`` on tiny settings (:class:`Page`):
@@ -179,7 +181,14 @@ def first_operator(task: str) -> str:
     return next(iter(get_task("pick_place" if task == "all" else task).perturbations()))
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(ROOT).as_posix() for p in PAGES])
+#: The README's commands run in the default suite (about 15 s of CPU); the docs pages' (tasks=all,
+#: rates, bench, the realism pass with the tiny Wan-VACE ...: about 2.5 min of CPU together) run
+#: with ``-m slow``; every page's commands are checked against their schemas by the fast test below.
+RUN_PAGES = [pytest.param(p, id=p.relative_to(ROOT).as_posix(), marks=() if p.name == "README.md" else pytest.mark.slow)
+             for p in PAGES]
+
+
+@pytest.mark.parametrize("page", RUN_PAGES)
 def test_every_shown_command_runs(page, tmp_path, monkeypatch, request, capsys):
     commands = shown_commands(page)
     if not commands:
