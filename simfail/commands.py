@@ -47,7 +47,9 @@ class Command:
     Attributes:
         name: What the user types (``train-reward``).
         summary: One line for ``simfail --help``.
-        config: The config dataclass, or ``"module:Class"``.
+        config: The config dataclass, or ``"module:Class"``. ``None`` only while porting a
+            command that still parses its own ``key=value`` arguments: ``run(args) -> int``
+            then receives the raw argument list (and its docstring is the help).
         run: ``run(cfg) -> int`` (exit code), or ``"module:function"``.
         example: One typical command line.
         config_name: Packaged YAML / ConfigStore name (default: ``name`` with ``-`` -> ``_``).
@@ -155,6 +157,8 @@ def invoke(name: str, args: list[str]) -> int:
     """Run command ``name`` with ``args``; returns its exit code. Raises SimfailError on bad
     input (the command line turns it into one ``simfail: error:`` line)."""
     cmd = get_command(name)
+    if cmd.config is None:  # a command that parses its own arguments: run(args) -> int
+        return int(_resolve(cmd.run)(list(args)) or 0)
     cfg = build_config(name, args)
     if "--cfg" in args:
         print(json.dumps(shown(cfg), indent=2, default=str))
@@ -171,6 +175,9 @@ def command_help(name: str) -> str:
     from simfail.schema import compose, describe, has_yaml
 
     cmd = get_command(name)
+    if cmd.config is None:  # parses its own arguments: its run function's docstring is the help
+        doc = (getattr(_resolve(cmd.run), "__doc__", None) or "").strip()
+        return "\n".join([f"usage: simfail {cmd.name} ...", "", cmd.summary, *(["", doc] if doc else [])])
     cls = cmd.schema
     pos = _positional_field(cls)
     usage = f"usage: simfail {cmd.name}"

@@ -43,7 +43,7 @@ from typing import Any, Callable
 import numpy as np
 
 from simfail.core.episode import VIEWS
-from simfail.errors import ConfigError, SimfailError, UnknownNameError
+from simfail.errors import ConfigError, SimfailError
 from simfail.realism.fidelity import FidelityConfig, check_episode
 
 __all__ = ["CalibrationConfig", "APPEARANCE", "TOLERATED", "DESTROYING", "TARGETS", "SCORES", "appearance_edits",

@@ -2,7 +2,8 @@
 
 ``simfail evaluate key=value ...`` scores a reward model on a simfail dataset and writes a
 report folder (:mod:`simfail.stress.report`). Settings are composed with Hydra from
-``configs/evaluate.yaml`` (see that file for every key and its default); the main ones:
+``configs/evaluate.yaml`` against :class:`simfail.stress.settings.EvaluateConfig` (``simfail evaluate
+--help`` lists every key with its type, default and range); the main ones:
 
 ``model=NAME``
     a registered model (``oracle``, ``progress_only``, ``gvl``, ...) or ``package.module:Class``.
@@ -40,10 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from simfail.config import parse_groups
-from simfail.errors import ConfigError, UnknownNameError
+from simfail.errors import ConfigError
 
-from . import metrics as M
-from .report import VIDEO_MODES, compare_reports, format_table, summary_rows, write_report
+from .report import compare_reports, format_table, summary_rows, write_report
 
 __all__ = ["cmd_compare", "cmd_evaluate", "compare_main", "evaluate_main", "evaluate_settings", "public_kwargs",
            "run_evaluate", "split_model_args"]
