@@ -267,3 +267,16 @@ def test_a_command_that_parses_its_own_arguments_plugs_in_while_it_is_ported(cap
         assert "not yet ported" in capsys.readouterr().out
     finally:
         C.COMMANDS.pop("legacy-test")
+
+
+def test_ffmpeg_out_of_space_is_the_same_one_line(capsys, monkeypatch, tmp_path):
+    """ffmpeg reports a full disk in its own words (a VideoCodecError): the same one line."""
+    from simfail import dataset_commands
+    from simfail.dataset.video import VideoCodecError
+
+    def full(cfg):
+        raise VideoCodecError("ffmpeg exited with status 1 while encoding x.mp4: ... No space left on device")
+
+    monkeypatch.setattr(dataset_commands, "run_generate", full)
+    line = run_error(capsys, ["generate", f"out={tmp_path / 'ds'}", "groups=1"])
+    assert "out of disk space" in line and "resume=true" in line and "intact" in line
