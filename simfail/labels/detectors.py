@@ -40,6 +40,9 @@ OFF_TABLE_Z = -0.05
 SHOVE_DIST = 0.02
 SHOVE_TILT = np.deg2rad(20.0)
 SHOVE_FULL_DIST = 0.10
+#: Vertical distance [m] between the TCP and an object's origin within which closing the
+#: gripper is an attempt to grasp it.
+GRASP_REACH_DZ = 0.08
 #: Normal impulse [N*s] in one frame above which the robot touches an object.
 TOUCH_IMPULSE = 1e-4
 #: Height [m] of an object's bottom above the support under it below which opening the
@@ -124,7 +127,8 @@ def missed_grasps(trace, targets: list[str], layout, radius: float = 0.07) -> li
 
     A closing is a rise of the gripper command above 0.5. It is a miss when, within 1 s,
     no tracked object is held (both pads touching), while the TCP was within ``radius``
-    (horizontally) of one of ``targets`` when it closed.
+    (horizontally) and ``GRASP_REACH_DZ`` (vertically) of one of ``targets`` when it closed
+    (a gripper closing high above an object is not a grasp attempt).
     """
     cmd = trace.grip_cmd()
     tcp = np.array(trace.tcp)
@@ -136,7 +140,8 @@ def missed_grasps(trace, targets: list[str], layout, radius: float = 0.07) -> li
     for name in trace.object_names:
         any_held |= grasped(trace, name)
     for c in closes:
-        near = [n for n in targets if np.linalg.norm(tcp[c, :2] - trace.pos(n)[c, :2]) < radius]
+        near = [n for n in targets if np.linalg.norm(tcp[c, :2] - trace.pos(n)[c, :2]) < radius
+                and abs(tcp[c, 2] - trace.pos(n)[c, 2]) < GRASP_REACH_DZ]
         if not near:
             continue
         end = min(len(trace), c + window)
