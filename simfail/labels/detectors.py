@@ -42,7 +42,7 @@ SHOVE_TILT = np.deg2rad(20.0)
 SHOVE_FULL_DIST = 0.10
 #: Vertical distance [m] between the TCP and an object's origin within which closing the
 #: gripper is an attempt to grasp it.
-GRASP_REACH_DZ = 0.08
+GRASP_REACH_DZ = 0.10
 #: Normal impulse [N*s] in one frame above which the robot touches an object.
 TOUCH_IMPULSE = 1e-4
 #: Height [m] of an object's bottom above the support under it below which opening the
