@@ -34,7 +34,7 @@ Spaces
       position +- the arm's reach (sum of the link offsets down to the TCP site);
     - ``objects``: ``Box(7 * n_objects,) float32``: privileged pose of every free object in
       layout order (``scene.layout.tracked``: the free objects unless the task says otherwise), ``x y z qw qx qy qz`` each; positions are
-      unbounded (an object pushed off the table falls freely: the floor does not collide),
+      unbounded (an object pushed off the table lands on the floor, 0.76 m below the top),
       quaternion components lie in [-1, 1];
     - ``pixels`` (only with ``pixels=True``): ``Dict`` of ``Box(0, 255, (height, width, 3), uint8)``
       per camera in ``views``.
