@@ -30,6 +30,7 @@ commands:
   compare    put several evaluate reports side by side: simfail compare REPORT1 REPORT2 ... out=DIR
   train-reward  train the rewind reward model on a dataset: simfail train-reward data=DIR out=MODEL_DIR
   realism    edit a dataset's videos toward photorealism: simfail realism data=DIR out=DIR2 model=PATH
+  rollout    run policies in the scenes and label their episodes: simfail rollout policy=expert task=pick_place seeds=2 samples=2 out=DIR
   --cfg      (after a command) print the composed config and exit
 """
 
@@ -231,9 +232,15 @@ def cmd_realism(args: list[str]) -> int:
     return run_realism(args)
 
 
+def cmd_rollout(args: list[str]) -> int:
+    from simfail.policy.rollout import main as run_rollout
+
+    return run_rollout(args)
+
+
 COMMANDS = {"generate": cmd_generate, "bench": cmd_bench, "check": cmd_check, "list": cmd_list, "rates": cmd_rates,
             "evaluate": cmd_evaluate, "compare": cmd_compare, "train-reward": cmd_train_reward,
-            "realism": cmd_realism}
+            "realism": cmd_realism, "rollout": cmd_rollout}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -187,32 +187,12 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     fps = cfg.render.fps
     n_frames = frame_count(task.duration, fps)
     timing = GroupTiming()
-    rejected: list[int] = []
     unstable: list[dict[str, str]] = []
-    # scene -> runner -> trace -> labels -> writer: the runner builds the seed's scene and
-    # steps and records it frame by frame for every episode of the group
     if runner is None:
         runner = make_group_runner(task, cfg)
-    for attempt in range(MAX_ATTEMPTS):
-        seed = scene_seed(cfg.seed, group_id, attempt)
-        scene, ik = runner.load(seed), make_ik()
-        t0 = time.perf_counter()
-        expert = task.expert_program(scene.layout)
-        try:
-            base = run_program(runner, ik, expert, n_frames)  # physics only: check the expert first
-        except SimulationUnstableError:
-            timing.physics += time.perf_counter() - t0
-            rejected.append(seed)
-            continue
-        timing.physics += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ok, events = task.detect(base.trace, scene.layout)
-        timing.labels += time.perf_counter() - t0
-        if ok and not events:
-            break
-        rejected.append(seed)
-    else:
-        raise ExpertFailedError(f"group {group_id}: the expert failed on {MAX_ATTEMPTS} seeds in a row: {rejected}")
+    start = expert_start(task, cfg.seed, group_id, runner, n_frames, timing)
+    seed, scene, ik, expert, base, rejected = (start.seed, start.scene, start.ik, start.program, start.result,
+                                               start.rejected)
 
     worker = RenderWorker(scene.model, VIEWS, cfg.render.width, cfg.render.height) if render else None
     frames: list[Future] = []
@@ -266,6 +246,54 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
         if not defer_frames:
             result.wait_frames()
     return result
+
+
+@dataclass
+class ExpertStart:
+    """The accepted scene of a group and its clean expert rollout (physics only)."""
+
+    seed: int
+    scene: BuiltScene
+    ik: Any
+    program: Any
+    result: RolloutResult
+    rejected: list[int]
+
+
+def expert_start(task: Task, base_seed: int, group_id: int, runner: SceneRunner, n_frames: int,
+                 timing: GroupTiming) -> ExpertStart:
+    """The group's scene seed: the first attempt whose scripted expert succeeds cleanly.
+
+    For group ``g`` the seed of attempt ``a`` is :func:`scene_seed` ``(base_seed, g, a)``; a seed
+    whose expert diverges, fails or raises any event is rejected. ``generate`` and ``rollout``
+    both start their groups here, so they use the same initial states. The runner is left
+    holding the accepted scene.
+
+    Raises:
+        ExpertFailedError: no seed in ``MAX_ATTEMPTS`` attempts gave a clean expert success.
+    """
+    rejected: list[int] = []
+    # scene -> runner -> trace -> labels -> writer: the runner builds the seed's scene and
+    # steps and records it frame by frame for every episode of the group
+    for attempt in range(MAX_ATTEMPTS):
+        seed = scene_seed(base_seed, group_id, attempt)
+        scene, ik = runner.load(seed), make_ik()
+        t0 = time.perf_counter()
+        expert = task.expert_program(scene.layout)
+        try:
+            base = run_program(runner, ik, expert, n_frames)  # physics only: check the expert first
+        except SimulationUnstableError:
+            timing.physics += time.perf_counter() - t0
+            rejected.append(seed)
+            continue
+        timing.physics += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ok, events = task.detect(base.trace, scene.layout)
+        timing.labels += time.perf_counter() - t0
+        if ok and not events:
+            return ExpertStart(seed, scene, ik, expert, base, rejected)
+        rejected.append(seed)
+    raise ExpertFailedError(f"group {group_id}: the expert failed on {MAX_ATTEMPTS} seeds in a row: {rejected}")
 
 
 def make_group_runner(task: Task, cfg: GenerateConfig) -> SceneRunner:
