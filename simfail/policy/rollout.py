@@ -21,6 +21,7 @@ import zlib
 from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -349,13 +350,21 @@ def run(cfg: RolloutConfig) -> dict[str, Any]:
     model = runner.prototype_model
     policies = load_policies(cfg, task, list(runner.prototype.layout.tracked))  # before touching the disk
     mode = "resume" if cfg.resume else "overwrite" if cfg.overwrite else "new"
-    writer = None
-    if cfg.render:
-        writer = DatasetWriter(
+
+    def open_writer() -> DatasetWriter:
+        return DatasetWriter(
             cfg.out, fps=cfg.fps, image_size=(cfg.height, cfg.width), state_names=gen.STATE_NAMES,
             action_names=gen.ACTION_NAMES, nq=model.nq, nv=model.nv, mode=mode, crf=cfg.crf, encoder_nice=19,
             policy_column=True,
         )
+
+    # A new or overwritten dataset is opened only when its first group is ready, so a policy
+    # that fails on the first group leaves the output folder as it was (an existing dataset is
+    # not deleted); a non-empty folder without resume/overwrite is refused before any physics.
+    writer = None
+    out = Path(cfg.out)
+    if cfg.render and (mode == "resume" or (mode == "new" and out.exists() and (not out.is_dir() or any(out.iterdir())))):
+        writer = open_writer()
     done = set(writer.completed_groups()) if writer else set()
     seeds: dict[int, dict[str, Any]] = {}
     if writer is not None:
@@ -366,21 +375,33 @@ def run(cfg: RolloutConfig) -> dict[str, Any]:
     results = []
     t_start = time.perf_counter()
     bar = tqdm(todo, desc=f"simfail rollout {cfg.task}", unit="group", disable=not cfg.progress)
-    sink = gen.GroupSink(writer, model.nq, model.nv) if writer else None
+    sink = None
     try:
         for g in bar:
             res = rollout_group(task, cfg, policies, g, runner, render=cfg.render, defer_frames=True)
             entry = {"task": cfg.task, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
-                     "instruction": scene_instruction(res)}
+                     "instruction": runner.scene.layout.instruction, "episodes": len(res.episodes)}
             if res.unstable_variants:
                 entry["unstable_variants"] = res.unstable_variants
             if res.policy_errors:
                 entry["policy_errors"] = res.policy_errors
             seeds[g] = entry
-            if sink is not None:
-                sink.submit_result(res, _meta(cfg, model, dict(seeds)))
             results.append(res)
             bar.set_postfix(episodes=sum(len(r.episodes) for r in results))
+            if not cfg.render:
+                continue
+            if writer is None:
+                try:
+                    writer = open_writer()
+                except BaseException:
+                    res.cancel_frames()
+                    raise
+            if sink is None:
+                sink = gen.GroupSink(writer, model.nq, model.nv)
+            if res.episodes:
+                sink.submit_result(res, _meta(cfg, model, dict(seeds)))
+            else:  # every episode was skipped: nothing to write, the meta says why
+                res.cancel_frames()
         if sink is not None:
             sink.wait()
     finally:
@@ -394,10 +415,6 @@ def run(cfg: RolloutConfig) -> dict[str, Any]:
     summary.update({"seconds": time.perf_counter() - t_start, "skipped_groups": sorted(done),
                     "out": str(writer.root) if writer else None})
     return summary
-
-
-def scene_instruction(res) -> str:
-    return res.episodes[0].instruction if res.episodes else ""
 
 
 def summarize(results) -> dict[str, Any]:
