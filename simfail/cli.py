@@ -149,6 +149,10 @@ def _bench_options(overrides: list[str]) -> tuple[list[str], int, str | None]:
 def cmd_bench(overrides: list[str]) -> int:
     from simfail.bench import BenchConfig, bench_table, run_bench
 
+    if "mode=rollout" in overrides:
+        from simfail.policy.bench import bench_main
+
+        return bench_main([o for o in overrides if o != "mode=rollout"], _generate_config, _bench_options)
     rest, repeats, json_path = _bench_options(overrides)
     cfg = _generate_config(rest)
     if cfg.task == "all":
