@@ -76,6 +76,7 @@ class RolloutConfig:
     resume: bool = _f(False, "continue the dataset in out", "resume=true")
     overwrite: bool = _f(False, "replace the dataset in out", "overwrite=true")
     progress: bool = _f(True, "show a progress bar", "progress=false")
+    json_path: str = _f("", "also save the summary as JSON to this file (json=PATH)", "json=summary.json")
 
     def validate(self) -> None:
         if self.task not in task_names():
@@ -102,6 +103,12 @@ class RolloutConfig:
         if dup:
             raise ConfigError(f"policy labels must be unique, {dup} repeats: name them, "
                               "e.g. policies=[low=noisy_expert,high=noisy_expert]")
+        if self.json_path:
+            import os
+
+            folder = os.path.dirname(os.path.abspath(self.json_path))
+            if not os.access(folder, os.W_OK):
+                raise ConfigError(f"json: cannot write to {folder}")
         if REFERENCE_POLICY in labels:
             raise ConfigError(f"the policy label {REFERENCE_POLICY!r} is reserved for include_expert=true")
 
@@ -476,7 +483,7 @@ def summary_table(s: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------ command line
 
 
-_ALIASES = {"render.width": "width", "render.height": "height", "render.fps": "fps", "dataset.crf": "crf"}
+_ALIASES = {"json": "json_path", "render.width": "width", "render.height": "height", "render.fps": "fps", "dataset.crf": "crf"}
 
 
 def parse_args(args: list[str]) -> RolloutConfig:
@@ -503,7 +510,7 @@ def parse_args(args: list[str]) -> RolloutConfig:
         if key not in known or key == "policy_kwargs":
             raise UnknownNameError("rollout setting", key, [k for k in known if k != "policy_kwargs"])
         v = _yaml_value(value, key)
-        if key in ("policy", "out", "task", "on_policy_error", "preset") and v is not None:
+        if key in ("policy", "out", "task", "on_policy_error", "json_path") and v is not None:
             v = str(value).strip()
         values[key] = v
     cfg = RolloutConfig(**values, policy_kwargs=kwargs)
@@ -516,7 +523,17 @@ def parse_args(args: list[str]) -> RolloutConfig:
 
 def main(args: list[str]) -> int:
     """``simfail rollout key=value ...``"""
-    cfg = parse_args(args)
+    show = "--cfg" in args
+    cfg = parse_args([a for a in args if a != "--cfg"])
+    if show:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(cfg), indent=2))
+        return 0
     summary = run(cfg)
     print(summary_table(summary))
+    if cfg.json_path:
+        from simfail.learn.checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(cfg.json_path, (json.dumps(summary, indent=2, default=str) + "\n").encode())
     return 0
