@@ -382,3 +382,66 @@ def test_lerobot_registered_factory_builds_a_target(capsys, tmp_path):
     assert pol.needs.views == ("right",)
     with pytest.raises(PolicyError, match="exactly one of"):
         load_policy("lerobot")
+
+
+# ------------------------------------------------------------------ chunks, runner state, bench
+
+
+@register_policy("test_chunked")
+class ChunkedPolicy:
+    """Returns three actions per call (action chunking); ``bad=True`` returns two."""
+
+    needs = PolicyNeeds(chunk=3)
+
+    def __init__(self, bad: bool = False):
+        self.bad = bad
+
+    def reset(self, seed: int) -> None:
+        self.calls = 0
+
+    def act(self, observation):
+        self.calls += 1
+        return np.tile(HOME, (2 if self.bad else 3, 1))
+
+
+def test_action_chunks_are_executed_one_per_frame():
+    res = _group("pick_place", ["test_chunked"])
+    (ep,) = res.episodes
+    assert ep.length == 81 and res.policy_time.act_calls == 27  # 80 steps / 3 per call
+    with pytest.raises(PolicyError, match=r"must have shape \(3, 8\), got \(2, 8\)"):
+        _group("pick_place", ["test_chunked"], policy_kwargs={"bad": True})
+
+
+def test_runner_snapshot_restore_is_exact():
+    task = get_task("pick_place")
+    runner = SceneRunner(task, 10, StageConfig(width=64, height=64))
+    runner.load(7)
+    runner.start(HOME, "x")
+    rng = np.random.default_rng(0)
+    actions = [np.concatenate([HOME_QPOS + rng.uniform(-0.3, 0.3, 7), [rng.uniform()]]) for _ in range(12)]
+    for a in actions[:5]:
+        runner.step(a, "x")
+    snap = runner.snapshot()
+    for a in actions[5:]:
+        runner.step(a, "x")
+    first = runner.trace
+    runner.restore(snap)
+    assert len(runner.trace) == 6
+    for a in actions[5:]:
+        runner.step(a, "x")
+    for qa, qb in zip(first.qpos, runner.trace.qpos, strict=True):
+        np.testing.assert_array_equal(qa, qb)
+    np.testing.assert_array_equal(np.array(first.contact_impulse), np.array(runner.trace.contact_impulse))
+
+
+def test_bench_mode_rollout_reports_both(capsys, tmp_path):
+    import json
+
+    path = tmp_path / "bench.json"
+    code, out, err = run_cli(capsys, ["bench", "mode=rollout", "groups=1", "failures=[drop]", f"json={path}",
+                                      *SMALL])
+    assert code == 0, err
+    r = json.loads(path.read_text())
+    assert r["generate"]["episodes"] == r["rollout"]["episodes"] == 2
+    assert r["rollout"]["policy_seconds"] > 0 and r["ratio"] > 0
+    assert "generate" in out and "rollout (policy excluded)" in out and "episodes/h" in out
