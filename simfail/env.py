@@ -57,7 +57,10 @@ Reward, termination, info
     at the first detection that reports success (so up to ``detect_ratio`` of the elapsed frames
     after the success frame; ``detect_ratio=0`` detects at every step); ``truncated`` is True
     once ``max_episode_steps`` steps were taken (default ``task.duration * fps``, the
-    generator's episode length).
+    generator's episode length). Not incremental: the progress term, ``task.progress`` on the
+    whole trace, is recomputed every step (vectorized numpy, about 0.7 ms at 400 frames against
+    several ms of physics per step on this CPU; the tasks' progress functions read the whole
+    history, e.g. whether the object was ever grasped).
 
     ``info`` carries ``success`` (bool, also as ``is_success``, LeRobot's convention),
     ``progress`` (float), ``events`` (the :class:`~simfail.core.episode.FailureEvent` s known so
