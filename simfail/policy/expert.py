@@ -10,9 +10,10 @@ the grasp, the grasp follows it; if the bowl is shoved, the placement follows it
   or turned more than :data:`RETARGET_RAD` about world z from where the layout put it: while
   nothing moved the closed-loop expert issues the open-loop expert's actions bit for bit (settling
   by a fraction of a millimetre changes nothing).
-- An object is *frozen* (never re-targeted again) once the gripper closes near it
-  (:data:`FREEZE_M`): the program's grasp keyframes are then history, and the object is carried
-  where the program says.
+- An object is *frozen* (never re-targeted again) once the tool centre point comes within
+  :data:`FREEZE_M` of it: from then on the hand is manipulating it (grasping, carrying, pushing,
+  wiping), the program's keyframes for it are committed, and the object goes where the program
+  takes it. Re-targeting is for objects that moved while the hand was away from them.
 - Only the plane position (x, y) and the yaw change; heights stay the layout's.
 
 ``noisy_expert``: the same policy with closed-loop actuation noise (temporally correlated
@@ -40,8 +41,8 @@ from simfail.policy.registry import register_policy
 RETARGET_M = 0.01
 #: Yaw change [rad] after which an object's keyframes follow it.
 RETARGET_RAD = 0.1
-#: Distance [m] from the TCP within which closing the gripper freezes an object's keyframes.
-FREEZE_M = 0.08
+#: Distance [m] from the TCP within which an object's keyframes are frozen for the episode.
+FREEZE_M = 0.10
 #: Correlation of the actuation noise between consecutive frames (AR(1) coefficient).
 NOISE_CORRELATION = 0.8
 
@@ -93,6 +94,7 @@ class ExpertPolicy:
         self._ik.reset(HOME_QPOS)
         self._clock = 0  # program frames executed (stalls while hesitating)
         self._frozen: set[str] = set()
+        self._moved: dict[str, tuple[float, float, float]] = {}  # name -> re-targeted (x, y, yaw)
         self._q0: dict[str, np.ndarray] = {}
         self._key: tuple | None = None
         self._program = self._task.expert_program(self._layout0)
@@ -106,22 +108,23 @@ class ExpertPolicy:
         names = self._layout0.tracked
         poses = np.asarray(obs["objects"], np.float64).reshape(-1, 7)
         tcp = np.asarray(obs["tcp_pos"], np.float64)
-        closing = self._program.grip_at(self._clock / self._fps) > 0.5
-        moved: list[tuple[str, float, float, float]] = []
         for name, pose in zip(names, poses):
             spec = self._objects.get(name)
             if spec is None:
                 continue
             self._q0.setdefault(name, pose[3:].copy())
             if name in self._frozen:
-                continue
-            if closing and np.linalg.norm(pose[:3] - tcp) < FREEZE_M:
+                continue  # keeps the pose it was last re-targeted to (if any)
+            if np.linalg.norm(pose[:3] - tcp) < FREEZE_M:
                 self._frozen.add(name)
                 continue
             dxy = float(np.linalg.norm(pose[:2] - np.asarray(spec.pos[:2])))
             dyaw = _yaw_delta(self._q0[name], pose[3:])
             if dxy > RETARGET_M or abs(dyaw) > RETARGET_RAD:
-                moved.append((name, float(pose[0]), float(pose[1]), spec.yaw + dyaw))
+                self._moved[name] = (float(pose[0]), float(pose[1]), spec.yaw + dyaw)
+            else:
+                self._moved.pop(name, None)
+        moved = sorted(self._moved.items())
         key = tuple(moved)
         if key == self._key:
             return
@@ -130,7 +133,7 @@ class ExpertPolicy:
             self._program = self._task.expert_program(self._layout0)
             return
         layout = copy.copy(self._layout0)
-        now = {n: (x, y, yaw) for n, x, y, yaw in moved}
+        now = dict(moved)
         layout.objects = [
             replace(o, pos=(now[o.name][0], now[o.name][1], o.pos[2]), yaw=now[o.name][2]) if o.name in now else o
             for o in self._layout0.objects
