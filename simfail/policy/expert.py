@@ -14,7 +14,9 @@ the grasp, the grasp follows it; if the bowl is shoved, the placement follows it
   :data:`FREEZE_M` of it: from then on the hand is manipulating it (grasping, carrying, pushing,
   wiping), the program's keyframes for it are committed, and the object goes where the program
   takes it. Re-targeting is for objects that moved while the hand was away from them.
-- Only the plane position (x, y) and the yaw change; heights stay the layout's.
+- Only the plane position (x, y) and the yaw change; heights stay the layout's. The yaw change
+  is measured from the object's orientation at the first observation (a turn before the episode
+  starts is not seen).
 
 ``noisy_expert``: the same policy with closed-loop actuation noise (temporally correlated
 Gaussian noise on the joint targets [rad]), latency (the command executed is the one computed
