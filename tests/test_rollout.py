@@ -198,7 +198,6 @@ def test_closed_loop_expert_follows_a_moved_cube():
     """The cube starts 5 cm away from where the layout says: the open-loop program closes on
     nothing, the closed-loop expert re-targets its grasp and succeeds."""
     from simfail.core.builder import make_ik
-    from simfail.core.episode import EpisodeRecord  # noqa: F401 - import check only
     from simfail.policy.base import EpisodeContext
     from simfail.policy.rollout import action_box, run_policy
     from simfail.generate import expert_start, GroupTiming
