@@ -90,37 +90,34 @@ def rollout_bench_table(r: dict[str, Any]) -> str:
     ])
 
 
-def bench_main(overrides: list[str], generate_config, bench_options) -> int:
-    """``simfail bench mode=rollout [policy=NAME] [policy.KEY=VALUE] [json=PATH] <generate keys>``."""
+def run(cfg: Any) -> int:
+    """``simfail bench mode=rollout [policy=NAME] [policy.KEY=VALUE] [json=PATH] <generate keys>``:
+    ``cfg`` is the checked :class:`simfail.config.BenchConfig` (one task, ``repeats=1``)."""
     import json as _json
 
+    result = run_rollout_bench(RolloutBenchConfig(cfg.generate_config(), cfg.policy, dict(cfg.policy_kwargs)))
+    print(rollout_bench_table(result))
+    if cfg.json is not None:
+        from simfail.learn.checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(cfg.json, (_json.dumps(result, indent=2) + "\n").encode())
+    return 0
+
+
+def split_args(args: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """``simfail bench``'s ``policy.KEY=VALUE`` (VALUE read as YAML) -> ``{"policy_kwargs": {...}}``."""
     from simfail.errors import ConfigError
     from simfail.stress.commands import _yaml_value
 
-    policy, kwargs, rest = "expert", {}, []
-    for o in overrides:
-        key, sep, value = o.partition("=")
-        if sep and key == "policy":
-            policy = value
-        elif sep and key.startswith("policy."):
-            kwargs[key[len("policy."):]] = _yaml_value(value, key)
-        elif sep and key == "mode":
-            raise ConfigError(f"bench mode must be generate (default) or rollout, got {value!r}")
+    rest, kwargs = [], {}
+    for a in args:
+        key, sep, value = a.partition("=")
+        key = key.strip()
+        if sep and key.startswith("policy."):
+            name = key[len("policy."):]
+            if not name.isidentifier():
+                raise ConfigError(f"bad policy argument name {name!r} in {a!r}")
+            kwargs[name] = _yaml_value(value, key)
         else:
-            rest.append(o)
-    rest, repeats, json_path = bench_options(rest)
-    if repeats != 1:
-        raise ConfigError("bench mode=rollout runs once (repeats=1)")
-    cfg = generate_config(rest)
-    if cfg.task == "all":
-        raise ConfigError("bench measures one task at a time: pass task=<name> (see simfail list)")
-    from simfail.policy.registry import load_policy
-
-    load_policy(policy, **kwargs)  # a bad policy is an error before any work
-    result = run_rollout_bench(RolloutBenchConfig(cfg, policy, kwargs))
-    print(rollout_bench_table(result))
-    if json_path is not None:
-        from simfail.learn.checkpoint import atomic_write_bytes
-
-        atomic_write_bytes(json_path, (_json.dumps(result, indent=2) + "\n").encode())
-    return 0
+            rest.append(a)
+    return rest, ({"policy_kwargs": kwargs} if kwargs else {})

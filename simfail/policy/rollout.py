@@ -22,7 +22,7 @@ from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -44,41 +44,54 @@ REFERENCE_POLICY = "scripted_expert"
 ON_POLICY_ERROR = ("raise", "skip")
 
 
-def _f(default: Any, help: str, example: str, **kw: Any) -> Any:
-    meta = {"help": help, "example": example}
+def _f(default: Any, help: str, example: str, **meta: Any) -> Any:
+    """A schema field (see :mod:`simfail.schema`): default (a callable: a factory), one-line
+    ``help``, a ``key=value`` example, optional ``range``/``choices``."""
+    md = {"help": help, "example": example, **meta}
     if callable(default):
-        return field(default_factory=default, metadata=meta, **kw)
-    return field(default=default, metadata=meta, **kw)
+        return field(default_factory=default, metadata=md)
+    return field(default=default, metadata=md)
 
 
 @dataclass
 class RolloutConfig:
-    """Settings of ``simfail rollout`` (``key=value`` on the command line)."""
+    """Settings of ``simfail rollout`` (``key=value`` on the command line; ``policy.KEY=VALUE``
+    and ``render.width=`` / ``render.height=`` / ``render.fps=`` / ``dataset.crf=`` are taken
+    out by :func:`split_policy_args`)."""
 
-    policy: str = _f("expert", "the policy: a registered name or package.module:factory", "policy=noisy_expert")
-    policies: list[str] = _f(list, "several policies in the same groups, each NAME or LABEL=NAME",
+    policy: str = _f("expert", "the policy: a registered name (expert, noisy_expert, lerobot ...) or "
+                     "package.module:factory; policy.KEY=VALUE passes one argument (VALUE read as YAML)",
+                     "policy=noisy_expert")
+    policies: List[str] = _f(list, "several policies in the same groups, each NAME or LABEL=NAME (overrides policy)",
                              "policies=[expert,noisy=noisy_expert]")
-    policy_kwargs: dict[str, Any] = _f(dict, "policy.KEY=VALUE (all policies) or policy.LABEL.KEY=VALUE",
-                                       "policy.level=2")
-    task: str = _f("pick_place", "task category (simfail list)", "task=stack")
-    seeds: int = _f(2, "initial states (groups), the scenes generate uses for groups 0..N-1", "seeds=50")
-    samples: int = _f(2, "rollouts per policy per initial state (policy seeds)", "samples=4")
-    seed: int = _f(0, "base seed of the scene seeds (generate's seed=)", "seed=0")
+    policy_kwargs: Dict[str, Any] = _f(dict, "policy arguments: policy.KEY=VALUE (every policy) or "
+                                       "policy.LABEL.KEY=VALUE (one of policies)", "policy.level=2")
+    task: str = _f("pick_place", "task category (see simfail list)", "task=stack")
+    seeds: int = _f(2, "initial states (groups): the scenes generate uses for groups 0..N-1", "seeds=50",
+                    range=(1, None))
+    samples: int = _f(2, "rollouts per policy per initial state (policy seeds 0..N-1)", "samples=4", range=(1, None))
+    seed: int = _f(0, "base seed of the scene seeds (generate's seed=)", "seed=3", range=(0, None))
     out: str = _f("simfail_rollouts", "output dataset folder", "out=data/rollouts")
     include_expert: bool = _f(False, "add the scripted expert's clean episode to every group", "include_expert=true")
-    on_policy_error: str = _f("raise", "raise: stop with one error; skip: leave the episode out, count it",
-                              "on_policy_error=skip")
-    width: int = _f(256, "image width of the dataset videos [px] (also render.width=)", "render.width=64")
-    height: int = _f(256, "image height of the dataset videos [px] (also render.height=)", "render.height=64")
-    fps: int = _f(10, "frames per second (also render.fps=)", "render.fps=10")
-    crf: int = _f(23, "x264 quality of the videos (also dataset.crf=)", "dataset.crf=23")
-    render: bool = _f(True, "draw and write the videos (false: labels only, no dataset)", "render=false")
-    resume: bool = _f(False, "continue the dataset in out", "resume=true")
-    overwrite: bool = _f(False, "replace the dataset in out", "overwrite=true")
-    progress: bool = _f(True, "show a progress bar", "progress=false")
-    json_path: str = _f("", "also save the summary as JSON to this file (json=PATH)", "json=summary.json")
+    on_policy_error: str = _f("raise", "raise: stop with one error; skip: leave the episode out and count it",
+                              "on_policy_error=skip", choices=list(ON_POLICY_ERROR))
+    width: int = _f(256, "image width of the videos in pixels, even (also render.width=)", "render.width=128",
+                    range=(64, 1024))
+    height: int = _f(256, "image height of the videos in pixels, even (also render.height=)", "render.height=128",
+                     range=(64, 1024))
+    fps: int = _f(10, "frames per second (also render.fps=)", "render.fps=20", range=(1, 60))
+    crf: int = _f(23, "x264 constant rate factor of the videos (also dataset.crf=)", "dataset.crf=18", range=(0, 51))
+    render: bool = _f(True, "draw and write the videos (false: labels and summary only, no dataset)", "render=false")
+    resume: bool = _f(False, "continue the dataset in out (same settings)", "resume=true")
+    overwrite: bool = _f(False, "replace the simfail dataset in out", "overwrite=true")
+    progress: bool = _f(True, "progress bar", "progress=false")
+    json: Optional[str] = _f(None, "also save the summary as JSON to this file (atomic)", "json=summary.json")
 
     def validate(self) -> None:
+        from simfail.policy.registry import resolve_factory
+        from simfail.schema import check_ranges
+
+        check_ranges(self)
         if self.task not in task_names():
             raise UnknownNameError("task", self.task, task_names())
         for key in ("seeds", "samples", "width", "height", "fps"):
@@ -103,14 +116,18 @@ class RolloutConfig:
         if dup:
             raise ConfigError(f"policy labels must be unique, {dup} repeats: name them, "
                               "e.g. policies=[low=noisy_expert,high=noisy_expert]")
-        if self.json_path:
+        if self.json is not None:
             import os
 
-            folder = os.path.dirname(os.path.abspath(self.json_path))
+            if not self.json:
+                raise ConfigError("json= needs a file path")
+            folder = os.path.dirname(os.path.abspath(self.json))
             if not os.access(folder, os.W_OK):
                 raise ConfigError(f"json: cannot write to {folder}")
         if REFERENCE_POLICY in labels:
             raise ConfigError(f"the policy label {REFERENCE_POLICY!r} is reserved for include_expert=true")
+        for s in specs:  # unknown names / unimportable modules: one error before any work
+            resolve_factory(s.spec)
 
 
 @dataclass
@@ -483,57 +500,52 @@ def summary_table(s: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------ command line
 
 
-_ALIASES = {"json": "json_path", "render.width": "width", "render.height": "height", "render.fps": "fps", "dataset.crf": "crf"}
+#: ``key=`` spellings shared with ``simfail generate`` -> the rollout setting they set.
+ALIASES = {"render.width": "width", "render.height": "height", "render.fps": "fps", "dataset.crf": "crf"}
 
 
-def parse_args(args: list[str]) -> RolloutConfig:
-    """``key=value`` arguments (values read as YAML) into a checked :class:`RolloutConfig`."""
-    from dataclasses import fields
-
+def split_policy_args(args: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """Take ``policy.KEY=VALUE`` / ``policy.LABEL.KEY=VALUE`` (VALUE read as YAML) out of the
+    arguments into ``{"policy_kwargs": {...}}``, rename generate's spellings (``render.width=``
+    -> ``width=``, see :data:`ALIASES`) and take ``render=true|false`` (a switch here, not
+    generate's render preset) and ``policies=[...]`` (read as YAML). The registry merges the updates over the composed settings."""
     from simfail.stress.commands import _yaml_value
 
-    known = {f.name: f for f in fields(RolloutConfig)}
-    values: dict[str, Any] = {}
+    rest: list[str] = []
+    updates: dict[str, Any] = {}
     kwargs: dict[str, Any] = {}
     for a in args:
         key, sep, value = a.partition("=")
         key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"expected key=value, got {a!r} (e.g. simfail rollout policy=expert task=pick_place)")
-        if key.startswith("policy."):
+        if sep and key.startswith("policy."):
             name = key[len("policy."):]
-            if not all(part.isidentifier() for part in name.split(".")):
+            if not name or not all(part.isidentifier() for part in name.split(".")):
                 raise ConfigError(f"bad policy argument name {name!r} in {a!r}")
             kwargs[name] = _yaml_value(value, key)
-            continue
-        key = _ALIASES.get(key, key)
-        if key not in known or key == "policy_kwargs":
-            raise UnknownNameError("rollout setting", key, [k for k in known if k != "policy_kwargs"])
-        v = _yaml_value(value, key)
-        if key in ("policy", "out", "task", "on_policy_error", "json_path") and v is not None:
-            v = str(value).strip()
-        values[key] = v
-    cfg = RolloutConfig(**values, policy_kwargs=kwargs)
-    for key in ("include_expert", "render", "resume", "overwrite", "progress"):
-        if not isinstance(getattr(cfg, key), bool):
-            raise ConfigError(f"{key} must be true or false, got {getattr(cfg, key)!r}")
-    cfg.validate()
-    return cfg
+        elif sep and key in ALIASES:
+            rest.append(f"{ALIASES[key]}={value}")
+        elif sep and key == "render":
+            updates["render"] = value.strip()
+        elif sep and key == "policies":  # LABEL=NAME entries are not Hydra list syntax: read as YAML
+            v = _yaml_value(value, key)
+            v = [] if v is None else [v] if isinstance(v, str) else v
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise ConfigError(f"policies must be a list of NAME or LABEL=NAME, e.g. "
+                                  f"policies=[expert,noisy=noisy_expert], got {value!r}")
+            updates["policies"] = v
+        else:
+            rest.append(a)
+    if kwargs:
+        updates["policy_kwargs"] = kwargs
+    return rest, updates
 
 
-def main(args: list[str]) -> int:
-    """``simfail rollout key=value ...``"""
-    show = "--cfg" in args
-    cfg = parse_args([a for a in args if a != "--cfg"])
-    if show:
-        from dataclasses import asdict
-
-        print(json.dumps(asdict(cfg), indent=2))
-        return 0
+def rollout_main(cfg: RolloutConfig) -> int:
+    """``simfail rollout``: run, print the per-policy summary table, save ``json=`` (atomic)."""
     summary = run(cfg)
     print(summary_table(summary))
-    if cfg.json_path:
+    if cfg.json:
         from simfail.learn.checkpoint import atomic_write_bytes
 
-        atomic_write_bytes(cfg.json_path, (json.dumps(summary, indent=2, default=str) + "\n").encode())
+        atomic_write_bytes(cfg.json, (json.dumps(summary, indent=2, default=str) + "\n").encode())
     return 0
