@@ -192,11 +192,15 @@ def command_help(name: str) -> str:
             defaults = None
     groups = ""
     if has_yaml(cmd.yaml_name) and any(f.name == "task" for f in dataclasses.fields(cls)):
-        from simfail.schema import group_options
+        from simfail.schema import _hints, _sub_schema, group_options
 
+        hints = _hints(cls)  # the groups this schema selects: task, and its sub-config fields
+        listed = [g for g in ("task", "failures", "render", "dataset")
+                  if g == "task" or (g in hints and _sub_schema(hints[g]) is not None)]
         groups = ("\nconfig groups (key=option): "
-                  + "; ".join(f"{g}: {', '.join(group_options(g))}" for g in ("task", "failures", "render", "dataset"))
-                  + "\n  failures=[op1,op2] picks operators by name (see simfail list)\n")
+                  + "; ".join(f"{g}: {', '.join(group_options(g))}" for g in listed)
+                  + ("\n  failures=[op1,op2] picks operators by name (see simfail list)" if "failures" in listed else "")
+                  + "\n")
     lines = [usage, "", cmd.summary]
     if cmd.example:
         lines += ["", f"example: {cmd.example}"]
