@@ -336,9 +336,11 @@ def test_import_error_is_one_line(capsys, tmp_path):
 def test_bad_settings_are_one_error(capsys, tmp_path):
     for argv, needle in ((["seeds=0"], "seeds must be"), (["on_policy_error=maybe"], "unknown on_policy_error"),
                          (["policies=[noisy_expert,noisy_expert]"], "labels must be unique"),
-                         (["colour=red"], "unknown rollout setting")):
+                         (["colour=red"], "unknown rollout setting"), (["samples=abc"], "samples: "),
+                         (["render=maybe"], "render: "), (["policies=[a=,b]"], "bad policy entry"),
+                         (["task=all"], "unknown task 'all'")):
         code, _, err = run_cli(capsys, ["rollout", f"out={tmp_path / 'x'}", *argv, *SMALL])
-        assert code == 2 and needle in err, (argv, err)
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, (argv, err)
     assert not (tmp_path / "x").exists()
 
 
@@ -444,3 +446,32 @@ def test_bench_mode_rollout_reports_both(capsys, tmp_path):
     assert r["generate"]["episodes"] == r["rollout"]["episodes"] == 2
     assert r["rollout"]["policy_seconds"] > 0 and r["ratio"] > 0
     assert "generate" in out and "rollout (policy excluded)" in out and "episodes/h" in out
+
+
+def test_rollout_settings_are_a_typed_schema(capsys):
+    """``simfail rollout --help`` comes from RolloutConfig; generate's spellings and the
+    ``policy.KEY=VALUE`` mapping land in the typed config."""
+    from simfail.commands import build_config
+
+    code, text, _ = run_cli(capsys, ["rollout", "--help"])
+    assert code == 0
+    for key in ("policy", "policies", "seeds", "samples", "include_expert", "on_policy_error", "json", "render"):
+        assert f"\n  {key}  (" in text, key
+    cfg = build_config("rollout", ["policies=[expert,noisy=noisy_expert]", "policy.noisy.level=2", "render=false",
+                                   "render.width=64", "task=stack", "json=s.json"])
+    assert isinstance(cfg, RolloutConfig) and cfg.policies == ["expert", "noisy=noisy_expert"]
+    assert cfg.policy_kwargs == {"noisy.level": 2} and cfg.render is False and cfg.width == 64
+    assert cfg.task == "stack" and cfg.json == "s.json"
+
+
+def test_bench_mode_is_a_checked_field(capsys):
+    from simfail.commands import build_config
+    from simfail.config import BenchConfig
+
+    cfg = build_config("bench", ["mode=rollout", "policy=noisy_expert", "policy.level=2"])
+    assert isinstance(cfg, BenchConfig) and cfg.mode == "rollout" and cfg.policy_kwargs == {"level": 2}
+    assert build_config("bench", []).mode == "generate"
+    for argv, needle in ((["mode=fast"], "unknown mode value 'fast'"), (["mode=rollout", "policy=nope"], "unknown policy"),
+                         (["mode=rollout", "repeats=2"], "runs once"), (["policy=noisy_expert"], "mode=rollout only")):
+        code, _, err = run_cli(capsys, ["bench", *argv, "--cfg"])
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, (argv, err)
