@@ -192,11 +192,15 @@ def command_help(name: str) -> str:
             defaults = None
     groups = ""
     if has_yaml(cmd.yaml_name) and any(f.name == "task" for f in dataclasses.fields(cls)):
-        from simfail.schema import group_options
+        from simfail.schema import _hints, _sub_schema, group_options
 
+        hints = _hints(cls)  # the groups this schema selects: task, and its sub-config fields
+        listed = [g for g in ("task", "failures", "render", "dataset")
+                  if g == "task" or (g in hints and _sub_schema(hints[g]) is not None)]
         groups = ("\nconfig groups (key=option): "
-                  + "; ".join(f"{g}: {', '.join(group_options(g))}" for g in ("task", "failures", "render", "dataset"))
-                  + "\n  failures=[op1,op2] picks operators by name (see simfail list)\n")
+                  + "; ".join(f"{g}: {', '.join(group_options(g))}" for g in listed)
+                  + ("\n  failures=[op1,op2] picks operators by name (see simfail list)" if "failures" in listed else "")
+                  + "\n")
     lines = [usage, "", cmd.summary]
     if cmd.example:
         lines += ["", f"example: {cmd.example}"]
@@ -226,7 +230,8 @@ for _c in (
             "simfail.config:GenerateConfig", "simfail.dataset_commands:run_generate",
             example="simfail generate task=pick_place groups=10 seed=0 out=DIR failures=[drop,collision]"),
     Command("bench", "measure episodes/hour and the time split against the raw MuJoCo ceiling",
-            "simfail.config:BenchConfig", "simfail.dataset_commands:run_bench", example="simfail bench groups=2"),
+            "simfail.config:BenchConfig", "simfail.dataset_commands:run_bench", split="simfail.policy.bench:split_args",
+            example="simfail bench groups=2 (mode=rollout: recording a policy against generate)"),
     Command("rates", "expert success and failure realization rates, physics only",
             "simfail.config:GenerateConfig", "simfail.dataset_commands:run_rates", config_name="generate",
             example="simfail rates groups=100"),
@@ -246,6 +251,10 @@ for _c in (
             "simfail.learn.commands:train_main", example="simfail train-reward data=DIR out=MODEL_DIR"),
     Command("realism", "edit a dataset's videos toward photorealism", "simfail.realism.settings:RealismConfig",
             "simfail.realism.commands:realism_main", example="simfail realism data=DIR out=DIR2 model=PATH"),
+    Command("rollout", "run policies closed-loop in the scenes and label their episodes as a dataset",
+            "simfail.policy.rollout:RolloutConfig", "simfail.policy.rollout:rollout_main",
+            split="simfail.policy.rollout:split_policy_args",
+            example="simfail rollout policy=expert task=pick_place seeds=2 samples=2 out=DIR"),
     Command("calibrate", "calibrate the realism fidelity thresholds on synthetic edits of a dataset",
             "simfail.realism.settings:CalibrateConfig", "simfail.realism.calibrate:run",
             example="simfail calibrate DIR out=report.json"),

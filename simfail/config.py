@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import MISSING, dataclass, field
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from simfail.core.episode import VIEWS
 from simfail.errors import ConfigError
@@ -102,17 +102,39 @@ class GenerateConfig:
         validate_failures(self)
 
 
+#: ``simfail bench mode=...`` -> the ``run(cfg: BenchConfig) -> int`` that measures it.
+BENCH_MODES: dict[str, str] = {
+    "generate": "simfail.dataset_commands:run_generate_bench",
+    "rollout": "simfail.policy.bench:run",
+}
+
+
 @dataclass
 class BenchConfig(GenerateConfig):
     """``simfail bench``: the generate settings (one task) plus the bench's own."""
 
     repeats: int = _f(1, "measure this many times (the table lists each repeat's ratio)", "repeats=3", range=(1, None))
     json: Optional[str] = _f(None, "also save the full result as JSON to this file (atomic)", "json=bench.json")
+    mode: str = _f("generate", "what to measure: generate (against the raw MuJoCo ceiling) or rollout (recording a "
+                   "policy against generating the same episodes; docs/rollouts.md)", "mode=rollout",
+                   choices=list(BENCH_MODES))
+    policy: str = _f("expert", "mode=rollout: the policy (a registered name or package.module:factory); "
+                     "policy.KEY=VALUE passes one argument", "policy=noisy_expert")
+    policy_kwargs: Dict[str, Any] = _f(factory=dict, help="mode=rollout: the policy's arguments (policy.KEY=VALUE)",
+                                       example="policy.level=2")
 
     def validate(self) -> None:
         super().validate()
         if self.task == "all":
             raise ConfigError("bench measures one task at a time: pass task=<name> (see simfail list)")
+        if self.mode == "rollout":
+            if self.repeats != 1:
+                raise ConfigError("bench mode=rollout runs once (repeats=1)")
+            from simfail.policy.registry import load_policy
+
+            load_policy(self.policy, **self.policy_kwargs)  # a bad policy is an error before any work
+        elif self.policy != "expert" or self.policy_kwargs:
+            raise ConfigError("policy= and policy.KEY= apply to bench mode=rollout only")
         if self.json is not None:
             if not self.json:
                 raise ConfigError("json= needs a file path")

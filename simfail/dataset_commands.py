@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from simfail.config import BenchConfig, CheckConfig, GenerateConfig, ListConfig
 
-__all__ = ["run_generate", "run_bench", "run_rates", "run_check", "run_list"]
+__all__ = ["run_generate", "run_bench", "run_generate_bench", "run_rates", "run_check", "run_list"]
 
 
 def run_generate(cfg: GenerateConfig) -> int:
@@ -20,6 +20,15 @@ def run_generate(cfg: GenerateConfig) -> int:
 
 
 def run_bench(cfg: BenchConfig) -> int:
+    """``simfail bench``: dispatch on ``mode`` (:data:`simfail.config.BENCH_MODES`)."""
+    from simfail.commands import _resolve
+    from simfail.config import BENCH_MODES
+
+    return int(_resolve(BENCH_MODES[cfg.mode])(cfg) or 0)
+
+
+def run_generate_bench(cfg: BenchConfig) -> int:
+    """``simfail bench`` (mode=generate): episodes/hour against the raw MuJoCo ceiling."""
     from simfail.bench import BenchConfig as BenchRun
     from simfail.bench import bench_table, run_bench as measure
 

@@ -105,6 +105,7 @@ GENERATE_TINY = {"groups": "1", "render.width": "64", "render.height": "64", "pr
 TRAIN_TINY = ["epochs=1", "batches_per_epoch=2", "batch_size=4", "clip_frames=8", "frame_size=16", "net.feat_dim=16",
               "net.width=8", "net.hidden=16", "text.dim=16", "progress=false"]
 EVALUATE_TINY = {"bootstrap": "20", "curves": "1", "video": "none", "progress": "false"}
+ROLLOUT_TINY = {"seeds": "1", "samples": "1", "render.width": "64", "render.height": "64", "progress": "false"}
 REALISM_TINY = {"steps": "2", "strength": "0.7", "guidance_scale": "1.5", "resolution": "[32,96]", "chunk_frames": "9",
                 "overlap": "2", "device": "cpu", "dtype": "float32", "fidelity.enabled": "false", "progress": "false"}
 
@@ -164,6 +165,8 @@ class Page:
             kv.update(EVALUATE_TINY)
             if "model.checkpoint" in kv:
                 kv["model.checkpoint"] = self.existing_or(kv["model.checkpoint"], lambda: self.fixture("checkpoint"))
+        elif name == "rollout":
+            kv.update(ROLLOUT_TINY)
         elif name == "train-reward":
             pytest.importorskip("torch")
             kv.update(dict(a.split("=", 1) for a in TRAIN_TINY))
