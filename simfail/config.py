@@ -20,6 +20,12 @@ class RenderConfig:
     views: list[str] = field(default_factory=lambda: list(VIEWS))
     #: Multiplies the decimated robot meshes' triangle budgets (2.0 = finer meshes).
     mesh_scale: float = 1.0
+    #: Renderer: "gl" (OpenGL via MUJOCO_GL, one state per call) or "warp" (MuJoCo Warp ray
+    #: tracing, many recorded states per call; optional extra simfail[warp]). docs/rendering.md
+    backend: str = "gl"
+    #: Look of the frames: "fast" (flat primitives on black, for CPU rasterizers) or "lab"
+    #: (shadows, textured table and floor, walls, softer light). Physics is the same for both.
+    preset: str = "fast"
 
 
 @dataclass
@@ -76,6 +82,12 @@ class GenerateConfig:
             raise ConfigError(f"render.views must be {list(VIEWS)} (the dataset always holds three views), got {r.views}")
         if not 0.25 <= r.mesh_scale <= 8:
             raise ConfigError(f"render.mesh_scale must be in [0.25, 8], got {r.mesh_scale}")
+        from simfail.render.backends import backend_names
+        from simfail.render.presets import preset_names
+        if r.backend not in backend_names():
+            raise ConfigError(f"render.backend must be one of {backend_names()}, got {r.backend!r}")
+        if r.preset not in preset_names():
+            raise ConfigError(f"render.preset must be one of {preset_names()}, got {r.preset!r}")
         for m in self.failures.sweep:
             if not 0.0 <= float(m) <= 1.0:
                 raise ConfigError(f"failures.sweep magnitudes must be in [0, 1], got {m}")
