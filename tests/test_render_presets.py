@@ -1,0 +1,110 @@
+"""render.preset and render.backend: the lab look changes the frames and never the physics;
+both keys are validated; ``simfail generate`` accepts them end to end."""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+import pytest
+
+from simfail.cli import main
+from simfail.config import from_dict
+from simfail.core.builder import build_scene
+from simfail.core.episode import VIEWS
+from simfail.core.scene import StageConfig
+from simfail.core.task import get_task
+from simfail.errors import ConfigError
+from simfail.render.presets import ROOM_BODY, preset_names, render_model
+from simfail.render.renderer import MultiViewRenderer
+
+from conftest import SMALL, generate_argv
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return build_scene(get_task("pick_place"), 0, StageConfig(SMALL, SMALL))
+
+
+def test_fast_is_the_scene_itself_and_lab_keeps_the_state_layout(scene):
+    assert render_model(scene.model, scene.xml, "fast") is scene.model
+    lab = render_model(scene.model, scene.xml, "lab")
+    m = scene.model
+    assert (lab.nq, lab.nv, lab.nu, lab.nmocap) == (m.nq, m.nv, m.nu, m.nmocap)
+    # the scene's geoms keep their ids and collision geometry; the room collides with nothing
+    for g in range(m.ngeom):
+        assert lab.geom(g).name == m.geom(g).name
+        for attr in ("size", "pos", "quat", "friction", "contype", "conaffinity", "type", "bodyid"):
+            assert np.array_equal(getattr(lab.geom(g), attr), getattr(m.geom(g), attr)), (m.geom(g).name, attr)
+    room = mujoco.mj_name2id(lab, mujoco.mjtObj.mjOBJ_BODY, ROOM_BODY)
+    new = np.flatnonzero(lab.geom_bodyid == room)
+    assert len(new) == lab.ngeom - m.ngeom > 0
+    assert not lab.geom_contype[new].any() and not lab.geom_conaffinity[new].any()
+    assert lab.vis.quality.shadowsize > 0 and lab.light_castshadow.any()
+
+
+def test_lab_model_steps_bit_identically(scene):
+    """Even if the physics ran on the lab model it would give the same states, bit for bit
+    (it does not: generate simulates scene.model and only renders the preset's model)."""
+    lab = render_model(scene.model, scene.xml, "lab")
+    rng = np.random.default_rng(3)
+    ctrl = rng.uniform(scene.model.actuator_ctrlrange[:, 0], scene.model.actuator_ctrlrange[:, 1],
+                       (300, scene.model.nu))
+    states = []
+    for model in (scene.model, lab):
+        d = mujoco.MjData(model)
+        d.qpos[:] = scene.qpos0
+        for u in ctrl:
+            d.ctrl[:] = u
+            mujoco.mj_step(model, d)
+        states.append((d.qpos.copy(), d.qvel.copy(), d.ncon))
+    assert np.array_equal(states[0][0], states[1][0]) and np.array_equal(states[0][1], states[1][1])
+    assert states[0][2] == states[1][2]
+
+
+def test_lab_frames_have_walls_and_shadows(scene):
+    frames = {}
+    for preset in ("fast", "lab"):
+        model = render_model(scene.model, scene.xml, preset)
+        d = mujoco.MjData(model)
+        d.qpos[:] = scene.qpos0
+        mujoco.mj_kinematics(model, d)
+        mujoco.mj_camlight(model, d)
+        with MultiViewRenderer(model, VIEWS, SMALL, SMALL) as r:
+            frames[preset] = r.render(d)
+    for v in ("left", "right"):
+        black = {p: (frames[p][v].max(axis=-1) < 10).mean() for p in frames}
+        assert black["fast"] > 0.15 and black["lab"] < 0.02, black  # the void is gone
+    assert not np.array_equal(frames["fast"]["wrist"], frames["lab"]["wrist"])
+
+
+@pytest.mark.parametrize("key,value", [("backend", "vulkan"), ("preset", "pretty"), ("backend", 3)])
+def test_render_backend_and_preset_are_validated(key, value):
+    with pytest.raises(ConfigError, match=f"render.{key} must be one of"):
+        from_dict({"render": {key: value}})
+
+
+def test_known_names():
+    assert preset_names() == ["fast", "lab"]
+    cfg = from_dict({"render": {"backend": "warp", "preset": "lab"}})
+    assert (cfg.render.backend, cfg.render.preset) == ("warp", "lab")
+    assert (from_dict({}).render.backend, from_dict({}).render.preset) == ("gl", "fast")
+
+
+@pytest.mark.slow
+def test_generate_with_warp_and_lab_passes_check(tmp_path, cli_dataset):
+    """A one-group dataset rendered by Warp with the lab look passes ``simfail check``; its
+    labels and states equal those of the default (gl, fast) dataset of the same seed."""
+    pytest.importorskip("mujoco_warp")
+    from simfail.dataset.reader import SimfailDataset
+
+    out = tmp_path / "warp_lab"
+    assert main(generate_argv(out, "groups=1", "render.backend=warp", "render.preset=lab")) == 0
+    assert main(["check", str(out)]) == 0
+    a, b = SimfailDataset(out), SimfailDataset(cli_dataset)
+    assert len(a.episodes()) == len(b.episodes())
+    for i in range(len(a.episodes())):
+        ca, cb = a.episode_columns(i), b.episode_columns(i)
+        for k in ("sim.qpos", "failure", "reward", "progress"):
+            assert np.array_equal(ca[k], cb[k]), k
+        fa, fb = a.episode_frames(i, a.video_keys[0]), b.episode_frames(i, b.video_keys[0])
+        assert fa.shape == fb.shape and not np.array_equal(fa, fb)  # other look, same frames count
