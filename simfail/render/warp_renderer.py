@@ -35,14 +35,15 @@ _INIT_LOCK = threading.Lock()
 def import_warp():
     """``(warp, mujoco_warp)``, or one clear error naming the optional extra."""
     try:
-        import mujoco_warp as mjw
         import warp as wp
+
+        wp.config.quiet = True  # before mujoco_warp initializes Warp: no banner, no per-module lines
+        import mujoco_warp as mjw
     except ImportError as exc:
         raise RenderBackendError(
             f"render.backend=warp needs MuJoCo Warp ({exc}); install the optional extra: pip install 'simfail[warp]'"
         ) from exc
     with _INIT_LOCK:
-        wp.config.quiet = True
         wp.init()
     return wp, mjw
 
