@@ -77,6 +77,23 @@ def test_lab_frames_have_walls_and_shadows(scene):
     assert not np.array_equal(frames["fast"]["wrist"], frames["lab"]["wrist"])
 
 
+def test_lab_hides_nothing_of_the_scene(scene):
+    """Where the fast look shows a scene geom, the lab look shows the same geom: the room
+    only replaces the background and the far part of the floor plane (its larger extent must
+    not move the near plane, which once clipped the hand out of the wrist view)."""
+    from simfail.render.compare import gl_reference
+
+    q = scene.qpos0[None]
+    _, fast = gl_reference(scene.model, VIEWS, q, SMALL, SMALL)
+    _, lab = gl_reference(render_model(scene.model, scene.xml, "lab"), VIEWS, q, SMALL, SMALL)
+    for v in VIEWS:
+        floor = mujoco.mj_name2id(scene.model, mujoco.mjtObj.mjOBJ_GEOM, "floor")
+        shown = (fast[v][..., 0] >= 0) & (fast[v][..., 0] != floor)
+        assert shown.any()
+        same = (lab[v][..., 0] == fast[v][..., 0])[shown].mean()
+        assert same > 0.999, (v, same)
+
+
 @pytest.mark.parametrize("key,value", [("backend", "vulkan"), ("preset", "pretty"), ("backend", 3)])
 def test_render_backend_and_preset_are_validated(key, value):
     with pytest.raises(ConfigError, match=f"render.{key} must be one of"):

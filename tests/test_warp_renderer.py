@@ -44,8 +44,8 @@ def _states(task_name: str, preset: str = "fast"):
     return model, qpos
 
 
-def _check_against_gl(task_name: str) -> None:
-    model, qpos = _states(task_name)
+def _check_against_gl(task_name: str, preset: str = "fast") -> None:
+    model, qpos = _states(task_name, preset)
     with WarpBatchRenderer(model, VIEWS, SMALL, SMALL, batch=3, depth=True, segmentation=True) as w:
         out = w.render_batch(qpos)  # 4 states with batch 3: two launches, the second padded
     rgb, seg = gl_reference(model, VIEWS, qpos, SMALL, SMALL)
@@ -58,7 +58,7 @@ def _check_against_gl(task_name: str) -> None:
         ids_gl = set(np.unique(seg[v][..., 0])) - {-1}
         assert ids_w <= set(range(model.ngeom)) and len(ids_w ^ ids_gl) <= 2, (v, ids_w ^ ids_gl)
         p = psnr(out["rgb"][v], rgb[v])
-        assert p >= MIN_PSNR[v], f"{task_name}/{v}: RGB PSNR {p:.1f} dB"
+        assert p >= MIN_PSNR[v], f"{task_name}/{preset}/{v}: RGB PSNR {p:.1f} dB"
         # depth: metres, positive where something was hit, zero on background
         d = out["depth"][v]
         hit = out["seg"][v][..., 0] >= 0
@@ -69,6 +69,11 @@ def _check_against_gl(task_name: str) -> None:
 
 def test_warp_matches_gl_pick_place():
     _check_against_gl("pick_place")
+
+
+def test_warp_matches_gl_lab_preset():
+    """The lab look (shadows, textures, walls, skybox) through both renderers."""
+    _check_against_gl("pick_place", "lab")
 
 
 @pytest.mark.parametrize("task_name", [t for t in task_names() if t != "pick_place"])

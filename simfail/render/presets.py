@@ -135,4 +135,8 @@ def render_model(model: mujoco.MjModel, xml: str, preset: str) -> mujoco.MjModel
             and all(out.geom(i).name == model.geom(i).name for i in range(model.ngeom)))
     if not same:
         raise RenderBackendError(f"render preset {preset!r} changed the scene's bodies, joints or geoms")
+    # The room's walls enlarge the model's extent, and OpenGL's near plane is znear * extent:
+    # keep the scene's own extent so the wrist camera still sees the hand (not clipped away).
+    out.stat.extent = model.stat.extent
+    out.stat.center[:] = model.stat.center
     return out

@@ -37,7 +37,8 @@ def import_warp():
     try:
         import warp as wp
 
-        wp.config.quiet = True  # before mujoco_warp initializes Warp: no banner, no per-module lines
+        # before Warp initializes: no banner and no per-module load lines, warnings only
+        wp.config.log_level = getattr(wp, "LOG_WARNING", 30)
         import mujoco_warp as mjw
     except ImportError as exc:
         raise RenderBackendError(
