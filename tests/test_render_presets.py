@@ -100,6 +100,16 @@ def test_render_backend_and_preset_are_validated(key, value):
         from_dict({"render": {key: value}})
 
 
+@pytest.mark.parametrize("extra,needle", [("render.backend=vulkan", "render.backend"), ("render.preset=pretty", "render.preset")])
+def test_bad_backend_or_preset_on_the_command_line(capsys, tmp_path, extra, needle):
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(generate_argv(out, "groups=1", extra)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("simfail: error:") and needle in err[0]
+    assert not out.exists()
+
+
 def test_known_names():
     assert preset_names() == ["fast", "lab"]
     cfg = from_dict({"render": {"backend": "warp", "preset": "lab"}})

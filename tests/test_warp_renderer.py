@@ -117,6 +117,10 @@ def test_single_state_interface_and_bad_input():
         batch = w.render_batch(qpos[1:2])["rgb"]
         for v in VIEWS:
             assert np.array_equal(one[v], batch[v][0])  # deterministic, same path
+        # a state's frame does not depend on which world it is rendered in or its neighbours
+        three = w.render_batch(qpos[[0, 2, 1]])["rgb"]
+        for v in VIEWS:
+            assert np.array_equal(three[v][2], batch[v][0])
         with pytest.raises(RenderBackendError, match="qpos must be"):
             w.render_batch(qpos[:, :5])
         with pytest.raises(RenderBackendError, match="segmentation=False"):
