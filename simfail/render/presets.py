@@ -13,9 +13,10 @@ Presets (``render.preset``):
     The scene as built: flat-shaded primitives on black, no shadows, no MSAA; chosen for the
     speed of a CPU rasterizer (Mesa llvmpipe).
 ``lab``
-    A lab room: shadow-casting key light and softer fill lights, a bench-top tiled table,
-    a tiled floor, three walls and a ceiling-coloured backdrop instead of the black void,
-    4x MSAA. All textures are MJCF builtin (procedural) textures; nothing is downloaded.
+    A lab room: a shadow-casting directional key light and softer fill lights, a tiled
+    bench-top texture on the table, a tiled floor, four walls and a light grey skybox
+    instead of the black void, 4x MSAA. All textures are MJCF builtin (procedural)
+    textures; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from typing import Callable
 
 import mujoco
 
-from simfail.core.mjcf import compile_model
-from simfail.core.robot import robot_assets
 from simfail.errors import ConfigError, RenderBackendError
 
 __all__ = ["PRESETS", "preset_names", "preset_xml", "render_model"]
@@ -128,6 +127,9 @@ def render_model(model: mujoco.MjModel, xml: str, preset: str) -> mujoco.MjModel
     """
     if preset == "fast":
         return model
+    from simfail.core.mjcf import compile_model
+    from simfail.core.robot import robot_assets
+
     out = compile_model(preset_xml(xml, preset), robot_assets())
     same = (out.nq == model.nq and out.nv == model.nv and out.nmocap == model.nmocap
             and out.nbody == model.nbody + 1 and out.ngeom >= model.ngeom
