@@ -81,11 +81,11 @@ def test_lab_hides_nothing_of_the_scene(scene):
     """Where the fast look shows a scene geom, the lab look shows the same geom: the room
     only replaces the background and the far part of the floor plane (its larger extent must
     not move the near plane, which once clipped the hand out of the wrist view)."""
-    from simfail.render.compare import gl_reference
+    from simfail.render.compare import egl_reference
 
     q = scene.qpos0[None]
-    _, fast = gl_reference(scene.model, VIEWS, q, SMALL, SMALL)
-    _, lab = gl_reference(render_model(scene.model, scene.xml, "lab"), VIEWS, q, SMALL, SMALL)
+    _, fast = egl_reference(scene.model, VIEWS, q, SMALL, SMALL)
+    _, lab = egl_reference(render_model(scene.model, scene.xml, "lab"), VIEWS, q, SMALL, SMALL)
     for v in VIEWS:
         floor = mujoco.mj_name2id(scene.model, mujoco.mjtObj.mjOBJ_GEOM, "floor")
         shown = (fast[v][..., 0] >= 0) & (fast[v][..., 0] != floor)
@@ -96,11 +96,12 @@ def test_lab_hides_nothing_of_the_scene(scene):
 
 @pytest.mark.parametrize("key,value", [("backend", "vulkan"), ("preset", "pretty"), ("backend", 3)])
 def test_render_backend_and_preset_are_validated(key, value):
-    with pytest.raises(ConfigError, match=f"render.{key} must be one of"):
+    with pytest.raises(ConfigError, match=f"unknown render.{key} value .*known render.{key} values: "):
         from_dict({"render": {key: value}})
 
 
-@pytest.mark.parametrize("extra,needle", [("render.backend=vulkan", "render.backend"), ("render.preset=pretty", "render.preset")])
+@pytest.mark.parametrize("extra,needle", [("render.backend=vulkan", "render.backend"), ("render.preset=pretty", "render.preset"),
+                                          ("render.backend=gl", "did you mean 'egl'")])
 def test_bad_backend_or_preset_on_the_command_line(capsys, tmp_path, extra, needle):
     out = tmp_path / "out"
     capsys.readouterr()
@@ -114,13 +115,69 @@ def test_known_names():
     assert preset_names() == ["fast", "lab"]
     cfg = from_dict({"render": {"backend": "warp", "preset": "lab"}})
     assert (cfg.render.backend, cfg.render.preset) == ("warp", "lab")
-    assert (from_dict({}).render.backend, from_dict({}).render.preset) == ("gl", "fast")
+    assert (from_dict({}).render.backend, from_dict({}).render.preset) == ("egl", "fast")
+
+
+def test_schema_choices_are_the_registries_and_help_lists_them(capsys):
+    """The typed RenderConfig offers exactly the registered backends and presets (egl first:
+    the default, as the scale branch's GL_BACKENDS names it), and ``generate --help`` says so."""
+    import dataclasses
+
+    from simfail.config import RenderConfig
+    from simfail.render.backends import BACKENDS
+
+    fields = {f.name: f for f in dataclasses.fields(RenderConfig)}
+    assert fields["backend"].metadata["choices"] == list(BACKENDS) == ["egl", "warp"]
+    assert fields["preset"].metadata["choices"] == preset_names()
+    assert RenderConfig().backend == "egl" and RenderConfig().preset == "fast"
+    assert main(["generate", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "render.backend" in out and "one of egl, warp" in out and "one of fast, lab" in out
+
+
+def test_render_preview_writes_one_row_per_preset(tmp_path, capsys):
+    import imageio.v3 as iio
+
+    out = tmp_path / "new" / "p.png"
+    assert main(["render-preview", f"out={out}", "size=32", "presets=[fast,lab]"]) == 0
+    img = iio.imread(out)
+    assert img.shape == (2 * 32, len(VIEWS) * 32, 3)
+    assert not np.array_equal(img[:32], img[32:])  # the lab row looks different
+    assert sorted(p.name for p in out.parent.iterdir()) == ["p.png"]  # no temporary file left
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["render-speed", "runs=[egl:pretty]"], "runs: 'egl:pretty'"),
+    (["render-speed", "runs=[vulkan:fast]"], "runs: 'vulkan:fast'"),
+    (["render-speed", "runs=[]"], "at least one"),
+    (["render-speed", "size=63"], "even"),
+    (["render-speed", "task=poor"], "did you mean 'pour'"),
+    (["render-preview", "presets=[lob]"], "did you mean 'lab'"),
+    (["render-preview", "backend=gl"], "did you mean 'egl'"),
+    (["render-preview", "out=x.jpg"], ".png"),
+])
+def test_render_tools_refuse_bad_settings_in_one_line(capsys, argv, needle):
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("simfail: error:") and needle in err[0], err
+
+
+def test_render_speed_times_each_pair(capsys):
+    from simfail.render.speed import measure
+
+    rows = measure("pick_place", 32, 3, [("egl", "fast"), ("egl", "lab")])
+    assert [(r["backend"], r["preset"]) for r in rows] == [("egl", "fast"), ("egl", "lab")]
+    assert all(r["view_frames"] == 3 * len(VIEWS) and r["seconds"] > 0 for r in rows)
+    assert main(["render-speed", "size=32", "frames=3", "runs=[egl:fast]"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:2] == ["backend", "preset"] and lines[1].split()[:3] == ["egl", "fast", "32"]
 
 
 @pytest.mark.slow
 def test_generate_with_warp_and_lab_passes_check(tmp_path, cli_dataset):
     """A one-group dataset rendered by Warp with the lab look passes ``simfail check``; its
-    labels and states equal those of the default (gl, fast) dataset of the same seed."""
+    labels and states equal those of the default (egl, fast) dataset of the same seed."""
     pytest.importorskip("mujoco_warp")
     from simfail.dataset.reader import SimfailDataset
 

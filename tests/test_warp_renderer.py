@@ -20,7 +20,7 @@ from simfail.core.episode import VIEWS  # noqa: E402
 from simfail.core.scene import StageConfig  # noqa: E402
 from simfail.core.task import get_task, task_names  # noqa: E402
 from simfail.errors import RenderBackendError  # noqa: E402
-from simfail.render.compare import geoms_of_body, gl_reference, psnr, seg_agreement, visible  # noqa: E402
+from simfail.render.compare import geoms_of_body, egl_reference, psnr, seg_agreement, visible  # noqa: E402
 from simfail.render.presets import render_model  # noqa: E402
 from simfail.render.warp_renderer import WarpBatchRenderer  # noqa: E402
 
@@ -44,19 +44,19 @@ def _states(task_name: str, preset: str = "fast"):
     return model, qpos
 
 
-def _check_against_gl(task_name: str, preset: str = "fast") -> None:
+def _check_against_egl(task_name: str, preset: str = "fast") -> None:
     model, qpos = _states(task_name, preset)
     with WarpBatchRenderer(model, VIEWS, SMALL, SMALL, batch=3, depth=True, segmentation=True) as w:
         out = w.render_batch(qpos)  # 4 states with batch 3: two launches, the second padded
-    rgb, seg = gl_reference(model, VIEWS, qpos, SMALL, SMALL)
+    rgb, seg = egl_reference(model, VIEWS, qpos, SMALL, SMALL)
     for v in VIEWS:
         assert out["rgb"][v].shape == (len(qpos), SMALL, SMALL, 3) and out["rgb"][v].dtype == np.uint8
         agree = seg_agreement(out["seg"][v], seg[v])
         assert agree >= MIN_SEG_AGREEMENT, f"{task_name}/{v}: segmentation agrees on {agree:.4f} of pixels"
         # geom ids are the model's: the same set of objects is seen by both
         ids_w = set(np.unique(out["seg"][v][..., 0])) - {-1}
-        ids_gl = set(np.unique(seg[v][..., 0])) - {-1}
-        assert ids_w <= set(range(model.ngeom)) and len(ids_w ^ ids_gl) <= 2, (v, ids_w ^ ids_gl)
+        ids_egl = set(np.unique(seg[v][..., 0])) - {-1}
+        assert ids_w <= set(range(model.ngeom)) and len(ids_w ^ ids_egl) <= 2, (v, ids_w ^ ids_egl)
         p = psnr(out["rgb"][v], rgb[v])
         assert p >= MIN_PSNR[v], f"{task_name}/{preset}/{v}: RGB PSNR {p:.1f} dB"
         # depth: metres, positive where something was hit, zero on background
@@ -68,17 +68,17 @@ def _check_against_gl(task_name: str, preset: str = "fast") -> None:
 
 
 def test_warp_matches_gl_pick_place():
-    _check_against_gl("pick_place")
+    _check_against_egl("pick_place")
 
 
 def test_warp_matches_gl_lab_preset():
     """The lab look (shadows, textures, walls, skybox) through both renderers."""
-    _check_against_gl("pick_place", "lab")
+    _check_against_egl("pick_place", "lab")
 
 
 @pytest.mark.parametrize("task_name", [t for t in task_names() if t != "pick_place"])
 def test_warp_matches_gl_every_task(task_name):
-    _check_against_gl(task_name)
+    _check_against_egl(task_name)
 
 
 def test_failure_events_stay_visible(physics_groups):
@@ -94,14 +94,14 @@ def test_failure_events_stay_visible(physics_groups):
     frames = np.unique(np.linspace(start, len(qpos) - 1, 6).astype(int))
     with WarpBatchRenderer(model, VIEWS, SMALL, SMALL, batch=len(frames), segmentation=True) as w:
         seg_w = w.render_batch(qpos[frames])["seg"]
-    _, seg_gl = gl_reference(model, VIEWS, qpos[frames], SMALL, SMALL)
+    _, seg_egl = egl_reference(model, VIEWS, qpos[frames], SMALL, SMALL)
     checked = 0
     for ev in episode.failures:
         for obj in ev.objects:
             geoms = geoms_of_body(model, obj)
             for v in VIEWS:
-                in_gl, in_w = visible(seg_gl[v], geoms), visible(seg_w[v], geoms)
-                for f, a, b in zip(frames, in_gl, in_w):
+                in_egl, in_w = visible(seg_egl[v], geoms), visible(seg_w[v], geoms)
+                for f, a, b in zip(frames, in_egl, in_w):
                     if a >= 2:  # seen by OpenGL (more than a single edge pixel)
                         assert b > 0, f"{ev.type}: {obj} visible in OpenGL {v} frame {f} ({a} px), not in Warp"
                         checked += 1

@@ -1,8 +1,8 @@
 """Render backends by name (``render.backend``): the renderer classes the render worker uses.
 
-``gl``
-    :class:`~simfail.render.renderer.MultiViewRenderer`: OpenGL rasterization through
-    ``MUJOCO_GL`` (EGL: Mesa llvmpipe on a CPU, the vendor driver on a GPU), one state per call.
+``egl`` (the default)
+    :class:`~simfail.render.renderer.MultiViewRenderer`: OpenGL rasterization through EGL
+    (``MUJOCO_GL=egl``: Mesa llvmpipe on a CPU, the vendor driver on a GPU), one state per call.
 ``warp``
     :class:`~simfail.render.warp_renderer.WarpBatchRenderer`: MuJoCo Warp ray tracing, many
     recorded states per call (optional extra ``simfail[warp]``).
@@ -10,16 +10,17 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
-import mujoco
+from typing import TYPE_CHECKING, Callable
 
 from simfail.errors import ConfigError
 
-__all__ = ["BACKENDS", "backend_names", "make_renderer"]
+if TYPE_CHECKING:  # this module stays light: simfail.config reads BACKEND_NAMES
+    import mujoco
+
+__all__ = ["BACKENDS", "BACKEND_NAMES", "backend_names", "make_renderer"]
 
 
-def _gl(model: mujoco.MjModel, views: tuple[str, ...], width: int, height: int):
+def _egl(model: mujoco.MjModel, views: tuple[str, ...], width: int, height: int):
     from simfail.render.renderer import MultiViewRenderer
 
     return MultiViewRenderer(model, views, width, height)
@@ -32,7 +33,10 @@ def _warp(model: mujoco.MjModel, views: tuple[str, ...], width: int, height: int
 
 
 #: ``render.backend`` name -> renderer factory ``(model, views, width, height)``.
-BACKENDS: dict[str, Callable] = {"gl": _gl, "warp": _warp}
+BACKENDS: dict[str, Callable] = {"egl": _egl, "warp": _warp}
+
+#: The allowed ``render.backend`` values, default first.
+BACKEND_NAMES: tuple[str, ...] = tuple(BACKENDS)
 
 
 def backend_names() -> list[str]:

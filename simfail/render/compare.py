@@ -11,10 +11,10 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-__all__ = ["gl_reference", "seg_agreement", "psnr", "geoms_of_body", "visible"]
+__all__ = ["egl_reference", "seg_agreement", "psnr", "geoms_of_body", "visible"]
 
 
-def gl_reference(model: mujoco.MjModel, views: tuple[str, ...], qpos: np.ndarray, width: int, height: int
+def egl_reference(model: mujoco.MjModel, views: tuple[str, ...], qpos: np.ndarray, width: int, height: int
                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """OpenGL RGB ``{view: uint8 (T, H, W, 3)}`` and segmentation ``{view: int32 (T, H, W, 2)}``
     of the rows of ``qpos`` (``mujoco.Renderer``, posed by kinematics as the render worker does)."""

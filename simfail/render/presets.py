@@ -22,13 +22,14 @@ Presets (``render.preset``):
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import Callable
-
-import mujoco
+from typing import TYPE_CHECKING, Callable
 
 from simfail.errors import ConfigError, RenderBackendError
 
-__all__ = ["PRESETS", "preset_names", "preset_xml", "render_model"]
+if TYPE_CHECKING:  # this module stays light: simfail.config reads PRESET_NAMES
+    import mujoco
+
+__all__ = ["PRESETS", "PRESET_NAMES", "preset_names", "preset_xml", "render_model"]
 
 #: Name of the static body that holds the lab room's visual-only geoms.
 ROOM_BODY = "lab_room"
@@ -100,6 +101,9 @@ def _lab(root: ET.Element) -> None:
 
 #: ``render.preset`` name -> an in-place edit of the scene's MJCF tree.
 PRESETS: dict[str, Callable[[ET.Element], None]] = {"fast": _fast, "lab": _lab}
+
+#: The allowed ``render.preset`` values, default first.
+PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
 
 
 def preset_names() -> list[str]:

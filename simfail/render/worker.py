@@ -52,14 +52,14 @@ class RenderWorker:
     Args:
         model: The compiled scene (read only; shared with the simulation core).
         views, width, height: As for :class:`MultiViewRenderer`.
-        backend: ``render.backend`` name (:mod:`simfail.render.backends`); ``gl`` by default.
+        backend: ``render.backend`` name (:mod:`simfail.render.backends`); ``egl`` by default.
 
     Raises:
         RenderBackendError: no OpenGL context could be created (raised here, not later).
     """
 
     def __init__(self, model: mujoco.MjModel, views: tuple[str, ...], width: int, height: int,
-                 backend: str = "gl"):
+                 backend: str = "egl"):
         self.model = model
         self.views = tuple(views)
         self.width, self.height = int(width), int(height)
