@@ -191,12 +191,15 @@ def command_help(name: str) -> str:
         except ConfigError:
             defaults = None
     groups = ""
-    if has_yaml(cmd.yaml_name) and any(f.name == "task" for f in dataclasses.fields(cls)):
+    names = {f.name for f in dataclasses.fields(cls)}
+    if has_yaml(cmd.yaml_name) and "task" in names:
         from simfail.schema import group_options
 
+        present = [g for g in ("task", "failures", "render", "dataset") if g in names]  # the schema's groups only
         groups = ("\nconfig groups (key=option): "
-                  + "; ".join(f"{g}: {', '.join(group_options(g))}" for g in ("task", "failures", "render", "dataset"))
-                  + "\n  failures=[op1,op2] picks operators by name (see simfail list)\n")
+                  + "; ".join(f"{g}: {', '.join(group_options(g))}" for g in present)
+                  + ("\n  failures=[op1,op2] picks operators by name (see simfail list)" if "failures" in present else "")
+                  + "\n")
     lines = [usage, "", cmd.summary]
     if cmd.example:
         lines += ["", f"example: {cmd.example}"]
