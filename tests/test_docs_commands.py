@@ -170,6 +170,10 @@ class Page:
         elif name == "train-reward":
             pytest.importorskip("torch")
             kv.update(dict(a.split("=", 1) for a in TRAIN_TINY))
+        elif name == "render-speed":
+            kv.update({"size": "64", "frames": "4"})
+        elif name == "render-preview":
+            kv["size"] = "64"
         elif name == "realism":
             model = kv.get("model", "identity")
             if model != "identity" and ":" not in model:  # a local diffusers folder: the tiny Wan-VACE
