@@ -30,6 +30,7 @@ commands:
   compare    put several evaluate reports side by side: simfail compare REPORT1 REPORT2 ... out=DIR
   train-reward  train the rewind reward model on a dataset: simfail train-reward data=DIR out=MODEL_DIR
   realism    edit a dataset's videos toward photorealism: simfail realism data=DIR out=DIR2 model=PATH
+  view       browse a dataset in a web browser: simfail view DIR (serve), out=HTML_DIR (export), figure=PNG
   --cfg      (after a command) print the composed config and exit
 """
 
@@ -231,9 +232,15 @@ def cmd_realism(args: list[str]) -> int:
     return run_realism(args)
 
 
+def cmd_view(args: list[str]) -> int:
+    from simfail.viewer.commands import cmd_view as run_view
+
+    return run_view(args)
+
+
 COMMANDS = {"generate": cmd_generate, "bench": cmd_bench, "check": cmd_check, "list": cmd_list, "rates": cmd_rates,
             "evaluate": cmd_evaluate, "compare": cmd_compare, "train-reward": cmd_train_reward,
-            "realism": cmd_realism}
+            "realism": cmd_realism, "view": cmd_view}
 
 
 def main(argv: list[str] | None = None) -> int:
