@@ -60,13 +60,13 @@ def choose_pair(ds: SimfailDataset, group: int | None = None, variant: str | Non
     raise ConfigError(f"{where} has no expert with {what} to draw")
 
 
-def key_frames(length: int, events: list[dict], n: int) -> list[int]:
-    """``n`` distinct frame indices in ``[0, length)``, sorted: the first frame, the first
-    visible event's onset and visible frames and the last frame (fewer of them when ``n`` is
-    small: visible, last, first, onset in that order), then frames spread to fill the gaps."""
+def key_frames(length: int, events: list[dict], n: int, after: int = 10) -> list[int]:
+    """``n`` distinct frame indices in ``[0, length)``, sorted. In this order, as many as fit:
+    the first visible event's visible frame, the last frame, the first frame, ``after`` frames
+    past the visible one (the aftermath), the event's onset; then frames spread to fill gaps."""
     first = min(events, key=lambda e: e["visible_frame"]) if events else None
-    order = [length - 1, 0] if first is None else \
-        [int(first["visible_frame"]), length - 1, 0, int(first["onset_frame"])]
+    order = [length - 1, 0] if first is None else [
+        int(first["visible_frame"]), length - 1, 0, int(first["visible_frame"]) + after, int(first["onset_frame"])]
     chosen: list[int] = []
     for k in order:
         k = min(max(k, 0), length - 1)
@@ -107,7 +107,7 @@ def write_figure(ds: SimfailDataset, path: str | Path, *, group: int | None = No
     cols = {k: ds.episode_columns(e) for k, e in (("expert", choice.expert), ("variant", choice.variant))}
     events = events_of(rows["variant"])
     lengths = {k: int(r["length"]) for k, r in rows.items()}
-    idx = key_frames(lengths["variant"], events, frames)
+    idx = key_frames(lengths["variant"], events, frames, after=int(ds.fps))
     imgs = {k: ds.episode_frames(e, view) for k, e in (("expert", choice.expert), ("variant", choice.variant))}
 
     fps = float(ds.fps)
@@ -129,8 +129,8 @@ def write_figure(ds: SimfailDataset, path: str | Path, *, group: int | None = No
                 s.set_color(colors[key])
                 s.set_linewidth(2)
             if r == 0:
-                tag = " (onset)" if f == first["onset_frame"] else (" (visible)" if f == first["visible_frame"] else "")
-                ax.set_title(f"t = {f / fps:.1f} s{tag}", fontsize=9)
+                tags = [name for key_, name in (("onset_frame", "onset"), ("visible_frame", "visible")) if f == first[key_]]
+                ax.set_title(f"t = {f / fps:.1f} s" + (f" ({', '.join(tags)})" if tags else ""), fontsize=9)
             if c == 0:
                 ax.set_ylabel(_label(rows[key]), fontsize=9, color=colors[key])
     ax = fig.add_subplot(gs[2, :])

@@ -20,7 +20,11 @@
                              onSeek: (f) => player && player.seekFrame(f)});
     const slot = row.querySelector(".curve-slot");
     if (slot) {
+      const png = slot.querySelector("a.png"); // the static PNG stays one click away
+      if (png) { png.textContent = "static curve (PNG)"; png.remove(); }
+      slot.textContent = "";
       slot.appendChild(chart.svg);
+      if (png) slot.appendChild(png);
       slot.appendChild(UI.legend([["progress", "--progress", true], ["ground truth", "--reward", false],
                                   ["model", "--model", false], ["visible", "--bad", true]]));
     }
@@ -30,6 +34,7 @@
     video.insertAdjacentElement("afterend", ctl.node);
     player = new UI.Player([{video, from: Number(video.dataset.from), to: Number(video.dataset.to)}], D.fps || 10,
                            (local, frame) => { chart.setCursor(frame); ctl.update(); });
+    ctl.update();
     players.push(player);
   });
   window.simfailReport = {players};
