@@ -164,6 +164,9 @@ def test_port_in_use_is_one_clear_error(ds):
 def test_view_settings(viewer_dataset, tmp_path, capsys):
     cfg = parse_view_args([str(viewer_dataset), "port=0", "groups=0:2", "videos=symlink", "group=null"])
     assert cfg.port == 0 and cfg.groups == [0, 1] and cfg.videos == "symlink" and cfg.group is None
+    assert parse_view_args([str(viewer_dataset), "groups=1:3"]).groups == [1, 2]
+    assert parse_view_args([str(viewer_dataset), "groups=[1, 4]"]).groups == [1, 4]
+    assert parse_view_args([str(viewer_dataset), "groups=1"]).groups == [1]
     with pytest.raises(UnknownNameError, match="view setting 'prot'"):
         parse_view_args([str(viewer_dataset), "prot=1"])
     with pytest.raises(ConfigError, match="whole number"):
@@ -216,3 +219,27 @@ def test_figure(ds, tmp_path):
         write_figure(ds, tmp_path / "x.png", view="top")
     assert main(["view", str(ds.root), f"figure={tmp_path / 'cli.png'}", "frames=2", "dpi=50"]) == 0
     assert (tmp_path / "cli.png").is_file()
+
+
+def test_serve_command_until_ctrl_c(viewer_dataset):
+    """``simfail view DIR port=0`` prints its address, serves the page and the videos, and
+    stops cleanly (exit code 0) on Ctrl-C (SIGINT)."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "simfail.cli", "view", str(viewer_dataset), "port=0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "(Ctrl-C to stop)" in line, line + proc.stderr.read()
+        url = line.split(" at ")[1].split()[0]
+        status, _, body = _get(url)
+        assert status == 200 and b'id="viewer-app"' in body
+        assert _get(url + "videos/observation.images.left/chunk-000/file-000.mp4", {"Range": "bytes=0-9"})[0] == 206
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

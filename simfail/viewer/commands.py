@@ -79,11 +79,11 @@ def _coerce(name: str, f: dataclasses.Field, text: str) -> Any:
             return int(text)
         except ValueError:
             raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
-    if kind == "Any":
+    if kind == "Any" and text.strip().startswith("["):  # a list; "a:b" stays text (YAML would read 1:3 as 63)
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError:
-            return text
+            raise ConfigError(f"cannot read {name}={text!r}") from None
     return text
 
 
