@@ -23,6 +23,7 @@ import pytest
 
 from simfail.dataset.reader import SimfailDataset
 from simfail.viewer.export import export_site
+from simfail.viewer.page import render_page
 from simfail.viewer.server import make_server
 from simfail.viewer.site import viewer_page
 
@@ -248,3 +249,15 @@ def test_evaluate_report_uses_the_viewer_components(page, ds, tmp_path):
     page.evaluate("simfailReport.players[1].seekFrame(20)")
     assert page.get_attribute(".report-episode:nth-child(3) line.cursor", "data-frame") == "20"
     assert page.locator(".report-episode a.png").count() == 3
+
+
+def test_event_list_shows_per_view_visibility(page):
+    """Events that carry per-view visibility (``visible_frames``, ``visible_in``) list it."""
+    page.set_content(render_page("events", "<div id='slot'></div>"))
+    text = page.evaluate("""() => SimfailUI.eventList([
+        {type: "drop", category: "task", severity: 1, onset_frame: 40, visible_frame: 42, irreversible_frame: 41,
+         visible_frames: {left: 42, right: null, wrist: 45}, visible_in: ["left", "wrist"], rationale: "r1"},
+        {type: "slip", category: "quality", severity: 0.3, onset_frame: 10, visible_frame: 10, irreversible_frame: 12,
+         visible_frames: {left: null, right: null, wrist: null}, visible_in: [], rationale: "r2"}]).innerText""")
+    assert "per view: left 42, right never, wrist 45" in text and "r1" in text
+    assert "no camera sees it" in text.split("slip")[1]

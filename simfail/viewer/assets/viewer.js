@@ -115,11 +115,16 @@
     });
     const ctl = UI.controls(() => player);
     const chart = curvesFor(e, (f) => player.seekFrame(f));
+    // per-view visibility, where the dataset stores it (events' visible_frames: {view: frame | null})
+    const seenIn = (view) => e.events.filter((ev) => ev.visible_frames && view in ev.visible_frames)
+      .map((ev) => el("span", {class: "pill " + (ev.visible_frames[view] === null ? "" : "fail"), "data-seen": view},
+                      `${ev.type} ${ev.visible_frames[view] === null ? "not seen" : "seen from " + ev.visible_frames[view]}`));
     main.appendChild(el("div", {class: "panel episode", id: "episode", "data-episode": i}, [
       el("h2", {}, [`episode ${e.index} · group ${e.group} · ${e.variant}`, e.policy !== null ? ` · policy ${e.policy}` : "", " ", badge(e)]),
       el("div", {class: "muted"}, `${e.task}: ${e.instruction} · ${e.length} frames at ${D.fps} fps`),
       el("div", {class: "views"}, tracks.map((t) => el("div", {class: "view", "data-view": t.view},
-        [t.video, el("span", {class: "label"}, `${t.view} · ${t.video.dataset.from}–${t.video.dataset.to} s of ${e.videos[t.view].src.split("/").slice(-3).join("/")}`)]))),
+        [t.video, el("span", {class: "label"}, `${t.view} · ${t.video.dataset.from}–${t.video.dataset.to} s of ${e.videos[t.view].src.split("/").slice(-3).join("/")}`),
+         el("span", {}, seenIn(t.view))]))),
       ctl.node, chart.svg, legend(), el("h3", {}, "events"), UI.eventList(e.events),
     ]));
     mount(tracks, [chart], ctl);
