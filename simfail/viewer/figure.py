@@ -105,7 +105,10 @@ def write_figure(ds: SimfailDataset, path: str | Path, *, group: int | None = No
     choice = choose_pair(ds, group, variant)
     rows = {k: ds.episode(e) for k, e in (("expert", choice.expert), ("variant", choice.variant))}
     cols = {k: ds.episode_columns(e) for k, e in (("expert", choice.expert), ("variant", choice.variant))}
-    events = events_of(rows["variant"])
+    # an event's visible frame in the drawn view, where the dataset stores it per view
+    events = [dict(e, visible_frame=e["visible_frames"][view])
+              if isinstance(e.get("visible_frames"), dict) and e["visible_frames"].get(view) is not None else e
+              for e in events_of(rows["variant"])]
     lengths = {k: int(r["length"]) for k, r in rows.items()}
     idx = key_frames(lengths["variant"], events, frames, after=int(ds.fps))
     imgs = {k: ds.episode_frames(e, view) for k, e in (("expert", choice.expert), ("variant", choice.variant))}

@@ -6,7 +6,6 @@ the scripts read."""
 from __future__ import annotations
 
 import html
-import json
 from importlib import resources
 from typing import Any
 
