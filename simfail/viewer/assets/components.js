@@ -54,7 +54,7 @@ var SimfailUI = (function () {
   function curves(opts) {
     const n = Math.max(opts.n, 1);
     const W = opts.width || 640, H = opts.height || 200;
-    const pad = {l: 34, r: 8, t: 14, b: 22};
+    const pad = {l: 34, r: 14, t: 14, b: 22};
     const iw = W - pad.l - pad.r, ih = H - pad.t - pad.b;
     let lo = 0, hi = 1;
     for (const s of opts.series) for (const v of s.values) {
@@ -74,7 +74,7 @@ var SimfailUI = (function () {
     svg.appendChild(svgEl("line", {class: "axis", x1: pad.l, x2: W - pad.r, y1: H - pad.b, y2: H - pad.b}));
     const step = Math.max(1, Math.ceil(n / 8 / 10) * 10);
     for (let f = 0; f < n; f += step) {
-      const t = svgEl("text", {x: x(f) - 4, y: H - 6});
+      const t = svgEl("text", {x: x(f), y: H - 6, "text-anchor": "middle"});
       t.textContent = String(f);
       svg.appendChild(t);
     }
