@@ -261,3 +261,24 @@ def test_event_list_shows_per_view_visibility(page):
          visible_frames: {left: null, right: null, wrist: null}, visible_in: [], rationale: "r2"}]).innerText""")
     assert "per view: left 42, right never, wrist 45" in text and "r1" in text
     assert "no camera sees it" in text.split("slip")[1]
+
+
+def test_policy_filter_when_the_dataset_names_policies(page, ds, tmp_path):
+    """A dataset of policy rollouts (a ``simfail.policy`` episode column) gets a policy filter."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "ds"
+    shutil.copytree(ds.root, root)
+    policies = {}
+    for path in sorted((root / "meta/episodes").glob("chunk-*/file-*.parquet")):
+        table = pq.read_table(path)
+        names = [f"policy_{i % 2}" for i in table.column("episode_index").to_pylist()]
+        policies.update(zip(table.column("episode_index").to_pylist(), names))
+        pq.write_table(table.append_column("simfail.policy", pa.array(names)), path)
+    export_site(SimfailDataset(root), tmp_path / "site")
+    page.goto((tmp_path / "site" / "index.html").as_uri())
+    page.select_option("#f-policy", "policy_1")
+    shown = page.eval_on_selector_all(".ep", "els => els.map(e => Number(e.dataset.episode))")
+    assert shown == sorted(e for e, p in policies.items() if p == "policy_1") and shown
+    assert "(policy_1)" in page.text_content(f'.ep[data-episode="{shown[0]}"]')
