@@ -249,5 +249,8 @@ for _c in (
     Command("calibrate", "calibrate the realism fidelity thresholds on synthetic edits of a dataset",
             "simfail.realism.settings:CalibrateConfig", "simfail.realism.calibrate:run",
             example="simfail calibrate DIR out=report.json"),
+    Command("view", "browse a dataset in a web browser: serve it, export a folder (out=) or draw the figure (figure=)",
+            "simfail.viewer.commands:ViewConfig", "simfail.viewer.commands:run",
+            example="simfail view DIR out=HTML_DIR"),
 ):
     register(_c)

@@ -151,8 +151,10 @@ class Page:
             if not (any(k == "failures" and (v.startswith("[") or v not in ("all", "sweep")) for k, v in kv.items())
                     or "failures.names" in kv):
                 kv["failures.names"] = f"[{first_operator(kv.get('task', 'pick_place'))}]"
-        elif name in ("check", "calibrate"):
+        elif name in ("check", "calibrate", "view"):
             pos = [self.existing_or(p, data) for p in pos]
+            if name == "view" and serves_forever(argv):
+                pytest.fail(f"simfail {' '.join(argv)} serves until Ctrl-C: show it outside a bash block")
             if name == "calibrate":
                 kv["max_episodes"] = "1"
         elif name in ("compare", "paired"):
@@ -173,6 +175,21 @@ class Page:
                 path, embeds = self.fixture("wan_model")
                 kv.update({"model": str(path), "prompt_embeds": str(embeds), **REALISM_TINY})
         return [name, *pos, *(f"{k}={v}" for k, v in kv.items()), *flags]
+
+
+def serves_forever(argv: list[str]) -> bool:
+    """``simfail view DIR`` without ``out=`` or ``figure=`` serves until Ctrl-C: a page shows it
+    in prose or a ``text`` block, never in a bash block the docs test runs."""
+    keys = {a.partition("=")[0] for a in argv[1:] if "=" in a}
+    return bool(argv) and argv[0] == "view" and not keys & {"out", "figure"} and "--cfg" not in argv
+
+
+def test_no_page_runs_a_server_in_a_bash_block():
+    shown = [(p.name, line, " ".join(argv)) for p in PAGES for line, argv in shown_commands(p)
+             if serves_forever(argv) and not any(a in ("--help", "-h") for a in argv)]
+    assert not shown, f"these serve until Ctrl-C and would hang the docs test: {shown}"
+    assert serves_forever(["view", "DIR"]) and serves_forever(["view", "DIR", "port=0"])
+    assert not serves_forever(["view", "DIR", "out=site"]) and not serves_forever(["view", "DIR", "figure=f.png"])
 
 
 def first_operator(task: str) -> str:
