@@ -30,6 +30,8 @@ commands:
   compare    put several evaluate reports side by side: simfail compare REPORT1 REPORT2 ... out=DIR
   train-reward  train the rewind reward model on a dataset: simfail train-reward data=DIR out=MODEL_DIR
   realism    edit a dataset's videos toward photorealism: simfail realism data=DIR out=DIR2 model=PATH
+  import-real  import real rollouts with human labels: simfail import-real SRC format=roboarena out=DIR
+  experiment   run a named experiment: simfail experiment real_plus_sim real=DIR sim=DIR out=DIR
   --cfg      (after a command) print the composed config and exit
 """
 
@@ -231,9 +233,21 @@ def cmd_realism(args: list[str]) -> int:
     return run_realism(args)
 
 
+def cmd_import_real(args: list[str]) -> int:
+    from simfail.real.commands import parse_import_args, run
+
+    return run(parse_import_args(args))
+
+
+def cmd_experiment(args: list[str]) -> int:
+    from simfail.experiments import run_experiment_args
+
+    return run_experiment_args(args)
+
+
 COMMANDS = {"generate": cmd_generate, "bench": cmd_bench, "check": cmd_check, "list": cmd_list, "rates": cmd_rates,
             "evaluate": cmd_evaluate, "compare": cmd_compare, "train-reward": cmd_train_reward,
-            "realism": cmd_realism}
+            "realism": cmd_realism, "import-real": cmd_import_real, "experiment": cmd_experiment}
 
 
 def main(argv: list[str] | None = None) -> int:
