@@ -165,6 +165,8 @@ def run_evaluate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
         raise ConfigError(f"model {cfg['model']!r} does not accept the arguments {public_kwargs(cfg['model_kwargs'])}: {exc}") from exc
     if cfg.get("data") in (None, ""):
         raise ConfigError("data=DIR is required (a simfail dataset folder)")
+    if isinstance(cfg["data"], (list, tuple)) or cfg.get("split") not in (None, ""):
+        raise ConfigError("several datasets (data=[A,B]) or split= go through run_evaluate_multi")
     data = Path(str(cfg["data"]))
     ds = SimfailDataset(data)
     out = Path(str(cfg["out"])) if cfg.get("out") not in (None, "") else _default_out(data, cfg)
@@ -238,6 +240,14 @@ def cmd_evaluate(args: list[str]) -> int:
     cfg = evaluate_settings([a for a in args if a != "--cfg"])
     if show:
         print(json.dumps({**cfg, "model_kwargs": public_kwargs(cfg["model_kwargs"])}, indent=2, default=str))
+        return 0
+    if isinstance(cfg.get("data"), (list, tuple)) or cfg.get("split") not in (None, ""):
+        from .multi import multi_rows, run_evaluate_multi
+
+        data = cfg["data"] if isinstance(cfg.get("data"), (list, tuple)) else [cfg["data"]]
+        result, out = run_evaluate_multi({**cfg, "data": list(data)})
+        print(format_table(["metric", "value"], multi_rows(result)))
+        print(f"reports: {out}/<source>/  (pooled: {out / 'metrics.json'}, {out / 'summary.txt'})")
         return 0
     metrics, out = run_evaluate(cfg)
     print(format_table(["metric", "value"], summary_rows(metrics)))
