@@ -85,12 +85,12 @@ def verdict_accuracy(verdicts: Sequence[Mapping[str, Any]], values: Mapping[int,
     more than ``tie_tol`` (a model tie is a disagreement, as in ``A``)."""
     n = agree = ties = missing = 0
     for v in verdicts:
-        if bool(v.get("tie")) or int(v["preferred"]) < 0:
-            ties += 1
-            continue
         a, b, p = int(v["episode_a"]), int(v["episode_b"]), int(v["preferred"])
         if a not in values or b not in values:
             continue  # outside the evaluated episodes (e.g. a context the model trained on)
+        if bool(v.get("tie")) or p < 0:
+            ties += 1
+            continue
         va, vb = values[a], values[b]
         if not (np.isfinite(va) and np.isfinite(vb)):
             missing += 1
