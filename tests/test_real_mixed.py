@@ -198,3 +198,27 @@ def test_bad_mixed_inputs(data, tmp_path, capsys):
     assert "is not an imported real dataset" in _error(
         capsys, ["experiment", "real_plus_sim", f"real={data['sim']}", f"sim={data['sim']}", f"out={tmp_path / 'e'}"])
     assert not (tmp_path / "m").exists()
+
+
+def test_real_successes_serve_as_goal_images_and_rationales_as_failure_examples(tmp_path):
+    """A real release has no scripted expert: goal images and reference examples come from
+    successful rollouts of other sessions of the same category, failure examples carry the
+    evaluator's rationale; the rationale events stay out of the ground-truth failures."""
+    from simfail.stress.dataset_adapter import DatasetEpisodes
+    from simfail.stress.protocol import ModelRequirements
+
+    sessions = [("s0", "pick up the cube", [("a", "pi0", 1.0, 6), ("b", "dp", 0.3, 6)], "A", "dp knocked the cup over"),
+                ("s1", "pick up the ball", [("c", "pi0", 1.0, 7), ("d", "dp", 0.0, 7)], "A", "dp never closed the gripper")]
+    out = tmp_path / "real"
+    assert main(["import-real", str(roboarena_dump(tmp_path / "dump", sessions=sessions, wrist_missing=None)),
+                 "format=roboarena", f"out={out}", "verify=false"]) == 0
+    ds = SimfailDataset(out)
+    ad = DatasetEpisodes(ds, ModelRequirements(views=("left",), wants_goal_image=True, wants_examples=True))
+    assert ad.goal_source(0) == 2 and ad.goal_source(3) == 0  # the other session's success
+    assert np.array_equal(ad.goal_image(0), ds.episode_frames(2, "left")[-1])
+    refs, fails = ad.example_sources(0)
+    assert refs == [2] and fails == [3]
+    ex = ad.examples(0)
+    assert ex[1].is_failure and "dp never closed the gripper" in ex[1].description
+    gt = ad.ground_truth(1)
+    assert gt["failures"] == [] and gt["score"] == 30.0 and gt["context"] == 0 and gt["task"] == "pick_place"
