@@ -236,5 +236,8 @@ def test_bad_command_lines(dump, ra, tmp_path, capsys):
     assert "unknown videos mode 'move'" in _error(capsys, ["import-real", str(dump), "format=roboarena", f"out={tmp_path / 'o'}", "videos=move"])
     assert "is not empty" in _error(capsys, ["import-real", str(dump), "format=roboarena", f"out={ra}"])
     assert "no such mapping file" in _error(capsys, ["import-real", str(dump), f"map={tmp_path / 'none.yaml'}", f"out={tmp_path / 'o'}"])
-    assert not (tmp_path / "o").exists()
+    assert "replacing out would delete it" in _error(capsys, ["import-real", str(dump), "format=roboarena", f"out={dump.parent}",
+                                                              "overwrite=true"])
+    assert "is inside the source" in _error(capsys, ["import-real", str(dump), "format=roboarena", f"out={dump / 'x'}"])
+    assert not (tmp_path / "o").exists() and (dump / "evaluation_sessions").is_dir()
     assert SimfailDataset(ra).check(videos=False) == []  # the refused overwrite left it intact

@@ -163,6 +163,7 @@ def cmd_train_reward(args: list[str]) -> int:
         rows.append([f"source {src['name']} [{src['kind']}]",
                      f"weight {w}, {len(src['train_groups'])} groups trained ({src['n_experts']} successes/experts, "
                      f"{src['n_failures']} others), {len(src['heldout_groups'])} held out"])
+        rows.append([f"  {src['name']} categories (episodes)", ", ".join(f"{k} {v}" for k, v in src["categories"].items()) or "-"])
     print(format_table(["setting", "value"], rows))
     print(f"checkpoint: {s['checkpoint']}  (score it: simfail evaluate model=rewind model.checkpoint={Path(s['checkpoint']).parent} data=DIR"
           f" split={Path(s['checkpoint']).parent})")

@@ -45,11 +45,15 @@ class Source:
     heldout_groups: list[int] = field(default_factory=list)
     n_experts: int = 0
     n_failures: int = 0
+    categories: dict[str, int] = field(default_factory=dict)  # trained episodes per task category
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "name": self.name, "kind": self.kind, "weight": self.weight,
                 "train_groups": self.train_groups, "heldout_groups": self.heldout_groups,
-                "n_experts": self.n_experts, "n_failures": self.n_failures}
+                "n_experts": self.n_experts, "n_failures": self.n_failures, "categories": dict(sorted(self.categories.items()))}
+
+    def count(self, category: str) -> None:
+        self.categories[category] = self.categories.get(category, 0) + 1
 
 
 def split_groups(groups: list[int], frac: float, seed: int, salt: str) -> tuple[list[int], list[int]]:
@@ -124,6 +128,7 @@ def build_mixed_pool(cfg: dict[str, Any], text: HashedText) -> tuple[Pool, list[
                                                 text.embed(row["tasks"][0]), ok, name))
                     src.n_experts += int(ok)
                     src.n_failures += int(not ok)
+                    src.count(str(row.get("simfail.task") or ""))
         else:
             sel = select_episodes(ds, cfg["regime"], groups=cfg.get("groups"), holdout_groups=cfg.get("holdout_groups") or [],
                                   holdout_failures=cfg.get("holdout_failures") or [])
@@ -135,6 +140,7 @@ def build_mixed_pool(cfg: dict[str, Any], text: HashedText) -> tuple[Pool, list[
                 tgt = expert_target(cols, cfg["expert_target"]) if is_expert else np.asarray(cols["reward"], np.float32)
                 frames = resize_frames(ds.episode_frames(e, view), size)
                 episodes.append(EpisodeData(e, frames, np.clip(tgt, 0.0, 1.0), text.embed(ds.episode(e)["tasks"][0]), is_expert, name))
+                src.count(str(ds.episode(e).get("simfail.task") or ""))
             src.n_experts, src.n_failures = len(sel.experts), len(sel.failures)
     # held-out contexts never trained on (the guarantee split.json documents)
     for src, ds in zip(sources, datasets):

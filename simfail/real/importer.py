@@ -271,6 +271,8 @@ def import_release(rel: RealRelease, mapping: RealMapping, src: str | Path, out:
         raise OutputDirError(f"out={out} is not empty; pass overwrite=true to replace it")
     if out.resolve() == Path(src).resolve() or Path(src).resolve() in out.resolve().parents:
         raise OutputDirError(f"out={out} is inside the source {src}; write the import elsewhere")
+    if out.resolve() in Path(src).resolve().parents:
+        raise OutputDirError(f"the source {src} is inside out={out}; replacing out would delete it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=out.parent))
     try:
