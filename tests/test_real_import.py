@@ -214,6 +214,22 @@ def test_bad_mappings_give_one_error_and_write_nothing(release, change, expect, 
     _nothing_written(out)
 
 
+def test_lerobot_missing_video_files(release, tmp_path, capsys):
+    root, mapping = release
+    copy = tmp_path / "release"
+    shutil.copytree(root, copy)
+    (copy / "videos/observation.images.wrist_left/chunk-000/file-000.mp4").unlink()
+    out = tmp_path / "out"
+    assert main(["import-real", str(copy), f"map={mapping}", f"out={out}"]) == 0  # wrist is optional: left out
+    capsys.readouterr()
+    ds = SimfailDataset(out)
+    assert ds.views == ["left", "right"] and ds.simfail_meta["import"]["dropped_views"] == {"wrist": 7}
+    (copy / "videos/observation.images.exterior_1_left/chunk-000/file-000.mp4").unlink()
+    line = _error(capsys, ["import-real", str(copy), f"map={mapping}", f"out={tmp_path / 'out2'}"])
+    assert "episode 0: episode without video" in line
+    _nothing_written(tmp_path / "out2")
+
+
 def test_a_preference_naming_an_unknown_episode_is_refused(release, tmp_path, capsys):
     root, mapping = release
     copy = tmp_path / "release"

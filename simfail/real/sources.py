@@ -343,7 +343,9 @@ def read_lerobot(src: str | Path, mapping: RealMapping) -> RealRelease:
             chunk, file = int(r[loc_cols[0]]), int(r[loc_cols[1]])
             path = root / video_path.format(video_key=key, chunk_index=chunk, file_index=file)
             if not path.is_file():
-                raise RealDataError(f"{where}: episode without video: {path} is missing")
+                if view in mapping.required_views:
+                    raise RealDataError(f"{where}: episode without video: {path} is missing")
+                continue  # an optional view: left out of the import when any episode lacks it
             probe = probes.get(path) or probe_video(path)
             probes[path] = probe
             start = float(r[loc_cols[2]])
