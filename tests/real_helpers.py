@@ -65,7 +65,7 @@ SESSIONS = [
 ]
 
 
-def roboarena_dump(root: Path, *, wrist_missing: str | None = "s3/p8", sessions=SESSIONS) -> Path:
+def roboarena_dump(root: Path, *, wrist_missing: str | None = "s3/p8", sessions=SESSIONS, fps: int = FPS) -> Path:
     """``root/evaluation_sessions/<s>/metadata.yaml`` + ``<id>_<name>/<name>_{left,right,wrist}.mp4``."""
     base = root / "evaluation_sessions"
     for k, (sess, instr, pols, pref, feedback) in enumerate(sessions):
@@ -83,7 +83,7 @@ def roboarena_dump(root: Path, *, wrist_missing: str | None = "s3/p8", sessions=
                 if view == "wrist" and wrist_missing == f"{sess}/{pid}":
                     continue
                 extra = 1 if view == "right" else 0  # views of one rollout may differ by a frame
-                write_mp4(pdir / f"2025_{name}_{view}.mp4", frames(n + extra, 7 * k + 2 * j + v, good=ps >= 0.5))
+                write_mp4(pdir / f"2025_{name}_{view}.mp4", frames(n + extra, 7 * k + 2 * j + v, good=ps >= 0.5), fps=fps)
     return root
 
 

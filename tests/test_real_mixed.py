@@ -222,3 +222,22 @@ def test_real_successes_serve_as_goal_images_and_rationales_as_failure_examples(
     assert ex[1].is_failure and "dp never closed the gripper" in ex[1].description
     gt = ad.ground_truth(1)
     assert gt["failures"] == [] and gt["score"] == 30.0 and gt["context"] == 0 and gt["task"] == "pick_place"
+
+
+def test_a_real_dataset_at_another_fps_and_size_is_resampled_by_the_model(data, tmp_path, capsys):
+    """Real rollouts at 15 fps and 48x64 next to simfail's 10 fps and 32x32: training and
+    scoring resize and subsample them; the files stay as they are."""
+    real = tmp_path / "real15"
+    dump = roboarena_dump(tmp_path / "dump15", sessions=SIX[:3], wrist_missing=None, fps=15)
+    assert main(["import-real", str(dump), "format=roboarena", f"out={real}"]) == 0
+    before = _hash(real)
+    m = tmp_path / "m"
+    assert main(["train-reward", f"data=[{data['sim']},{real}]", "real_holdout=0.34", f"out={m}", *TINY]) == 0
+    assert main(["evaluate", "model=rewind", f"model.checkpoint={m}", f"data=[{data['sim']},{real}]", f"split={m}",
+                 f"out={tmp_path / 'rep'}", *EVAL]) == 0
+    capsys.readouterr()
+    res = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert [res["sources"][k]["fps"] for k in ("sim", "real15")] == [10, 15]
+    sub = json.loads((tmp_path / "rep" / "real15" / "metrics.json").read_text())
+    assert sub["errors"]["n"] == 0 and all(r["n_model_frames"] <= 8 for r in sub["episodes"])
+    assert _hash(real) == before and SimfailDataset(real).fps == 15
