@@ -150,6 +150,25 @@ def test_check_finds_a_tampered_verdict(ra, tmp_path):
 # ---------------------------------------------------------------- bad input
 
 
+def _write_vfr(path, arr, pts, fps=10):
+    """An mp4 whose frames sit at ``pts / (10 * fps)`` s (a dropped frame leaves a gap)."""
+    import av
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = arr.shape[2], arr.shape[1], "yuv420p"
+        s.time_base = Fraction(1, 10 * fps)
+        s.options = {"bf": "0"}
+        for f, t in zip(arr, pts):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts, vf.time_base = 10 * t, Fraction(1, 10 * fps)
+            for pkt in s.encode(vf):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+
+
 def _nothing_written(out):
     assert not out.exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
@@ -173,6 +192,8 @@ def _edit_meta(dump, session, **changes):
     ("no_video_folder", "episode without video"),
     ("no_left_video", "episode without video: no left view"),
     ("other_fps", "different frame rates"),
+    ("corrupt_video", "cannot read video"),
+    ("variable_frame_rate", "off a constant 10 fps clock"),
 ])
 def test_bad_roboarena_dumps_give_one_error_and_write_nothing(case, expect, tmp_path, capsys):
     dump = roboarena_dump(tmp_path / "dump", sessions=[
@@ -189,6 +210,10 @@ def test_bad_roboarena_dumps_give_one_error_and_write_nothing(case, expect, tmp_
     elif case == "other_fps":
         path = next(pdir.glob("*_left.mp4"))
         write_mp4(path, frames(6, 1), fps=15)
+    elif case == "corrupt_video":
+        next(pdir.glob("*_left.mp4")).write_bytes(b"not an mp4 at all" * 10)
+    elif case == "variable_frame_rate":
+        _write_vfr(next(pdir.glob("*_left.mp4")), frames(6, 1), pts=[0, 1, 2, 4, 5, 6])
     out = tmp_path / "out"
     line = _error(capsys, ["import-real", str(dump), "format=roboarena", f"out={out}"])
     assert expect in line

@@ -50,7 +50,9 @@ def probe_video(path: str | Path) -> VideoProbe:
             if not container.streams.video:
                 raise RealDataError(f"{path} has no video stream")
             stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
+            # r_frame_rate (base_rate): the rate every timestamp is a multiple of; a dropped frame
+            # leaves it unchanged (and fails the regularity check) where the average would drift
+            rate = stream.base_rate or stream.guessed_rate or stream.average_rate
             tb = stream.time_base
             pts = [p.pts for p in container.demux(stream) if p.pts is not None and p.size > 0]
             width, height = int(stream.codec_context.width), int(stream.codec_context.height)
