@@ -234,13 +234,13 @@ def cmd_realism(args: list[str]) -> int:
 
 
 def cmd_import_real(args: list[str]) -> int:
-    from simfail.real.commands import parse_import_args, run
+    from simfail.dataset.real.commands import parse_import_args, run
 
     return run(parse_import_args(args))
 
 
 def cmd_experiment(args: list[str]) -> int:
-    from simfail.experiments import run_experiment_args
+    from simfail.stress.experiments import run_experiment_args
 
     return run_experiment_args(args)
 

@@ -138,7 +138,7 @@ def lerobot_mapping(path: Path, **changes) -> Path:
     """The shipped ``roboarena_lerobot`` mapping with ``changes`` applied, written to ``path``."""
     from importlib import resources
 
-    d = yaml.safe_load(resources.files("simfail.real").joinpath("mappings/roboarena_lerobot.yaml").read_text())
+    d = yaml.safe_load(resources.files("simfail.dataset.real").joinpath("mappings/roboarena_lerobot.yaml").read_text())
     d.update(changes)
     path.write_text(yaml.safe_dump(d))
     return path

@@ -18,8 +18,8 @@ from simfail.cli import main
 from simfail.core.episode import failures_from_json
 from simfail.dataset.reader import SimfailDataset
 from simfail.dataset.video import decode_frames
-from simfail.real import shipped_mapping
-from simfail.real.probe import probe_video
+from simfail.dataset.real import shipped_mapping
+from simfail.dataset.real.probe import probe_video
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ class Experiment:
 
 
 _REGISTRY: dict[str, Experiment] = {}
-_BUILTIN = ("simfail.experiments.real_plus_sim",)
+_BUILTIN = ("simfail.stress.experiments.real_plus_sim",)
 
 
 def register_experiment(exp: Experiment) -> Experiment:

@@ -2,7 +2,7 @@
 
 Both return a :class:`RealRelease`: episodes with their human score (already on simfail's
 0-100), success, instruction, category, context and the video span of every view, plus the
-A/B verdicts. Every problem is one :class:`~simfail.real.probe.RealDataError` naming the file,
+A/B verdicts. Every problem is one :class:`~simfail.dataset.real.probe.RealDataError` naming the file,
 field or episode; nothing is written by a reader.
 
 Video spans must be constant-frame-rate: frame ``i`` of an episode at ``start + i / fps``

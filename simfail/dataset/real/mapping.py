@@ -1,10 +1,10 @@
 """The declared mapping from a real release's fields to simfail's episode columns.
 
 A mapping is a small YAML file (see ``docs/real_data.md`` and the shipped
-``simfail/real/mappings/*.yaml``). Every key is checked: an unknown key, a wrong type, a view
+``simfail/dataset/real/mappings/*.yaml``). Every key is checked: an unknown key, a wrong type, a view
 that is not one of simfail's (``left``, ``right``, ``wrist``) or an empty scale is one
 :class:`~simfail.errors.ConfigError`. Whether the named columns, files and views exist in the
-data is checked by the readers (:mod:`simfail.real.sources`).
+data is checked by the readers (:mod:`simfail.dataset.real.sources`).
 """
 
 from __future__ import annotations
@@ -243,10 +243,10 @@ def load_mapping(path: str | Path) -> RealMapping:
 
 
 def shipped_mapping(name: str) -> RealMapping:
-    """A mapping shipped in ``simfail/real/mappings/<name>.yaml`` (``roboarena``, ``roboarena_lerobot``)."""
+    """A mapping shipped in ``simfail/dataset/real/mappings/<name>.yaml`` (``roboarena``, ``roboarena_lerobot``)."""
     import yaml
 
-    folder = resources.files("simfail.real").joinpath("mappings")
+    folder = resources.files("simfail.dataset.real").joinpath("mappings")
     names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
     if name not in names:
         raise UnknownNameError("shipped mapping", name, names)
