@@ -282,3 +282,26 @@ def test_bad_command_lines(dump, ra, tmp_path, capsys):
     assert "is inside the source" in _error(capsys, ["import-real", str(dump), "format=roboarena", f"out={dump / 'x'}"])
     assert not (tmp_path / "o").exists() and (dump / "evaluation_sessions").is_dir()
     assert SimfailDataset(ra).check(videos=False) == []  # the refused overwrite left it intact
+
+
+def _tree(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_import_is_deterministic(dump, ra, tmp_path):
+    again = tmp_path / "again"
+    assert main(["import-real", str(dump), "format=roboarena", f"out={again}"]) == 0
+    first, second = _tree(ra), _tree(again)
+    assert first.keys() == second.keys()
+    assert [k for k in first if first[k] != second[k]] == []
+
+
+def test_per_episode_rationale_column_without_a_verdicts_table(release, tmp_path):
+    root, _ = release
+    mapping = lerobot_mapping(tmp_path / "m.yaml", rationale="policy_name", preferences=None, success=None, success_at=0.6)
+    out = tmp_path / "out"
+    assert main(["import-real", str(root), f"map={mapping}", f"out={out}"]) == 0
+    ds = SimfailDataset(out)
+    assert ds.check(videos=False) == [] and ds.verdicts == [] and ds.preferences == []
+    assert [failures_from_json(r["simfail.failures"])[0].rationale for r in ds.episodes] == [r["simfail.variant"] for r in ds.episodes]
+    assert [r["simfail.success"] for r in ds.episodes] == [True, False, False, True, True, True, False]  # score >= 0.6
