@@ -29,6 +29,7 @@ commands:
   evaluate   stress-test a reward model on a dataset: simfail evaluate model=oracle data=DIR out=REPORT
   compare    put several evaluate reports side by side: simfail compare REPORT1 REPORT2 ... out=DIR
   train-reward  train the rewind reward model on a dataset: simfail train-reward data=DIR out=MODEL_DIR
+  train-policy  behaviour cloning (bc) on a dataset's successful episodes: simfail train-policy data=DIR out=DIR
   realism    edit a dataset's videos toward photorealism: simfail realism data=DIR out=DIR2 model=PATH
   --cfg      (after a command) print the composed config and exit
 """
@@ -225,6 +226,12 @@ def cmd_train_reward(args: list[str]) -> int:
     return run_train(args)
 
 
+def cmd_train_policy(args: list[str]) -> int:
+    from simfail.policy.bc_train import cmd_train_policy as run_train_policy
+
+    return run_train_policy(args)
+
+
 def cmd_realism(args: list[str]) -> int:
     from simfail.realism.commands import cmd_realism as run_realism
 
@@ -233,7 +240,7 @@ def cmd_realism(args: list[str]) -> int:
 
 COMMANDS = {"generate": cmd_generate, "bench": cmd_bench, "check": cmd_check, "list": cmd_list, "rates": cmd_rates,
             "evaluate": cmd_evaluate, "compare": cmd_compare, "train-reward": cmd_train_reward,
-            "realism": cmd_realism}
+            "realism": cmd_realism, "train-policy": cmd_train_policy}
 
 
 def main(argv: list[str] | None = None) -> int:
