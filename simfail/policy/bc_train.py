@@ -39,7 +39,7 @@ VERSION = 1
 POLICY_FILE = "policy.pt"
 STATE_FILE = "train_state.pt"
 #: Settings that may differ between an interrupted run and its ``resume=true`` continuation.
-_RUN_ONLY = ("resume", "overwrite", "progress", "checkpoint_every")
+_RUN_ONLY = ("out", "resume", "overwrite", "progress", "checkpoint_every")
 #: What the network predicts for the arm: the TCP pose the demonstration's joint targets command
 #: (``tcp``: position + quaternion, turned into joint targets by the same IK the expert uses), the
 #: joint targets themselves (``absolute``) or their differences from the current angles (``delta``).
@@ -330,11 +330,13 @@ def train_policy(cfg: TrainPolicyConfig) -> dict[str, Any]:
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         log: list[dict[str, Any]] = []
         start = 0
+        window = 0.0  # loss summed since the last log row (every 100 steps)
         if resume_from is not None:
             net.load_state_dict(resume_from["state_dict"])
             opt.load_state_dict(resume_from["optimizer"])
             start = int(resume_from["step"])
             log = list(resume_from["log"])
+            window = float(resume_from["window"])
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         n = x.shape[0]
         bar = None
@@ -343,7 +345,6 @@ def train_policy(cfg: TrainPolicyConfig) -> dict[str, Any]:
 
             bar = tqdm(total=cfg.steps, initial=start, desc=f"train-policy {cfg.model} ({demo_set.task})", unit="step")
         net.train()
-        window = 0.0
         for step in range(start, cfg.steps):
             rng = np.random.default_rng([cfg.seed, step])
             idx = rng.integers(0, n, cfg.batch_size)
@@ -373,7 +374,7 @@ def train_policy(cfg: TrainPolicyConfig) -> dict[str, Any]:
                 _save(out / STATE_FILE, {
                     "format": STATE_FORMAT, "version": VERSION, "settings": cfg.to_dict(), "step": done,
                     "state_dict": {k: v.detach().clone() for k, v in net.state_dict().items()},
-                    "optimizer": opt.state_dict(), "log": log,
+                    "optimizer": opt.state_dict(), "log": log, "window": window,
                 })
         if bar is not None:
             bar.close()
