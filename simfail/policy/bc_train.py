@@ -60,12 +60,12 @@ class TrainPolicyConfig:
 
     data: str = _f("", "simfail dataset folder to imitate (its successful episodes)", "data=simfail_out/pick_place")
     out: str = _f("", "output folder: policy.pt, train_state.pt, config.json, train_log.json", "out=policies/bc_pick")
-    model: str = _f("mlp", "network: mlp (state, object poses) | cnn (camera images + robot state)", "model=cnn")
+    model: str = _f("mlp", "network: mlp (state, object poses) or cnn (camera images + robot state)", "model=cnn")
     task: str = _f("", "task to imitate when the dataset holds several (default: its only task)", "task=stack")
     demos: int = _f(0, "number of successful episodes to train on, in dataset order (0: all)", "demos=50")
     views: tuple[str, ...] = _f(("left", "wrist"), "camera views the cnn reads (channels stacked)", "views=[left,wrist]")
-    actions: str = _f("tcp", "arm output: tcp (commanded TCP pose + IK) | absolute (joint targets) | delta "
-                      "(joint targets minus current angles)", "actions=absolute")
+    actions: str = _f("tcp", "arm output: tcp (commanded TCP pose, then IK), absolute (joint targets) or "
+                      "delta (joint targets minus current angles)", "actions=absolute")
     chunk: int = _f(8, "actions predicted per observation (action chunk, frames)", "chunk=8")
     steps: int = _f(3000, "optimizer steps", "steps=3000")
     batch_size: int = _f(256, "samples (frames) per step", "batch_size=128")
@@ -97,9 +97,14 @@ class TrainPolicyConfig:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ConfigError(f"{key} must be an integer in [{lo}, {hi}], got {v!r}")
-        if not (isinstance(self.lr, float) and math.isfinite(self.lr) and 0 < self.lr <= 1):
+        for key in ("lr", "weight_decay"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ConfigError(f"{key} must be a number, got {v!r}")
+            setattr(self, key, float(v))
+        if not (math.isfinite(self.lr) and 0 < self.lr <= 1):
             raise ConfigError(f"lr must be a number in (0, 1], got {self.lr!r}")
-        if not (isinstance(self.weight_decay, float) and math.isfinite(self.weight_decay) and 0 <= self.weight_decay <= 1):
+        if not (math.isfinite(self.weight_decay) and 0 <= self.weight_decay <= 1):
             raise ConfigError(f"weight_decay must be a number in [0, 1], got {self.weight_decay!r}")
         if self.actions not in ACTION_MODES:
             raise UnknownNameError("action mode", self.actions, ACTION_MODES)

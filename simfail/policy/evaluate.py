@@ -54,11 +54,17 @@ class PolicyEvaluation:
             c.update(set(e.events))
         return c
 
+    @property
+    def silent_failures(self) -> int:
+        """Episodes that did not succeed yet carry no failure event (a detector gap, reported as such)."""
+        return sum(1 for e in self.episodes if not e.success and not e.events)
+
     def top_failures(self, k: int = 3) -> list[tuple[str, int]]:
         return sorted(self.event_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "n": self.n, "success_rate": self.success_rate,
+                "silent_failures": self.silent_failures,
                 "event_counts": dict(sorted(self.event_counts.items())),
                 "episodes": [{"seed": e.seed, "success": e.success, "events": e.events} for e in self.episodes]}
 
