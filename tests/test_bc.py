@@ -172,6 +172,7 @@ def test_mlp_policy_acts_validly_in_the_env(data, tmp_path, actions):
     assert result.n == 2 and len(result.episodes) == 2
     assert {e.seed for e in result.episodes} == set(heldout_seeds(2))
     assert 0.0 <= result.success_rate <= 1.0
+    assert all(0.0 <= e.progress <= 1.0 and not e.success for e in result.episodes)  # 6 frames cannot succeed
 
 
 def test_cnn_trains_and_acts_on_camera_images(data, tmp_path):

@@ -30,6 +30,7 @@ class EpisodeOutcome:
     seed: int
     success: bool
     events: list[str]  # failure types, in detection order
+    progress: float = 0.0  # the task's dense progress at the last frame, in [0, 1]
     score_events: list[Any] = field(default_factory=list, repr=False)  # the FailureEvent objects
 
 
@@ -66,7 +67,8 @@ class PolicyEvaluation:
         return {"task": self.task, "n": self.n, "success_rate": self.success_rate,
                 "silent_failures": self.silent_failures,
                 "event_counts": dict(sorted(self.event_counts.items())),
-                "episodes": [{"seed": e.seed, "success": e.success, "events": e.events} for e in self.episodes]}
+                "episodes": [{"seed": e.seed, "success": e.success, "events": e.events, "progress": e.progress}
+                             for e in self.episodes]}
 
 
 def heldout_seeds(n: int, base_seed: int = 10_000) -> list[int]:
@@ -133,7 +135,8 @@ def evaluate_policy(policy: Any, task: str, seeds: Iterable[int], *, fps: int = 
                                             f"{type(exc).__name__}: {exc}") from exc
                 obs, _, _, _, _ = env.step(_checked_action(policy, raw, s, step))
             success, events = env.task.detect(env.trace, env.scene.layout)
-            out.append(EpisodeOutcome(s, bool(success), [e.type for e in events], list(events)))
+            progress = float(env.task.progress(env.trace, env.scene.layout)[-1])
+            out.append(EpisodeOutcome(s, bool(success), [e.type for e in events], progress, list(events)))
     finally:
         env.close()
     return PolicyEvaluation(task, out)
