@@ -200,7 +200,8 @@ def test_heldout_seeds_are_not_training_seeds(data):
 
 
 def test_evaluate_names_a_bad_policy_seed_and_step():
-    from simfail.policy.evaluate import PolicyActionError, evaluate_policy
+    from simfail.policy import PolicyError
+    from simfail.policy.evaluate import evaluate_policy
 
     class Bad:
         name = "bad"
@@ -213,10 +214,11 @@ def test_evaluate_names_a_bad_policy_seed_and_step():
 
         def act(self, obs):
             self.n += 1
-            return np.zeros(8) if self.n < 3 else self.out
+            hold = np.r_[np.asarray(obs["state"], np.float64)[:7], 0.0]  # keep the arm where it is: valid
+            return hold if self.n < 3 else self.out
 
-    for out, what in ((np.zeros(5), "shape"), (np.full(8, np.nan), "non-finite")):
-        with pytest.raises(PolicyActionError, match=f"policy bad .*{what}.*step 2|policy bad .*step 2.*{what}"):
+    for out, what in ((np.zeros(5), "shape"), (np.full(8, np.nan), "non-finite"), (np.full(8, 9.0), "outside")):
+        with pytest.raises(PolicyError, match=f"policy bad .*{what}.*step 2|policy bad .*step 2.*{what}"):
             evaluate_policy(Bad(out), "pick_place", [3], max_steps=4)
 
 
@@ -233,10 +235,10 @@ def _error(capsys, argv) -> str:
 def test_bad_inputs_give_one_clear_error(data, mlp, tmp_path, capsys):
     out = f"out={tmp_path / 'x'}"
     assert "is not a simfail dataset" in _error(capsys, ["train-policy", f"data={tmp_path / 'none'}", out])
-    assert "steps must be an integer in [1" in _error(capsys, ["train-policy", f"data={data}", out, "steps=0"])
-    assert "steps must be an integer" in _error(capsys, ["train-policy", f"data={data}", out, "steps=many"])
+    assert "steps must be in [1" in _error(capsys, ["train-policy", f"data={data}", out, "steps=0"])
+    assert "not a whole number" in _error(capsys, ["train-policy", f"data={data}", out, "steps=many"])
     assert "unknown train-policy setting 'stpes'" in _error(capsys, ["train-policy", f"data={data}", out, "stpes=3"])
-    assert "unknown policy model 'rnn'" in _error(capsys, ["train-policy", f"data={data}", out, "model=rnn"])
+    assert "unknown model value 'rnn'" in _error(capsys, ["train-policy", f"data={data}", out, "model=rnn"])
     assert "data= is required" in _error(capsys, ["train-policy", out])
     assert "only 2 successful" in _error(capsys, ["train-policy", f"data={data}", out, "demos=5", *TINY])
     assert "exists; pass overwrite=true" in _error(capsys, ["train-policy", f"data={data}", f"out={mlp}", *TINY])
@@ -268,3 +270,29 @@ def test_missing_or_corrupt_checkpoints_are_clear_errors(mlp, tmp_path):
         make_bc_policy(str(bad))
     with pytest.raises(ConfigError, match="ensemble_decay"):
         make_bc_policy(str(mlp), ensemble_decay="fast")
+
+
+# ----------------------------------------------------------------------------- rollout
+
+def test_bc_is_registered_and_declares_its_needs(mlp):
+    from simfail.policy import PolicyNeeds, available_policies, load_policy
+
+    assert "bc" in available_policies()
+    policy = load_policy("bc", checkpoint=str(mlp))
+    assert policy.needs == PolicyNeeds(views=(), image_size=None, chunk=1, privileged=False)
+
+
+def test_rollout_policy_bc_writes_a_dataset_that_passes_check(mlp, tmp_path, capsys):
+    out = tmp_path / "bc_rollouts"
+    argv = ["rollout", "policy=bc", f"policy.checkpoint={mlp}", "task=pick_place", "seeds=1", "samples=1",
+            f"out={out}", "render.width=64", "render.height=64", "progress=false"]
+    assert main(argv) == 0
+    assert main(["check", str(out)]) == 0
+    from simfail.dataset.reader import SimfailDataset
+
+    ds = SimfailDataset(str(out))
+    assert len(ds) == 1
+    capsys.readouterr()
+    # the policy on another task than it was trained on: one clear line, no dataset
+    msg = _error(capsys, [*argv[:3], "task=stack", *argv[4:6], f"out={tmp_path / 'wrong'}", *argv[7:]])
+    assert "trained on pick_place, not stack" in msg and not (tmp_path / "wrong" / "meta").exists()

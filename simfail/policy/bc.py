@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from simfail.errors import ConfigError
+from simfail.policy.base import EpisodeContext, PolicyNeeds
+from simfail.policy.registry import register_policy
 
 __all__ = ["BCPolicy", "make_bc_policy", "load_bc_checkpoint"]
 
@@ -115,6 +117,20 @@ class BCPolicy:
             raise ConfigError(f"ensemble_decay must be a number >= 0, got {ensemble_decay!r}")
         self.reset(0)
 
+    @property
+    def needs(self) -> PolicyNeeds:
+        """What the rollout must give: the cnn's views at its training image size; one action per call
+        (the chunk is blended inside, by temporal ensembling); no privileged scene access."""
+        return PolicyNeeds(views=self.views, image_size=self.image_size, chunk=1, privileged=False)
+
+    def start_episode(self, context: EpisodeContext) -> None:
+        """Refuse an episode the network cannot read: another task or frame rate than trained on."""
+        if context.task != self.task:
+            raise ConfigError(f"the bc policy was trained on {self.task}, not {context.task}")
+        if int(context.fps) != self.fps:
+            raise ConfigError(f"the bc policy was trained at {self.fps} fps (its time input); this run has "
+                              f"{context.fps} fps")
+
     def reset(self, seed: int) -> None:
         """Start a new episode (the network is deterministic: ``seed`` changes nothing)."""
         self._step = 0
@@ -187,7 +203,8 @@ class BCPolicy:
         return action.astype(np.float32)
 
 
-def make_bc_policy(checkpoint: str, device: str = "cpu", temporal_ensemble: bool = True,
+@register_policy("bc")
+def make_bc_policy(checkpoint: str = "", device: str = "cpu", temporal_ensemble: bool = True,
                    ensemble_decay: float = 0.5) -> BCPolicy:
     """The ``bc`` policy from a ``simfail train-policy`` output folder (or its ``policy.pt``).
 

@@ -22,16 +22,15 @@ from __future__ import annotations
 import io
 import json
 import math
-import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, List
 
 import numpy as np
 
 from simfail.errors import ConfigError, OutputDirError, UnknownNameError
 
-__all__ = ["TrainPolicyConfig", "parse_train_policy", "train_policy", "run", "cmd_train_policy", "POLICY_FILE", "STATE_FILE", "FORMAT", "VERSION"]
+__all__ = ["TrainPolicyConfig", "train_policy", "run", "POLICY_FILE", "STATE_FILE", "FORMAT", "VERSION"]
 
 FORMAT = "simfail-bc"
 STATE_FORMAT = "simfail-bc-train-state"
@@ -48,41 +47,50 @@ ACTION_MODES = ("tcp", "absolute", "delta")
 MAX_STEPS = 10_000_000
 
 
-def _f(default: Any, help: str, example: str, **kw) -> Any:
+def _f(default: Any, help: str, example: str, **meta: Any) -> Any:
+    md = {"help": help, "example": example, **meta}
     if isinstance(default, (list, tuple)):
-        return field(default_factory=lambda: tuple(default), metadata={"help": help, "example": example}, **kw)
-    return field(default=default, metadata={"help": help, "example": example}, **kw)
+        return field(default_factory=lambda: list(default), metadata=md)
+    return field(default=default, metadata=md)
 
 
 @dataclass
 class TrainPolicyConfig:
-    """Settings of ``simfail train-policy`` (``key=value`` on the command line)."""
+    """``simfail train-policy``: behaviour cloning on a simfail dataset's successful episodes
+    (the typed schema behind ``key=value``; see :mod:`simfail.schema`)."""
 
-    data: str = _f("", "simfail dataset folder to imitate (its successful episodes)", "data=simfail_out/pick_place")
-    out: str = _f("", "output folder: policy.pt, train_state.pt, config.json, train_log.json", "out=policies/bc_pick")
-    model: str = _f("mlp", "network: mlp (state, object poses) or cnn (camera images + robot state)", "model=cnn")
+    data: str = _f("", "simfail dataset folder to imitate (its successful episodes)", "data=simfail_out/pick_place",
+                   required=True)
+    out: str = _f("", "output folder: policy.pt, train_state.pt, config.json, train_log.json", "out=policies/bc_pick",
+                  required=True)
+    model: str = _f("mlp", "network: mlp (state, object poses) or cnn (camera images + robot state)", "model=cnn",
+                    choices=("mlp", "cnn"))
     task: str = _f("", "task to imitate when the dataset holds several (default: its only task)", "task=stack")
-    demos: int = _f(0, "number of successful episodes to train on, in dataset order (0: all)", "demos=50")
-    views: tuple[str, ...] = _f(("left", "wrist"), "camera views the cnn reads (channels stacked)", "views=[left,wrist]")
+    demos: int = _f(0, "number of successful episodes to train on, in dataset order (0: all)", "demos=50",
+                    range=(0, 10**7))
+    views: List[str] = _f(("left", "wrist"), "camera views the cnn reads (channels stacked)", "views=[left,wrist]")
     actions: str = _f("tcp", "arm output: tcp (commanded TCP pose, then IK), absolute (joint targets) or "
-                      "delta (joint targets minus current angles)", "actions=absolute")
-    chunk: int = _f(8, "actions predicted per observation (action chunk, frames)", "chunk=8")
-    steps: int = _f(3000, "optimizer steps", "steps=3000")
-    batch_size: int = _f(256, "samples (frames) per step", "batch_size=128")
-    lr: float = _f(1e-3, "peak learning rate of AdamW (cosine decay to 0)", "lr=0.0003")
-    weight_decay: float = _f(1e-4, "AdamW weight decay", "weight_decay=0.0")
-    hidden: int = _f(256, "width of the hidden layers", "hidden=512")
-    layers: int = _f(3, "hidden layers of the action head", "layers=2")
-    width: int = _f(32, "channels of the cnn's first convolution", "width=16")
-    augment: int = _f(4, "cnn: random image shift of up to this many pixels during training (0: off)", "augment=0")
-    seed: int = _f(0, "seeds the weights and the batches (same seed, same weights)", "seed=1")
-    threads: int = _f(1, "torch CPU threads (the weights depend on it)", "threads=2")
-    checkpoint_every: int = _f(500, "steps between train_state.pt saves (for resume=true)", "checkpoint_every=100")
+                      "delta (joint targets minus current angles)", "actions=absolute", choices=ACTION_MODES)
+    chunk: int = _f(8, "actions predicted per observation (action chunk, frames)", "chunk=8", range=(1, 100))
+    steps: int = _f(3000, "optimizer steps", "steps=3000", range=(1, MAX_STEPS))
+    batch_size: int = _f(256, "samples (frames) per step", "batch_size=128", range=(1, 65536))
+    lr: float = _f(1e-3, "peak learning rate of AdamW (cosine decay to 0)", "lr=0.0003", range=(1e-12, 1.0))
+    weight_decay: float = _f(1e-4, "AdamW weight decay", "weight_decay=0.0", range=(0.0, 1.0))
+    hidden: int = _f(256, "width of the hidden layers", "hidden=512", range=(1, 8192))
+    layers: int = _f(3, "hidden layers of the action head", "layers=2", range=(1, 16))
+    width: int = _f(32, "channels of the cnn's first convolution", "width=16", range=(1, 512))
+    augment: int = _f(4, "cnn: random image shift of up to this many pixels during training [px] (0: off)",
+                      "augment=0", range=(0, 31))
+    seed: int = _f(0, "seeds the weights and the batches (same seed, same weights)", "seed=1", range=(0, 2**63 - 1))
+    threads: int = _f(1, "torch CPU threads (the weights depend on it)", "threads=2", range=(1, 256))
+    checkpoint_every: int = _f(500, "steps between train_state.pt saves (for resume=true)", "checkpoint_every=100",
+                               range=(1, MAX_STEPS))
     resume: bool = _f(False, "continue an interrupted run in out from train_state.pt", "resume=true")
     overwrite: bool = _f(False, "replace a policy already in out", "overwrite=true")
     progress: bool = _f(True, "show a progress bar", "progress=false")
 
     def validate(self) -> None:
+        """Every range and name (also when built directly, not through the command line)."""
         from .bc_model import MODEL_KINDS
 
         for key in ("data", "out"):
@@ -90,13 +98,14 @@ class TrainPolicyConfig:
                 raise ConfigError(f"{key}= is required (simfail train-policy data=DIR out=DIR)")
         if self.model not in MODEL_KINDS:
             raise UnknownNameError("policy model", self.model, MODEL_KINDS)
-        limits = {"demos": (0, 10**7), "chunk": (1, 100), "steps": (1, MAX_STEPS), "batch_size": (1, 65536),
-                  "hidden": (1, 8192), "layers": (1, 16), "width": (1, 512), "augment": (0, 31),
-                  "seed": (0, 2**63 - 1), "threads": (1, 256), "checkpoint_every": (1, MAX_STEPS)}
-        for key, (lo, hi) in limits.items():
-            v = getattr(self, key)
+        for f in fields(self):
+            rng = f.metadata.get("range")
+            v = getattr(self, f.name)
+            if rng is None or f.type in (float, "float"):
+                continue
+            lo, hi = rng
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ConfigError(f"{key} must be an integer in [{lo}, {hi}], got {v!r}")
+                raise ConfigError(f"{f.name} must be an integer in [{lo}, {hi}], got {v!r}")
         for key in ("lr", "weight_decay"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -108,60 +117,21 @@ class TrainPolicyConfig:
             raise ConfigError(f"weight_decay must be a number in [0, 1], got {self.weight_decay!r}")
         if self.actions not in ACTION_MODES:
             raise UnknownNameError("action mode", self.actions, ACTION_MODES)
+        if isinstance(self.views, str):
+            self.views = [self.views]
+        self.views = [str(v) for v in self.views]
         if self.model == "cnn" and not self.views:
             raise ConfigError("the cnn policy needs at least one view: views=[left,wrist]")
         if len(set(self.views)) != len(self.views):
             raise ConfigError(f"views repeats a view: {list(self.views)}")
 
+    def shown(self) -> dict[str, Any]:
+        return self.to_dict()
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["views"] = list(self.views)
         return d
-
-
-# ---------------------------------------------------------------------------- parsing
-
-def _convert(key: str, typ: Any, raw: str) -> Any:
-    raw = raw.strip()
-    if typ is bool:
-        low = raw.lower()
-        if low in ("true", "1", "yes"):
-            return True
-        if low in ("false", "0", "no"):
-            return False
-        raise ConfigError(f"{key} must be true or false, got {raw!r}")
-    if typ is int:
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
-    if typ is float:
-        try:
-            return float(raw)
-        except ValueError:
-            raise ConfigError(f"{key} must be a number, got {raw!r}") from None
-    if typing.get_origin(typ) is tuple:
-        return tuple(x.strip() for x in raw.strip("[]()").replace(",", " ").split() if x.strip())
-    return raw
-
-
-def parse_train_policy(args: list[str], *, validate: bool = True) -> TrainPolicyConfig:
-    """A config from ``key=value`` arguments (unknown keys and bad values: one error)."""
-    hints = typing.get_type_hints(TrainPolicyConfig)
-    names = [f.name for f in fields(TrainPolicyConfig)]
-    values: dict[str, Any] = {}
-    for a in args:
-        key, sep, raw = a.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"expected key=value, got {a!r} (e.g. simfail train-policy data=DIR out=DIR)")
-        if key not in names:
-            raise UnknownNameError("train-policy setting", key, names)
-        values[key] = _convert(key, hints[key], raw)
-    cfg = TrainPolicyConfig(**values)
-    if validate:
-        cfg.validate()
-    return cfg
 
 
 # ---------------------------------------------------------------------------- training set
@@ -434,16 +404,6 @@ def summary_table(s: dict[str, Any]) -> str:
         ["training time", f"{s['train_seconds']:.1f} s"],
     ]
     return format_table(["setting", "value"], rows) + f"\ncheckpoint: {s['checkpoint']}"
-
-
-def cmd_train_policy(args: list[str]) -> int:
-    """``simfail train-policy key=value ...``; ``--cfg`` prints the settings and exits."""
-    show = "--cfg" in args
-    cfg = parse_train_policy([a for a in args if a != "--cfg"], validate=not show)
-    if show:
-        print(json.dumps(cfg.to_dict(), indent=2))
-        return 0
-    return run(cfg)
 
 
 def run(cfg: TrainPolicyConfig) -> int:

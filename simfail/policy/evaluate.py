@@ -17,12 +17,9 @@ from typing import Any, Iterable
 import numpy as np
 
 from simfail.errors import SimfailError
+from simfail.policy.base import PolicyError, check_actions
 
-__all__ = ["EpisodeOutcome", "PolicyEvaluation", "PolicyActionError", "evaluate_policy", "heldout_seeds"]
-
-
-class PolicyActionError(SimfailError):
-    """A policy returned an action of the wrong shape or a non-finite one, or raised."""
+__all__ = ["EpisodeOutcome", "PolicyEvaluation", "evaluate_policy", "heldout_seeds"]
 
 
 @dataclass
@@ -82,20 +79,6 @@ def heldout_seeds(n: int, base_seed: int = 10_000) -> list[int]:
     return [scene_seed(base_seed, g, 0) for g in range(n)]
 
 
-def _checked_action(policy: Any, action: Any, seed: int, step: int) -> np.ndarray:
-    name = getattr(policy, "name", type(policy).__name__)
-    try:
-        a = np.asarray(action, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise PolicyActionError(f"policy {name} returned a non-numeric action at seed {seed}, step {step}: {exc}") from None
-    if a.shape != (8,):
-        raise PolicyActionError(f"policy {name} returned an action of shape {a.shape} at seed {seed}, step {step}; "
-                                "expected (8,): 7 joint targets [rad] + gripper [0, 1]")
-    if not np.all(np.isfinite(a)):
-        raise PolicyActionError(f"policy {name} returned a non-finite action at seed {seed}, step {step}: {a}")
-    return a
-
-
 def evaluate_policy(policy: Any, task: str, seeds: Iterable[int], *, fps: int = 10, progress: bool = False,
                     max_steps: int | None = None) -> PolicyEvaluation:
     """Run ``policy`` on each scene seed for the task's duration and label each episode.
@@ -104,8 +87,9 @@ def evaluate_policy(policy: Any, task: str, seeds: Iterable[int], *, fps: int = 
     ``(height, width)``). ``max_steps`` shortens the episodes (tests only).
 
     Raises:
-        PolicyActionError: the policy raised, or returned a wrong-shaped or non-finite action
-            (the message names the policy, the seed and the step).
+        PolicyError: the policy raised, or returned a wrong-shaped, non-finite or out-of-range
+            action (:func:`simfail.policy.base.check_actions`, the rollout's check; the message
+            names the policy, the seed and the step).
     """
     from simfail.env import SimfailEnv
 
@@ -120,6 +104,7 @@ def evaluate_policy(policy: Any, task: str, seeds: Iterable[int], *, fps: int = 
 
         it = tqdm(seeds, desc=f"evaluate {getattr(policy, 'name', 'policy')} on {task}", unit="ep")
     out: list[EpisodeOutcome] = []
+    low, high = np.asarray(env.action_space.low, np.float64), np.asarray(env.action_space.high, np.float64)
     name = getattr(policy, "name", type(policy).__name__)
     try:
         for s in it:
@@ -131,9 +116,10 @@ def evaluate_policy(policy: Any, task: str, seeds: Iterable[int], *, fps: int = 
                 except SimfailError:
                     raise
                 except Exception as exc:
-                    raise PolicyActionError(f"policy {name} raised at seed {s}, step {step}: "
+                    raise PolicyError(f"policy {name} raised at seed {s}, step {step}: "
                                             f"{type(exc).__name__}: {exc}") from exc
-                obs, _, _, _, _ = env.step(_checked_action(policy, raw, s, step))
+                action = check_actions(raw, 1, low, high, f"policy {name} at seed {s}, step {step}")[0]
+                obs, _, _, _, _ = env.step(action)
             success, events = env.task.detect(env.trace, env.scene.layout)
             progress = float(env.task.progress(env.trace, env.scene.layout)[-1])
             out.append(EpisodeOutcome(s, bool(success), [e.type for e in events], progress, list(events)))
