@@ -262,5 +262,11 @@ for _c in (
     Command("calibrate", "calibrate the realism fidelity thresholds on synthetic edits of a dataset",
             "simfail.realism.settings:CalibrateConfig", "simfail.realism.calibrate:run",
             example="simfail calibrate DIR out=report.json"),
+    Command("render-speed", "render speed (view-frames/s) of backend:preset pairs on one recorded episode",
+            "simfail.render.speed:RenderSpeedConfig", "simfail.render.speed:run",
+            example="simfail render-speed size=128 runs=[egl:fast,egl:lab,warp:fast]"),
+    Command("render-preview", "a PNG of one scene per render preset (rows) and view (columns)",
+            "simfail.render.preview:RenderPreviewConfig", "simfail.render.preview:run",
+            example="simfail render-preview out=preview.png size=256"),
 ):
     register(_c)

@@ -175,6 +175,10 @@ class Page:
         elif name == "train-policy":
             pytest.importorskip("torch")
             kv.update(TRAIN_POLICY_TINY)
+        elif name == "render-speed":
+            kv.update({"size": "64", "frames": "4"})
+        elif name == "render-preview":
+            kv["size"] = "64"
         elif name == "realism":
             model = kv.get("model", "identity")
             if model != "identity" and ":" not in model:  # a local diffusers folder: the tiny Wan-VACE

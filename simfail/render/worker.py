@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import mujoco
 import numpy as np
 
+from simfail.render.backends import make_renderer
 from simfail.render.renderer import MultiViewRenderer
 
 __all__ = ["RenderWorker", "render_states"]
@@ -29,8 +30,15 @@ Frames = dict[str, np.ndarray]
 def render_states(renderer: MultiViewRenderer, model: mujoco.MjModel, data: mujoco.MjData,
                   qpos: np.ndarray, out: Frames, first: int = 0) -> None:
     """Draw row ``f`` of ``qpos`` ``(T, nq)`` into frame ``f`` of every ``out[view]``
-    (``uint8 (T, H, W, 3)``) for ``f >= first``. ``data`` is posed by kinematics only."""
+    (``uint8 (T, H, W, 3)``) for ``f >= first``. ``data`` is posed by kinematics only.
+
+    A batch renderer (one with ``render_states_into``, e.g. the warp backend) draws all the
+    rows in as few calls as its batch allows instead."""
     views = renderer.views
+    if hasattr(renderer, "render_states_into"):
+        if first < len(qpos):
+            renderer.render_states_into(qpos[first:], {v: out[v][first:] for v in views})
+        return
     for f in range(first, len(qpos)):
         data.qpos[:] = qpos[f]
         mujoco.mj_kinematics(model, data)
@@ -44,12 +52,14 @@ class RenderWorker:
     Args:
         model: The compiled scene (read only; shared with the simulation core).
         views, width, height: As for :class:`MultiViewRenderer`.
+        backend: ``render.backend`` name (:mod:`simfail.render.backends`); ``egl`` by default.
 
     Raises:
         RenderBackendError: no OpenGL context could be created (raised here, not later).
     """
 
-    def __init__(self, model: mujoco.MjModel, views: tuple[str, ...], width: int, height: int):
+    def __init__(self, model: mujoco.MjModel, views: tuple[str, ...], width: int, height: int,
+                 backend: str = "egl"):
         self.model = model
         self.views = tuple(views)
         self.width, self.height = int(width), int(height)
@@ -61,7 +71,7 @@ class RenderWorker:
         self._pending: list[Future] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simfail-render")
         try:
-            self._renderer = self._pool.submit(MultiViewRenderer, model, self.views, width, height).result()
+            self._renderer = self._pool.submit(make_renderer, backend, model, self.views, width, height).result()
         except BaseException:
             self._pool.shutdown(wait=True)
             raise
