@@ -289,6 +289,10 @@ for _c in (
             "simfail.policy.rollout:RolloutConfig", "simfail.policy.rollout:rollout_main",
             split="simfail.policy.rollout:split_policy_args",
             example="simfail rollout policy=expert task=pick_place seeds=2 samples=2 out=DIR"),
+    Command("train-policy", "behaviour cloning (bc) on a dataset's successful episodes",
+            "simfail.policy.bc_train:TrainPolicyConfig", "simfail.policy.bc_train:run",
+            example="simfail train-policy data=DIR out=POLICY_DIR (then simfail rollout policy=bc "
+                    "policy.checkpoint=POLICY_DIR)"),
     Command("calibrate", "calibrate the realism fidelity thresholds on synthetic edits of a dataset",
             "simfail.realism.settings:CalibrateConfig", "simfail.realism.calibrate:run",
             example="simfail calibrate DIR out=report.json"),

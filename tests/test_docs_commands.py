@@ -104,6 +104,8 @@ def wan_model(tmp_path_factory):
 GENERATE_TINY = {"groups": "1", "render.width": "64", "render.height": "64", "progress": "false"}
 TRAIN_TINY = ["epochs=1", "batches_per_epoch=2", "batch_size=4", "clip_frames=8", "frame_size=16", "net.feat_dim=16",
               "net.width=8", "net.hidden=16", "text.dim=16", "progress=false"]
+TRAIN_POLICY_TINY = {"steps": "4", "batch_size": "8", "hidden": "16", "layers": "1", "chunk": "3", "width": "4",
+                     "progress": "false"}
 EVALUATE_TINY = {"bootstrap": "20", "curves": "1", "video": "none", "progress": "false"}
 ROLLOUT_TINY = {"seeds": "1", "samples": "1", "render.width": "64", "render.height": "64", "progress": "false"}
 REALISM_TINY = {"steps": "2", "strength": "0.7", "guidance_scale": "1.5", "resolution": "[32,96]", "chunk_frames": "9",
@@ -172,6 +174,9 @@ class Page:
         elif name == "train-reward":
             pytest.importorskip("torch")
             kv.update(dict(a.split("=", 1) for a in TRAIN_TINY))
+        elif name == "train-policy":
+            pytest.importorskip("torch")
+            kv.update(TRAIN_POLICY_TINY)
         elif name == "render-speed":
             kv.update({"size": "64", "frames": "4"})
         elif name == "render-preview":
@@ -245,6 +250,8 @@ def test_rewrite_keeps_what_the_page_wrote_and_swaps_the_rest(tmp_path, request)
     r = page.rewrite(["realism", "data=DIR", "out=o", "model=/models/wan", "device=cuda"])
     assert "model=/S/wan" in r and "device=cpu" in r and "prompt_embeds=/S/e" in r and "data=/S/data" in r
     assert "model=identity" in page.rewrite(["realism", "data=DIR", "out=o", "model=identity"])
+    t = page.rewrite(["train-policy", "data=DIR", "out=p", "steps=3000", "batch_size=256"])
+    assert "steps=4" in t and "batch_size=8" in t and "data=/S/data" in t
     assert re.search(r"model\.checkpoint=/S/model", " ".join(page.rewrite(["evaluate", "model=rewind",
                                                                             "model.checkpoint=M"])))
 

@@ -23,6 +23,7 @@ _REGISTRY: dict[str, Callable[..., Any]] = {}
 BUILTIN_MODULES: tuple[str, ...] = (
     "simfail.policy.expert",
     "simfail.policy.lerobot",
+    "simfail.policy.bc",
 )
 
 
