@@ -30,6 +30,7 @@ from simfail.core.task import Task, get_task, task_names
 from simfail.env import SimfailEnv
 from simfail.errors import ExpertFailedError, SimulationUnstableError, UnknownNameError
 from simfail.labels.scoring import dense_reward, episode_score, failure_mask
+from simfail.labels.visibility import SEG_SIZE, apply_visibility, visibility_queries
 from simfail.render.worker import RenderWorker
 
 STATE_NAMES = [f"joint{i}" for i in range(1, 8)] + ["finger_joint1", "finger_joint2"]
@@ -50,11 +51,13 @@ class VariantSpec:
 class GroupTiming:
     """Seconds spent on a group. ``physics`` (+ IK) and ``labels`` run on the calling thread;
     ``render`` is the render worker's own time, overlapped with the physics; ``render_wait`` is
-    how long the thread that collected the frames waited for the worker to finish."""
+    how long the thread that collected the frames waited for the worker to finish;
+    ``visibility`` is the worker's segmentation pass that sets the events' visible frames."""
 
     physics: float = 0.0
     render: float = 0.0
     labels: float = 0.0
+    visibility: float = 0.0
     render_wait: float = 0.0
     frames_rendered: int = 0
     frames_written: int = 0
@@ -72,6 +75,8 @@ class GroupResult:
     #: frames still being drawn: the worker and, per episode, the future of its frames
     _render: RenderWorker | None = field(default=None, repr=False)
     _frames: list[Future] = field(default_factory=list, repr=False)
+    #: per episode, the future of its events' per-view visible frames (None: no events)
+    _visibility: list[Future | None] = field(default_factory=list, repr=False)
 
     @property
     def frames_ready(self) -> bool:
@@ -88,18 +93,22 @@ class GroupResult:
         try:
             for ep, fut in zip(self.episodes, self._frames):
                 ep.frames = fut.result()
+            for ep, fut in zip(self.episodes, self._visibility):
+                if fut is not None:
+                    apply_visibility(ep, fut.result())
             ok = True
         finally:
             worker.close(cancel=not ok)
-            self._render, self._frames = None, []
+            self._render, self._frames, self._visibility = None, [], []
             self.timing.render += worker.render_s
+            self.timing.visibility += worker.visibility_s
             self.timing.render_wait += time.perf_counter() - t0
 
     def cancel_frames(self) -> None:
         """Drop the frames still being drawn and free the render worker (on an error path)."""
         worker = self._render
         if worker is not None:
-            self._render, self._frames = None, []
+            self._render, self._frames, self._visibility = None, [], []
             worker.close(cancel=True)
 
 
@@ -214,14 +223,22 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     else:
         raise ExpertFailedError(f"group {group_id}: the expert failed on {MAX_ATTEMPTS} seeds in a row: {rejected}")
 
-    worker = RenderWorker(scene.model, VIEWS, cfg.render.width, cfg.render.height) if render else None
+    worker = RenderWorker(scene.model, VIEWS, cfg.render.width, cfg.render.height, seg_size=SEG_SIZE) if render else None
     frames: list[Future] = []
+    seen: list[Future | None] = []  # per episode: its events' camera visibility (None: no events)
+
+    def see(ep: EpisodeRecord, res: RolloutResult) -> None:
+        if worker is not None:
+            queries = visibility_queries(scene.model, core.robot.body_ids, ep.failures, res.trace)
+            seen.append(worker.submit_visibility(res.trace.qpos, queries) if queries else None)
+
     try:
         if worker is not None:
             # the expert is drawn from its saved states (the physics already ran once)
             expert_frames = worker.submit(base.trace.qpos)
             frames.append(expert_frames)
         episodes = [_record(task, scene, base, group_id, "expert", {}, fps)]
+        see(episodes[0], base)
         perts = task.perturbations()
         for spec in variant_plan(task, cfg, seed):
             rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(spec.name.encode()), 2]))
@@ -250,6 +267,7 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
             params = {"name": spec.perturbation, "kind": spec.kind, "magnitude": round(spec.magnitude, 4),
                       "onset_time_s": round(applied.onset_time, 4), "onset_frame": k, **applied.params}
             episodes.append(_record(task, scene, res, group_id, spec.name, params, fps))
+            see(episodes[-1], res)
             timing.labels += time.perf_counter() - t0
     except BaseException:
         if worker is not None:
@@ -262,7 +280,7 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     if worker is not None:
         assert len(frames) == len(episodes), "one frame future per written episode"
         timing.frames_rendered = worker.frames_rendered
-        result._render, result._frames = worker, frames
+        result._render, result._frames, result._visibility = worker, frames, seen
         if not defer_frames:
             result.wait_frames()
     return result
@@ -486,12 +504,13 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
             bar.set_postfix(task=name, episodes=sum(len(r.episodes) for r in results))
     t_write = [sink.write_s + sink.finalize_s]
     for res in results:  # render times are final once the sink has written every group
-        for k in ("physics", "render", "labels", "frames_rendered", "frames_written"):
+        for k in ("physics", "render", "labels", "visibility", "frames_rendered", "frames_written"):
             setattr(timing, k, getattr(timing, k) + getattr(res.timing, k))
     writer.finalize(_meta(cfg, probes, seeds))
     summary = summarize(results)
     summary.update({"skipped_groups": sorted(done), "seconds": time.perf_counter() - t_start,
                     "time": {"physics": timing.physics, "render": timing.render, "labels": timing.labels,
+                             "visibility": timing.visibility,
                              "write_encode": t_write[0]},
                     "out": str(writer.root)})
     return summary
