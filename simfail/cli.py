@@ -125,8 +125,8 @@ def cmd_generate(overrides: list[str]) -> int:
 
 
 def _bench_options(overrides: list[str]) -> tuple[list[str], int, str | None]:
-    """Split bench's own keys (``repeats=N``, ``json=PATH``) from the generate overrides."""
-    rest, repeats, json_path = [], 1, None
+    """Split bench's own keys (``repeats=N``, ``json=PATH``, ``visibility=true|false``) from the generate overrides."""
+    rest, repeats, json_path, visibility = [], 1, None, True
     for o in overrides:
         key, sep, value = o.partition("=")
         if sep and key == "repeats":
@@ -136,25 +136,29 @@ def _bench_options(overrides: list[str]) -> tuple[list[str], int, str | None]:
                 raise ConfigError(f"repeats must be a whole number >= 1, got {value!r}") from None
             if repeats < 1:
                 raise ConfigError(f"repeats must be a whole number >= 1, got {value!r}")
+        elif sep and key == "visibility":
+            if value not in ("true", "false"):
+                raise ConfigError(f"visibility must be true or false, got {value!r}")
+            visibility = value == "true"
         elif sep and key == "json":
             if not value:
                 raise ConfigError("json= needs a file path")
             json_path = value
         else:
             rest.append(o)
-    return rest, repeats, json_path
+    return rest, repeats, json_path, visibility
 
 
 def cmd_bench(overrides: list[str]) -> int:
     from simfail.bench import BenchConfig, bench_table, run_bench
 
-    rest, repeats, json_path = _bench_options(overrides)
+    rest, repeats, json_path, visibility = _bench_options(overrides)
     cfg = _generate_config(rest)
     if cfg.task == "all":
         raise ConfigError("bench measures one task at a time: pass task=<name> (see simfail list)")
     if json_path is not None and not os.access(os.path.dirname(os.path.abspath(json_path)), os.W_OK):
         raise ConfigError(f"json: cannot write to {os.path.dirname(os.path.abspath(json_path))}")
-    result = run_bench(BenchConfig(generate=cfg, repeats=repeats))
+    result = run_bench(BenchConfig(generate=cfg, repeats=repeats, visibility=visibility))
     print(bench_table(result))
     if json_path is not None:
         from simfail.learn.checkpoint import atomic_write_bytes

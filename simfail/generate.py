@@ -61,6 +61,7 @@ class GroupTiming:
     render_wait: float = 0.0
     frames_rendered: int = 0
     frames_written: int = 0
+    frames_segmented: int = 0
 
 
 @dataclass
@@ -102,6 +103,7 @@ class GroupResult:
             self._render, self._frames, self._visibility = None, [], []
             self.timing.render += worker.render_s
             self.timing.visibility += worker.visibility_s
+            self.timing.frames_segmented += worker.seg_frames
             self.timing.render_wait += time.perf_counter() - t0
 
     def cancel_frames(self) -> None:
@@ -177,7 +179,8 @@ def _record(task: Task, scene: BuiltScene, res: RolloutResult, group_id: int, va
 
 
 def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bool = True,
-                   env: SimfailEnv | None = None, defer_frames: bool = False) -> GroupResult:
+                   env: SimfailEnv | None = None, defer_frames: bool = False,
+                   visibility: bool = True) -> GroupResult:
     """Build, roll out, render and label one counterfactual group.
 
     ``env`` is the Gymnasium environment whose simulation core runs the group; pass one to
@@ -188,6 +191,10 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     its physics and labels are done and the frames arrive later: call
     :meth:`GroupResult.wait_frames` (the dataset writer's thread does) before reading
     ``episode.frames``; the main thread can meanwhile start the next group.
+
+    With ``render`` and ``visibility`` the events' visible frames come from the cameras
+    (:mod:`simfail.labels.visibility`, on the render worker); otherwise they stay the
+    detectors' physics frames and ``visible_frames`` / ``visible_in`` are None.
 
     Raises:
         ExpertFailedError: no seed in ``MAX_ATTEMPTS`` attempts gave a clean expert success.
@@ -223,12 +230,13 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     else:
         raise ExpertFailedError(f"group {group_id}: the expert failed on {MAX_ATTEMPTS} seeds in a row: {rejected}")
 
-    worker = RenderWorker(scene.model, VIEWS, cfg.render.width, cfg.render.height, seg_size=SEG_SIZE) if render else None
+    seg_size = SEG_SIZE if visibility else 0
+    worker = RenderWorker(scene.model, VIEWS, cfg.render.width, cfg.render.height, seg_size=seg_size) if render else None
     frames: list[Future] = []
     seen: list[Future | None] = []  # per episode: its events' camera visibility (None: no events)
 
     def see(ep: EpisodeRecord, res: RolloutResult) -> None:
-        if worker is not None:
+        if worker is not None and visibility:
             queries = visibility_queries(scene.model, core.robot.body_ids, ep.failures, res.trace)
             seen.append(worker.submit_visibility(res.trace.qpos, queries) if queries else None)
 
@@ -504,7 +512,7 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
             bar.set_postfix(task=name, episodes=sum(len(r.episodes) for r in results))
     t_write = [sink.write_s + sink.finalize_s]
     for res in results:  # render times are final once the sink has written every group
-        for k in ("physics", "render", "labels", "visibility", "frames_rendered", "frames_written"):
+        for k in ("physics", "render", "labels", "visibility", "frames_rendered", "frames_written", "frames_segmented"):
             setattr(timing, k, getattr(timing, k) + getattr(res.timing, k))
     writer.finalize(_meta(cfg, probes, seeds))
     summary = summarize(results)
