@@ -331,8 +331,11 @@ def summarize(results: list[GroupResult]) -> dict[str, Any]:
         name = e.perturbation.get("name", e.variant)
         realized.setdefault(name, [0, 0])
         realized[name][1] += 1
+    # failure events by how many camera views show them ("unknown": visibility not computed)
+    views = Counter("unknown" if ev.visible_in is None else str(len(ev.visible_in)) for e in eps for ev in e.failures)
     return {"episodes": len(eps), "groups": len(results), "success": sum(e.success for e in eps),
-            "failures_by_type": dict(sorted(by_type.items())), "variants": realized}
+            "failures_by_type": dict(sorted(by_type.items())), "variants": realized,
+            "events_by_views": {k: views.get(k, 0) for k in ("0", "1", "2", "3", "unknown")}}
 
 
 def config_dict(cfg: GenerateConfig) -> dict[str, Any]:
@@ -544,6 +547,8 @@ def _meta(cfg: GenerateConfig, models: dict[str, mujoco.MjModel], seeds: dict[in
             "score": "100 (success) or 60*final progress, minus 50*severity per safety event and "
                      "25*severity per quality event, clipped to [0, 100]",
             "failure": "true from the visible frame of the first failure event",
+            "visible_frame": "earliest frame a camera view shows the event (visible_frames per view, from 64x64 "
+                             "geom segmentation, docs/visibility.md); the physics frame where no view does (visible_in: [])",
             "action": "action[t] is the command issued after observing frame t: 7 joint targets [rad], gripper close in [0,1]",
         },
     }
