@@ -65,8 +65,8 @@ def test_times_and_ratios(result: BenchResult) -> None:
 
 def test_visibility_pass_is_measured_on_its_own_line(result: BenchResult) -> None:
     run = result.runs[0]
-    # the drop variant has an event: its frames from the onset on were segmented, in three views
-    assert run.visibility > 0 and run.frames_segmented > 0 and run.frames_segmented % len(VIEWS) == 0
+    # the drop variant has an event: view-frames from its onset on were segmented
+    assert run.visibility > 0 and run.frames_segmented > 0
     assert result.summary["visibility_s"] == pytest.approx(run.visibility)
     assert result.settings["visibility"] is True
     line = next(ln for ln in bench_table(result).splitlines() if ln.startswith("visibility (thread)"))

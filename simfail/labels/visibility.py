@@ -211,30 +211,32 @@ def shows(q: VisibilityQuery, lab: np.ndarray, ref: np.ndarray | None, t: int) -
     return False
 
 
-def resolve(queries: list[VisibilityQuery], n_frames: int, ngeom: int,
-            segment: Callable[[int], dict[str, np.ndarray]]) -> list[dict[str, int | None]]:
+def resolve(queries: list[VisibilityQuery], n_frames: int, ngeom: int, views: tuple[str, ...],
+            segment: Callable[[int, tuple[str, ...]], dict[str, np.ndarray]]) -> list[dict[str, int | None]]:
     """``[{view: first frame that view shows the event, or None}]``, one per query.
 
-    ``segment(t)`` returns ``{view: int32 (H, W)}`` model geom ids (``-1``: none) of frame
-    ``t``. Frames are segmented lazily and at most once: from each query's reference and start
-    until every view has seen the event (or, for a view that never does, to the last frame).
+    ``segment(t, views)`` returns ``{view: int32 (H, W)}`` model geom ids (``-1``: none) of
+    frame ``t`` for the requested views. Each view-frame is segmented lazily and at most once:
+    from each query's reference and start until every view has seen the event (for a view that
+    never does, to the last frame); a view that has seen it is not drawn again for that query.
     """
     cache: dict[int, dict[str, np.ndarray]] = {}
 
-    def seg(t: int) -> dict[str, np.ndarray]:
-        if t not in cache:
-            cache[t] = segment(t)
-        return cache[t]
+    def seg(t: int, want) -> dict[str, np.ndarray]:
+        have = cache.setdefault(t, {})
+        missing = tuple(v for v in views if v in want and v not in have)
+        if missing:
+            have.update(segment(t, missing))
+        return have
 
     out = []
     for q in queries:
         labels = _Labels(q, ngeom)
-        views = list(seg(min(q.start, n_frames - 1)))
-        ref = None if q.rule == "state" else {v: labels(i) for v, i in seg(q.reference).items()}
+        ref = None if q.rule == "state" else {v: labels(i) for v, i in seg(q.reference, views).items()}
         found: dict[str, int | None] = {v: None for v in views}
         pending = set(views)
         for t in range(q.start, n_frames):
-            ids = seg(t)
+            ids = seg(t, pending)
             for v in sorted(pending):
                 if shows(q, labels(ids[v]), None if ref is None else ref[v], t):
                     found[v] = t

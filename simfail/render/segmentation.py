@@ -49,8 +49,9 @@ class SegmentationRenderer(MultiViewRenderer):
         return lut
 
     def render_ids_into(self, data: mujoco.MjData, out: dict[str, np.ndarray]) -> None:
-        """Write the geom ids of every view of ``data``'s (posed) state into ``out[view]``,
-        an ``int32 (H, W)`` array, rows top-down."""
+        """Write the geom ids of the views named in ``out`` (a subset of :attr:`views`; the
+        others are not drawn) for ``data``'s (posed) state into ``out[view]``, an
+        ``int32 (H, W)`` array, rows top-down."""
         if self._con is None:
             from simfail.errors import RenderBackendError
 
@@ -59,6 +60,8 @@ class SegmentationRenderer(MultiViewRenderer):
         m, scn, con, opt = self._model, self._scene, self._con, self._option
         cat = mujoco.mjtCatBit.mjCAT_ALL.value
         for k, (cam, tile) in enumerate(zip(self._cameras, self._tiles)):
+            if self.views[k] not in out:
+                continue
             mujoco.mjv_updateScene(m, data, opt, None, cam, cat, scn)
             self._lut[k] = self._scene_lut()  # ~20 us; exact even if the scene's geoms change
             mujoco.mjr_render(tile, scn, con)
@@ -67,12 +70,15 @@ class SegmentationRenderer(MultiViewRenderer):
         ids = rgb[..., 0] | (rgb[..., 1] << 8) | (rgb[..., 2] << 16)
         w = self.width
         for k, v in enumerate(self.views):
+            if v not in out:
+                continue
             lut = self._lut[k]
             tile = ids[:, k * w : (k + 1) * w]
             np.copyto(out[v], lut[np.clip(tile, 0, len(lut) - 1)])
 
-    def render_ids(self, data: mujoco.MjData) -> dict[str, np.ndarray]:
-        """``{view: int32 (H, W)}`` geom ids of ``data``'s posed state (new arrays)."""
-        out = {v: np.empty((self.height, self.width), dtype=np.int32) for v in self.views}
+    def render_ids(self, data: mujoco.MjData, views: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """``{view: int32 (H, W)}`` geom ids of ``data``'s posed state (new arrays), for
+        ``views`` (default: all)."""
+        out = {v: np.empty((self.height, self.width), dtype=np.int32) for v in (views or self.views)}
         self.render_ids_into(data, out)
         return out

@@ -122,14 +122,14 @@ class RenderWorker:
         t0 = time.perf_counter()
         seg, d, m = self._seg, self._data, self.model
 
-        def segment(f: int) -> dict[str, np.ndarray]:
+        def segment(f: int, views: tuple[str, ...]) -> dict[str, np.ndarray]:
             d.qpos[:] = qpos[f]
             mujoco.mj_kinematics(m, d)
             mujoco.mj_camlight(m, d)
-            self.seg_frames += len(self.views)
-            return seg.render_ids(d)
+            self.seg_frames += len(views)
+            return seg.render_ids(d, views)
 
-        out = resolve(queries, len(qpos), m.ngeom, segment)
+        out = resolve(queries, len(qpos), m.ngeom, self.views, segment)
         self.visibility_s += time.perf_counter() - t0
         return out
 
