@@ -23,7 +23,8 @@ T = 12
 MOVE = 5
 
 # Three cameras aim at the block on a table. Tall walls stand between the block and the
-# left and right cameras; the wrist camera looks down from above, past them. "hidden" lies
+# left and right cameras; the wrist camera rides on a free body ("arm") and looks down from
+# above, past them. "hidden" lies
 # under the table top and "far" outside every camera's field of view.
 SCENE = """
 <mujoco>
@@ -33,7 +34,11 @@ SCENE = """
     <body name="focus" pos="0 0 0.03"/>
     <camera name="left" pos="-0.8 0 0.4" mode="targetbody" target="focus" fovy="50"/>
     <camera name="right" pos="0.8 0 0.4" mode="targetbody" target="focus" fovy="50"/>
-    <camera name="wrist" pos="0 0.05 1.0" mode="targetbody" target="focus" fovy="50"/>
+    <body name="arm" pos="0 0.05 1.0">
+      <freejoint/>
+      <camera name="wrist" fovy="50"/>
+      <geom type="sphere" size="0.01" contype="0" conaffinity="0"/>
+    </body>
     <geom name="wall_left" type="box" pos="-0.25 0 0.3" size="0.01 0.3 0.3"/>
     <geom name="wall_right" type="box" pos="0.25 0 0.3" size="0.01 0.3 0.3"/>
     <body name="block" pos="0 0 0.03"><freejoint/><geom type="box" size="0.03 0.03 0.03" rgba="1 0 0 1"/></body>
@@ -115,6 +120,17 @@ def test_an_object_that_does_not_change_is_not_visibly_changed(model):
     qpos = _qpos(model, {})
     (frames,) = _views(model, qpos, [_event("topple", ("block",))])
     assert frames == {"left": None, "right": None, "wrist": None}
+
+
+def test_a_moving_camera_does_not_make_a_still_object_visibly_changed(model):
+    # the wrist camera moves 6 cm: the block shifts in its image, but it has not moved
+    qpos = _qpos(model, {"arm": (0.06, 0.0, 0.0)})
+    (frames,) = _views(model, qpos, [_event("topple", ("block",))])
+    assert frames == {v: None for v in VIEWS}
+    # the block moving while the camera moves is seen
+    qpos = _qpos(model, {"arm": (0.06, 0.0, 0.0), "block": (0.0, 0.05, 0.0)})
+    (frames,) = _views(model, qpos, [_event("topple", ("block",))])
+    assert frames == {"left": None, "right": None, "wrist": MOVE}
 
 
 @pytest.mark.parametrize("body", ["hidden", "far"])

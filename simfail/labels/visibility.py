@@ -6,14 +6,16 @@ segmentation renders of the recorded states (:class:`~simfail.render.segmentatio
 at :data:`SEG_SIZE` x :data:`SEG_SIZE` pixels per view):
 
 * the event's **subject** is the geoms of the bodies it names (each body with its subtree):
-  the first object that is not the robot (``spill``: the nuts; ``gripper_wiping``: the pushed
-  marks; an event that names only the robot: the robot);
+  the first object that is not the robot (``spill`` and ``wrong_container``: the nuts;
+  ``gripper_wiping``: the pushed marks; an event that names only the robot: the robot);
 * the subject is **on screen** in a view at frame ``t`` when at least :data:`MIN_PIXELS` of its
   pixels are drawn there (the z-buffer leaves only unoccluded pixels);
-* the subject has **visibly changed** at ``t`` against its appearance at the reference frame
-  (the event's onset) when, on the pixels the robot covers in neither frame, the IoU of its two
-  masks is at most :data:`IOU_MAX` or their centroids are :data:`SHIFT_PX` or more apart. A
-  subject hidden at the reference that comes into view counts as changed (IoU 0);
+* the subject has **visibly changed** at ``t`` when its mask differs from the mask it would
+  have at ``t`` had it stayed where it was at the reference frame (the event's onset): the
+  same view of state ``t`` rendered with the subject's joints held at their reference values,
+  so the camera (the wrist camera moves), the robot and every occluder are the same in both.
+  Changed: mask IoU at most :data:`IOU_MAX`, or centroids :data:`SHIFT_PX` or more apart. A
+  subject that would be hidden but has come into view counts as changed (IoU 0);
 * for **contact** events the contact is on screen when, on a frame with contact impulse between
   the robot and the subject, a robot pixel touches (8-neighbourhood) a subject pixel.
 
@@ -34,7 +36,7 @@ the event: ``visible_in == []``). Thresholds are stated for 64x64 views and scal
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import mujoco
@@ -72,7 +74,7 @@ RULE_BY_TYPE: dict[str, str] = {
 
 #: Subject bodies of event types whose named objects are not what moves (regex on body names,
 #: or ``"rest"``: every named object after the first).
-SUBJECT_OVERRIDE: dict[str, str] = {"spill": r"nut\d+", "gripper_wiping": "rest"}
+SUBJECT_OVERRIDE: dict[str, str] = {"spill": r"nut\d+", "wrong_container": r"nut\d+", "gripper_wiping": "rest"}
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class VisibilityQuery:
         start: First frame that may count.
         reference: Frame whose appearance the change test compares with.
         contact: ``(T,)`` bool, frames with contact impulse between robot and subject, or None.
+        moving: ``qpos`` addresses of the joints that move the subject (its own and its
+            ancestors', not the robot's): the unmoved counterfactual holds them at ``reference``.
     """
 
     rule: str
@@ -95,6 +99,13 @@ class VisibilityQuery:
     start: int
     reference: int
     contact: np.ndarray | None = None
+    moving: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def unmoved(self, qpos: np.ndarray, t: int) -> np.ndarray:
+        """State ``t`` with the subject held where it was at the reference frame."""
+        row = np.array(qpos[t], dtype=np.float64, copy=True)
+        row[self.moving] = qpos[self.reference][self.moving]
+        return row
 
 
 def _subtree_geoms(model: mujoco.MjModel, bodies: set[int]) -> np.ndarray:
@@ -103,6 +114,25 @@ def _subtree_geoms(model: mujoco.MjModel, bodies: set[int]) -> np.ndarray:
     for b in range(model.nbody):  # parents precede children in MuJoCo's body order
         inside[b] = b in bodies or (b > 0 and inside[model.body_parentid[b]])
     return np.flatnonzero(inside[model.geom_bodyid]).astype(np.int32)
+
+
+def _moving_qpos(model: mujoco.MjModel, bodies: set[int], robot_bodies: set[int]) -> np.ndarray:
+    """qpos addresses of the joints of ``bodies``, their subtrees and their ancestors (the
+    robot's excepted)."""
+    inside = np.zeros(model.nbody, dtype=bool)
+    for b in range(model.nbody):  # subtrees
+        inside[b] = b in bodies or (b > 0 and inside[model.body_parentid[b]])
+    for b in list(bodies):  # ancestors
+        p = int(model.body_parentid[b])
+        while p > 0:
+            inside[p] = True
+            p = int(model.body_parentid[p])
+    for b in robot_bodies:
+        inside[b] = False
+    width = {0: 7, 1: 4, 2: 1, 3: 1}
+    idx = [np.arange(model.jnt_qposadr[j], model.jnt_qposadr[j] + width[int(model.jnt_type[j])])
+           for j in range(model.njnt) if inside[model.jnt_bodyid[j]]]
+    return np.concatenate(idx).astype(np.int64) if idx else np.zeros(0, dtype=np.int64)
 
 
 def _bodies_named(model: mujoco.MjModel, name: str, robot_bodies: set[int]) -> set[int]:
@@ -146,7 +176,8 @@ def visibility_queries(model: mujoco.MjModel, robot_bodies, events: list[Failure
                 for n in names:
                     contact |= trace.impulse("robot", n) > 1e-4
         start = e.visible_frame if rule == "state" else e.onset_frame
-        out.append(VisibilityQuery(rule, _subtree_geoms(model, subj), robot_geoms, int(start), int(e.onset_frame), contact))
+        out.append(VisibilityQuery(rule, _subtree_geoms(model, subj), robot_geoms, int(start), int(e.onset_frame),
+                                   contact, _moving_qpos(model, subj, robot)))
     return out
 
 
@@ -184,11 +215,13 @@ class _Labels:
         return self.lut[ids + 1]
 
 
-def shows(q: VisibilityQuery, lab: np.ndarray, ref: np.ndarray | None, t: int) -> bool:
+def shows(q: VisibilityQuery, lab: np.ndarray, unmoved: np.ndarray | None, t: int) -> bool:
     """Whether one view shows the event at frame ``t``.
 
-    ``lab`` / ``ref``: that view's label images (1 subject, 2 robot, 0 other; ``uint8 (H, W)``)
-    at ``t`` and at the query's reference frame (``None`` for ``state`` queries).
+    ``lab``: that view's label image at ``t`` (1 subject, 2 robot, 0 other; ``uint8 (H, W)``);
+    ``unmoved``: the same view of state ``t`` with the subject held at its reference pose
+    (``None`` for ``state`` queries). Camera, robot and occluders are the same in both, so
+    their difference is the subject's own motion since the reference.
     """
     h, w = lab.shape
     min_px, shift_px = _scaled(w, h)
@@ -197,50 +230,57 @@ def shows(q: VisibilityQuery, lab: np.ndarray, ref: np.ndarray | None, t: int) -
         return False
     if q.rule == "state":
         return True
-    robot = lab == 2
-    valid = ~(robot | (ref == 2))
-    a, b = (ref == 1) & valid, subj & valid
-    union = int((a | b).sum())
-    if union:
-        if (a & b).sum() / union <= IOU_MAX:
-            return True
-        if a.any() and b.any() and np.linalg.norm(_centroid(a) - _centroid(b)) >= shift_px:
-            return True
+    a = unmoved == 1
+    union = int((a | subj).sum())
+    if (a & subj).sum() / union <= IOU_MAX:
+        return True
+    if a.any() and np.linalg.norm(_centroid(a) - _centroid(subj)) >= shift_px:
+        return True
     if q.rule == "contact" and q.contact is not None and q.contact[t]:
-        return _touches(subj, robot)
+        return _touches(subj, lab == 2)
     return False
 
 
-def resolve(queries: list[VisibilityQuery], n_frames: int, ngeom: int, views: tuple[str, ...],
-            segment: Callable[[int, tuple[str, ...]], dict[str, np.ndarray]]) -> list[dict[str, int | None]]:
+def resolve(queries: list[VisibilityQuery], qpos: np.ndarray, ngeom: int, views: tuple[str, ...],
+            segment: Callable[[np.ndarray, tuple[str, ...]], dict[str, np.ndarray]]) -> list[dict[str, int | None]]:
     """``[{view: first frame that view shows the event, or None}]``, one per query.
 
-    ``segment(t, views)`` returns ``{view: int32 (H, W)}`` model geom ids (``-1``: none) of
-    frame ``t`` for the requested views. Each view-frame is segmented lazily and at most once:
-    from each query's reference and start until every view has seen the event (for a view that
-    never does, to the last frame); a view that has seen it is not drawn again for that query.
+    ``qpos`` ``(T, nq)`` are the recorded states; ``segment(state, views)`` returns
+    ``{view: int32 (H, W)}`` model geom ids (``-1``: none) of one state for the requested
+    views. Recorded frames are segmented lazily and at most once per view, from each query's
+    start until every view has seen the event (for a view that never does, to the last frame);
+    ``change`` and ``contact`` queries also segment their unmoved counterfactual of each frame
+    they test.
     """
+    n_frames = len(qpos)
     cache: dict[int, dict[str, np.ndarray]] = {}
 
     def seg(t: int, want) -> dict[str, np.ndarray]:
         have = cache.setdefault(t, {})
         missing = tuple(v for v in views if v in want and v not in have)
         if missing:
-            have.update(segment(t, missing))
+            have.update(segment(qpos[t], missing))
         return have
 
     out = []
     for q in queries:
         labels = _Labels(q, ngeom)
-        ref = None if q.rule == "state" else {v: labels(i) for v, i in seg(q.reference, views).items()}
         found: dict[str, int | None] = {v: None for v in views}
-        pending = set(views)
+        pending = [v for v in views]
         for t in range(q.start, n_frames):
             ids = seg(t, pending)
-            for v in sorted(pending):
-                if shows(q, labels(ids[v]), None if ref is None else ref[v], t):
+            unmoved = None
+            if q.rule != "state":
+                # only views where the subject is on screen need the counterfactual
+                on = tuple(v for v in pending if (labels(ids[v]) == 1).sum() >= _scaled(*ids[v].shape[::-1])[0])
+                unmoved = segment(q.unmoved(qpos, t), on) if on else {}
+            for v in list(pending):
+                lab = labels(ids[v])
+                if q.rule != "state" and v not in unmoved:
+                    continue
+                if shows(q, lab, None if unmoved is None else labels(unmoved[v]), t):
                     found[v] = t
-                    pending.discard(v)
+                    pending.remove(v)
             if not pending:
                 break
         out.append(found)

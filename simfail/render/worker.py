@@ -122,14 +122,14 @@ class RenderWorker:
         t0 = time.perf_counter()
         seg, d, m = self._seg, self._data, self.model
 
-        def segment(f: int, views: tuple[str, ...]) -> dict[str, np.ndarray]:
-            d.qpos[:] = qpos[f]
+        def segment(state: np.ndarray, views: tuple[str, ...]) -> dict[str, np.ndarray]:
+            d.qpos[:] = state
             mujoco.mj_kinematics(m, d)
             mujoco.mj_camlight(m, d)
             self.seg_frames += len(views)
             return seg.render_ids(d, views)
 
-        out = resolve(queries, len(qpos), m.ngeom, self.views, segment)
+        out = resolve(queries, qpos, m.ngeom, self.views, segment)
         self.visibility_s += time.perf_counter() - t0
         return out
 
