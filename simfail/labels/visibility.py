@@ -74,7 +74,14 @@ RULE_BY_TYPE: dict[str, str] = {
 
 #: Subject bodies of event types whose named objects are not what moves (regex on body names,
 #: or ``"rest"``: every named object after the first).
-SUBJECT_OVERRIDE: dict[str, str] = {"spill": r"nut\d+", "wrong_container": r"nut\d+", "gripper_wiping": "rest"}
+SUBJECT_OVERRIDE: dict[str, str] = {**{t: r"nut\d+" for t in ("spill", "wrong_container", "high_pour", "premature_pour")},
+                                    "gripper_wiping": "rest"}
+
+#: Event types whose subject is carried at onset (held, or nuts in a held cup): their unmoved
+#: counterfactual moves rigidly with the hand, so the change is leaving the hand, not being
+#: carried.
+HAND_ANCHORED: frozenset[str] = frozenset({"drop", "tool_drop", "cup_drop", "spill", "wrong_container",
+                                           "high_pour", "premature_pour"})
 
 
 @dataclass(frozen=True)
@@ -100,11 +107,31 @@ class VisibilityQuery:
     reference: int
     contact: np.ndarray | None = None
     moving: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: body the counterfactual subject is rigidly attached to (-1: the world) and the qpos
+    #: addresses of the subject's free joints it moves
+    anchor: int = -1
+    free: tuple[int, ...] = ()
 
-    def unmoved(self, qpos: np.ndarray, t: int) -> np.ndarray:
-        """State ``t`` with the subject held where it was at the reference frame."""
+    def unmoved(self, qpos: np.ndarray, t: int, pose=None) -> np.ndarray:
+        """State ``t`` with the subject held where it was at the reference frame: fixed in the
+        world, or (``anchor``) fixed relative to the anchor body, whose world pose
+        ``pose(state) -> (pos (3,), quat (4,))`` gives."""
         row = np.array(qpos[t], dtype=np.float64, copy=True)
-        row[self.moving] = qpos[self.reference][self.moving]
+        ref = qpos[self.reference]
+        row[self.moving] = ref[self.moving]
+        if self.anchor >= 0 and pose is not None and self.free:
+            hp_r, hq_r = pose(ref)
+            hp_t, hq_t = pose(qpos[t])
+            inv = np.empty(4)
+            mujoco.mju_negQuat(inv, hq_r)
+            for a in self.free:
+                rel_p, rel_q, p, q = np.empty(3), np.empty(4), np.empty(3), np.empty(4)
+                mujoco.mju_rotVecQuat(rel_p, ref[a : a + 3] - hp_r, inv)
+                mujoco.mju_mulQuat(rel_q, inv, ref[a + 3 : a + 7])
+                mujoco.mju_rotVecQuat(p, rel_p, hq_t)
+                mujoco.mju_mulQuat(q, hq_t, rel_q)
+                row[a : a + 3] = hp_t + p
+                row[a + 3 : a + 7] = q
         return row
 
 
@@ -164,6 +191,8 @@ def visibility_queries(model: mujoco.MjModel, robot_bodies, events: list[Failure
     contact frames of ``contact`` events; without it those use the ``change`` test only."""
     robot = set(int(b) for b in robot_bodies)
     robot_geoms = _subtree_geoms(model, robot)
+    tcp = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "tcp")
+    hand = int(model.site_bodyid[tcp]) if tcp >= 0 else -1
     out = []
     for e in events:
         rule = RULE_BY_TYPE.get(e.type, "change")
@@ -176,8 +205,11 @@ def visibility_queries(model: mujoco.MjModel, robot_bodies, events: list[Failure
                 for n in names:
                     contact |= trace.impulse("robot", n) > 1e-4
         start = e.visible_frame if rule == "state" else e.onset_frame
+        anchor = hand if e.type in HAND_ANCHORED else -1
+        free = tuple(int(model.jnt_qposadr[j]) for j in range(model.njnt)
+                     if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE and int(model.jnt_bodyid[j]) in subj)
         out.append(VisibilityQuery(rule, _subtree_geoms(model, subj), robot_geoms, int(start), int(e.onset_frame),
-                                   contact, _moving_qpos(model, subj, robot)))
+                                   contact, _moving_qpos(model, subj, robot), anchor, free))
     return out
 
 
@@ -242,7 +274,8 @@ def shows(q: VisibilityQuery, lab: np.ndarray, unmoved: np.ndarray | None, t: in
 
 
 def resolve(queries: list[VisibilityQuery], qpos: np.ndarray, ngeom: int, views: tuple[str, ...],
-            segment: Callable[[np.ndarray, tuple[str, ...]], dict[str, np.ndarray]]) -> list[dict[str, int | None]]:
+            segment: Callable[[np.ndarray, tuple[str, ...]], dict[str, np.ndarray]],
+            pose: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None) -> list[dict[str, int | None]]:
     """``[{view: first frame that view shows the event, or None}]``, one per query.
 
     ``qpos`` ``(T, nq)`` are the recorded states; ``segment(state, views)`` returns
@@ -250,7 +283,8 @@ def resolve(queries: list[VisibilityQuery], qpos: np.ndarray, ngeom: int, views:
     views. Recorded frames are segmented lazily and at most once per view, from each query's
     start until every view has seen the event (for a view that never does, to the last frame);
     ``change`` and ``contact`` queries also segment their unmoved counterfactual of each frame
-    they test.
+    they test. ``pose(state, body)`` gives a body's world ``(pos, quat)`` (for hand-anchored
+    queries).
     """
     n_frames = len(qpos)
     cache: dict[int, dict[str, np.ndarray]] = {}
@@ -273,7 +307,8 @@ def resolve(queries: list[VisibilityQuery], qpos: np.ndarray, ngeom: int, views:
             if q.rule != "state":
                 # only views where the subject is on screen need the counterfactual
                 on = tuple(v for v in pending if (labels(ids[v]) == 1).sum() >= _scaled(*ids[v].shape[::-1])[0])
-                unmoved = segment(q.unmoved(qpos, t), on) if on else {}
+                body_pose = None if pose is None else (lambda state, b=q.anchor: pose(state, b))
+                unmoved = segment(q.unmoved(qpos, t, body_pose), on) if on else {}
             for v in list(pending):
                 lab = labels(ids[v])
                 if q.rule != "state" and v not in unmoved:

@@ -129,7 +129,14 @@ class RenderWorker:
             self.seg_frames += len(views)
             return seg.render_ids(d, views)
 
-        out = resolve(queries, qpos, m.ngeom, self.views, segment)
+        scratch = mujoco.MjData(m)
+
+        def pose(state: np.ndarray, body: int) -> tuple[np.ndarray, np.ndarray]:
+            scratch.qpos[:] = state
+            mujoco.mj_kinematics(m, scratch)
+            return scratch.xpos[body].copy(), scratch.xquat[body].copy()
+
+        out = resolve(queries, qpos, m.ngeom, self.views, segment, pose)
         self.visibility_s += time.perf_counter() - t0
         return out
 
