@@ -37,6 +37,7 @@ SCENE = """
     <body name="arm" pos="0 0.05 1.0">
       <freejoint/>
       <camera name="wrist" fovy="50"/>
+      <site name="tcp"/>
       <geom type="sphere" size="0.01" contype="0" conaffinity="0"/>
     </body>
     <geom name="wall_left" type="box" pos="-0.25 0 0.3" size="0.01 0.3 0.3"/>
@@ -131,6 +132,17 @@ def test_a_moving_camera_does_not_make_a_still_object_visibly_changed(model):
     qpos = _qpos(model, {"arm": (0.06, 0.0, 0.0), "block": (0.0, 0.05, 0.0)})
     (frames,) = _views(model, qpos, [_event("topple", ("block",))])
     assert frames == {"left": None, "right": None, "wrist": MOVE}
+
+
+def test_a_carried_object_is_changed_when_it_leaves_the_hand_not_while_carried(model):
+    # "drop" subjects are compared with a counterfactual that moves rigidly with the hand
+    # (the body of the "tcp" site, here the camera's "arm")
+    carried = _qpos(model, {"arm": (0.06, 0.0, 0.0), "block": (0.06, 0.0, 0.0)})
+    (frames,) = _views(model, carried, [_event("drop", ("block",))])
+    assert frames["wrist"] is None, "moving along with the hand is not a visible change"
+    left_behind = _qpos(model, {"arm": (0.06, 0.0, 0.0)})
+    (frames,) = _views(model, left_behind, [_event("drop", ("block",))])
+    assert frames["wrist"] == MOVE, "staying put while the hand moves on is"
 
 
 @pytest.mark.parametrize("body", ["hidden", "far"])
