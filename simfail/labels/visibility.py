@@ -15,7 +15,9 @@ at :data:`SEG_SIZE` x :data:`SEG_SIZE` pixels per view):
   same view of state ``t`` rendered with the subject's joints held at their reference values,
   so the camera (the wrist camera moves), the robot and every occluder are the same in both.
   Changed: mask IoU at most :data:`IOU_MAX`, or centroids :data:`SHIFT_PX` or more apart. A
-  subject that would be hidden but has come into view counts as changed (IoU 0);
+  subject that would be hidden but has come into view counts as changed (IoU 0). For the
+  types in :data:`HAND_ANCHORED` (subject carried at onset) the counterfactual subject moves
+  rigidly with the hand, so leaving the hand is the change, not being carried;
 * for **contact** events the contact is on screen when, on a frame with contact impulse between
   the robot and the subject, a robot pixel touches (8-neighbourhood) a subject pixel.
 
