@@ -223,7 +223,15 @@ class OpenClose(Task):
         events += det.off_table(trace, layout.free_objects, layout)
         events += ocd.fixture_bumps(trace, layout)
         events += det.shaky_motion(trace, layout)
-        return ocd.reached_goal_at_rest(trace, layout), sorted(events, key=lambda e: (e.visible_frame, e.type))
+        events += det.robot_disturbances(trace, layout, events, layout.free_objects)
+        success = ocd.reached_goal_at_rest(trace, layout)
+        events += det.failure_verdict(
+            trace, layout, success, events, lambda: self.progress(trace, layout), obj=ocd.handle_name(layout),
+            engaged=trace.touch(ocd.handle_name(layout)).any(axis=1),
+            at_goal=ocd.in_goal(ocd.fraction(trace, layout), layout.params["action"]),
+            missed=f"never moves the {layout.params['articulation']} into its goal range",
+            finish=f"the {layout.params['articulation']} does not end there at rest and released", verb="touches")
+        return success, sorted(events, key=lambda e: (e.visible_frame, e.type))
 
     def perturbations(self):
         from simfail.perturbations.open_close import OPEN_CLOSE_PERTURBATIONS

@@ -147,7 +147,13 @@ class PickPlace(Task):
         events += det.placement(trace, "object", inside, layout, target="target")
         events += det.dragging(trace, ["object"], layout)
         events += det.shaky_motion(trace, layout)
+        events += det.robot_disturbances(trace, layout, events, layout.free_objects)
         success = det.settled_success(trace, "object", inside)
+        events += det.failure_verdict(
+            trace, layout, success, events, lambda: self.progress(trace, layout), obj="object",
+            engaged=det.grasped(trace, "object"), at_goal=inside,
+            missed=f"never gets into the {det.object_label(layout, 'target')}",
+            finish="it does not end released and at rest in it")
         return success, det.merge_events(events)
 
     def perturbations(self):

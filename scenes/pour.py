@@ -466,8 +466,14 @@ class Pour(Task):
         events += det.off_table(trace, layout.tracked, layout)
         events += det.not_released(trace, ["cup"], layout)
         events += det.shaky_motion(trace, layout)
+        events += det.robot_disturbances(trace, layout, events, layout.tracked)
         # a task-category event (a drop, a topple, nuts in the wrong bowl ...) fails the task
         success = pdet.pour_success(trace, layout, nuts) and not any(e.category == "task" for e in events)
+        events += det.failure_verdict(
+            trace, layout, success, events, lambda: self.progress(trace, layout), obj="cup",
+            engaged=det.grasped(trace, "cup"), at_goal=nuts.in_target.mean(axis=1) >= pdet.GOAL_SHARE,
+            missed=f"never pours its nuts into the {det.object_label(layout, 'target')}",
+            finish="the cup does not end upright, released and at rest")
         return success, det.merge_events(events)
 
     def perturbations(self):

@@ -346,7 +346,15 @@ class Reorient(Task):
         events += det.wrong_object(trace, "object", ["distractor"], layout)
         events += det.not_released(trace, ["object", "distractor"], layout)
         events += det.shaky_motion(trace, layout)
-        return rdet.settled(trace, layout), det.merge_events(events)
+        events += det.robot_disturbances(trace, layout, events, layout.free_objects)
+        success = rdet.settled(trace, layout)
+        events += det.failure_verdict(
+            trace, layout, success, events, lambda: self.progress(trace, layout), obj="object",
+            engaged=det.grasped(trace, "object"),
+            at_goal=rdet.orientation_error(trace, layout) <= rdet.ORIENT_TOL,
+            missed="is never turned to its goal orientation",
+            finish="it does not end released at rest on its goal")
+        return success, det.merge_events(events)
 
     def perturbations(self):
         from simfail.perturbations.reorient import REORIENT_PERTURBATIONS

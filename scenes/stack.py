@@ -203,7 +203,14 @@ class Stack(Task):
         events += det.wrong_object(trace, tower[1], others, layout)
         events += det.not_released(trace, blocks, layout)
         events += det.shaky_motion(trace, layout)
+        events += det.robot_disturbances(trace, layout, events, layout.free_objects)
         success = sdet.tower_built(trace, tower, layout)
+        events += det.failure_verdict(
+            trace, layout, success, events, lambda: self.progress(trace, layout), obj=tower[1],
+            engaged=np.any([det.grasped(trace, b) for b in tower[1:]], axis=0),
+            at_goal=sdet.resting(trace, tower[1], tower[0], layout),
+            missed=f"never stands on the {det.object_label(layout, tower[0])}",
+            finish="the tower is not built, released and at rest")
         return success, det.merge_events(events)
 
     def perturbations(self):

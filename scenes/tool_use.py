@@ -254,8 +254,16 @@ class ToolUse(Task):
         events += det.topples(trace, ["cup"], layout)
         events += det.off_table(trace, ["tool", "cup", "distractor", *marks], layout)
         events += det.shaky_motion(trace, layout)
+        events += det.robot_disturbances(trace, layout, events, ["tool", "cup", "distractor"])
         events = tdet.merge_tool_events(events)
-        return tdet.wiped_success(trace, layout, marks, events), events
+        success = tdet.wiped_success(trace, layout, marks, events)
+        events += det.failure_verdict(
+            trace, layout, success, events, lambda: self.progress(trace, layout), obj="tool",
+            engaged=det.grasped(trace, "tool"),
+            at_goal=tdet.cleared_share(trace, layout, marks) >= tdet.SUCCESS_SHARE,
+            missed="never wipes the board clear",
+            finish="the eraser does not end upright on the table, released")
+        return success, tdet.merge_tool_events(events)
 
     def perturbations(self):
         from simfail.perturbations.tool_use import TOOL_USE_PERTURBATIONS

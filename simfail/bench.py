@@ -362,7 +362,7 @@ def _ceiling(task, cfg: GenerateConfig, work: _CeilingWork) -> tuple[float, floa
 def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None], visibility: bool = True) -> BenchRun:
     from simfail.dataset.writer import DatasetWriter
     from simfail.generate import (
-        ACTION_NAMES, STATE_NAMES, GroupSink, _meta, generate_group, make_group_env, variant_plan,
+        ACTION_NAMES, STATE_NAMES, GroupSink, _meta, generate_group, make_group_runner, variant_plan,
     )
 
     run = BenchRun()
@@ -372,8 +372,8 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None], visi
 
     t0 = time.perf_counter()
     variant_plan(task, cfg, 0)
-    env = make_group_env(task, cfg)
-    model = env.prototype_model
+    runner = make_group_runner(task, cfg)
+    model = runner.prototype_model
     writer = DatasetWriter(
         root, fps=cfg.render.fps, image_size=(cfg.render.height, cfg.render.width),
         state_names=STATE_NAMES, action_names=ACTION_NAMES, nq=model.nq, nv=model.nv,
@@ -385,7 +385,7 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None], visi
     with GroupSink(writer, model.nq, model.nv) as sink:
         for g in range(cfg.groups):
             t_g = time.perf_counter()
-            res = generate_group(task, cfg, g, env=env, defer_frames=True, visibility=visibility)
+            res = generate_group(task, cfg, g, runner=runner, defer_frames=True, visibility=visibility)
             results.append(res)
             run.groups += 1
             run.episodes += len(res.episodes)

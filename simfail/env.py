@@ -1,18 +1,20 @@
-"""Gymnasium environment over the simfail simulation core.
+"""Gymnasium environment: a thin adapter over the scene runner.
 
-``SimfailEnv`` wraps one :class:`~simfail.core.sim.SimCore`: every ``reset`` builds the scene
-of a (task, scene seed) exactly as the generator does (:func:`~simfail.core.builder.build_scene`
-+ :func:`~simfail.core.builder.make_core`), and every ``step`` advances the core one frame and
-records it into a :class:`~simfail.labels.trace.Trace`. The generator and a learning agent can
-therefore drive the *same* core: ``env.scene``, ``env.core``, ``env.trace`` and
-``env.scene_seed`` are public.
+``SimfailEnv`` adds spaces, seeding and Gymnasium's step contract to one
+:class:`~simfail.core.runner.SceneRunner`, the object that also runs ``generate`` and policy
+rollouts: every ``reset`` builds the scene of a (task, scene seed) exactly as the generator does,
+and every ``step`` advances it one frame and records it into a
+:class:`~simfail.labels.trace.Trace`. ``env.runner``, ``env.scene``, ``env.core``, ``env.trace``
+and ``env.scene_seed`` are public.
 
-Importing this module registers one Gymnasium id per task, ``simfail/PickPlace-v0`` for
-``pick_place``::
+``import simfail`` registers one Gymnasium id per task, ``simfail/PickPlace-v0`` for
+``pick_place`` (an entry-point string: this module loads on ``gymnasium.make``)::
 
-    import gymnasium, simfail.env
-    env = gymnasium.make("simfail/PickPlace-v0", width=64, height=64)
-    # or, without the import: gymnasium.make("simfail.env:simfail/PickPlace-v0")
+    import gymnasium as gym
+    import simfail
+
+    gym.register_envs(simfail)  # a no-op that keeps linters from dropping the import
+    env = gym.make("simfail/PickPlace-v0", width=64, height=64)
 
 Spaces
     *action*: ``Box(8,) float32``: seven arm joint position targets [rad] bounded by the arm
@@ -32,28 +34,40 @@ Spaces
       position +- the arm's reach (sum of the link offsets down to the TCP site);
     - ``objects``: ``Box(7 * n_objects,) float32``: privileged pose of every free object in
       layout order (``scene.layout.tracked``: the free objects unless the task says otherwise), ``x y z qw qx qy qz`` each; positions are
-      unbounded (an object pushed off the table falls freely: the floor does not collide),
+      unbounded (an object pushed off the table lands on the floor, 0.76 m below the top),
       quaternion components lie in [-1, 1];
     - ``pixels`` (only with ``pixels=True``): ``Dict`` of ``Box(0, 255, (height, width, 3), uint8)``
       per camera in ``views``.
 
-Reward, termination, info
-    The online reward is the task's dense progress in [0, 1] at the new frame,
-    ``task.progress(trace, layout)[-1]``. The failure-aware dense reward stored in datasets
-    (:func:`simfail.labels.scoring.dense_reward`) needs the events of the *whole* episode and
-    so is not available online. ``terminated`` is True at the first frame where ``task.detect``
-    reports success (for Pick/Place: the cube is in the bowl, released and at rest);
-    ``truncated`` is True once ``max_episode_steps`` steps were taken (default
-    ``task.duration * fps``, i.e. the generator's episode length).
+    ``obs_mode="lerobot"`` gives LeRobot's keys instead: ``pixels`` (``Dict`` of images per
+    camera in ``views``) and ``agent_pos`` (the ``state`` above).
 
-    ``info`` carries ``success`` (bool, also as ``is_success``), ``progress`` (float),
-    ``events`` (the :class:`~simfail.core.episode.FailureEvent` s that ``task.detect`` reports on
-    the episode so far), ``frame`` and ``scene_seed``. ``task.detect`` runs at every step: it is
-    needed for ``terminated`` anyway and is cheap: about 0.3 ms per call at the default horizon
-    of 80 steps (it grows with the trace: 2.3 ms at 1000 steps), against about 1.8 ms of
-    physics per frame (``env.step`` about 2.2 ms in all, measured on the CPU). Events are those of the prefix: episode-level
-    verdicts can be provisional (Pick/Place reports ``no_release`` while the cube is still
-    being carried); the final verdict is the one at ``terminated`` / ``truncated``.
+Reward, termination, info
+    ``reward_mode="progress"`` (default): the task's dense progress in [0, 1] at the new frame,
+    ``task.progress(trace, layout)[-1]``. ``reward_mode="dense"``: the failure-aware dense reward
+    of datasets (:func:`simfail.labels.scoring.dense_reward`) as far as it is known online
+    (:func:`simfail.labels.online.online_dense_reward`): progress scaled down by every task or
+    quality event already reported and visible, 0 once a safety event is. Penalties that can
+    only land at the end: episode-level verdicts the detectors reach on the finished episode
+    (the task left incomplete, a placement judged at rest, ``no_release``), and any event
+    reported late lowers only the rewards from its report on, not those already paid.
+
+    Detection is incremental (:class:`~simfail.labels.online.OnlineLabeler`): ``task.detect``
+    reruns only when the trace has grown by ``detect_ratio`` (25 %) since its last run, so a
+    step costs O(1) amortized; at the last step (``truncated``) it reruns on the whole episode,
+    and those final labels are exactly the ones a dataset episode gets. ``terminated`` is True
+    at the first detection that reports success (so up to ``detect_ratio`` of the elapsed frames
+    after the success frame; ``detect_ratio=0`` detects at every step); ``truncated`` is True
+    once ``max_episode_steps`` steps were taken (default ``task.duration * fps``, the
+    generator's episode length). Not incremental: the progress term, ``task.progress`` on the
+    whole trace, is recomputed every step (vectorized numpy, about 0.7 ms at 400 frames against
+    several ms of physics per step on this CPU; the tasks' progress functions read the whole
+    history, e.g. whether the object was ever grasped).
+
+    ``info`` carries ``success`` (bool, also as ``is_success``, LeRobot's convention),
+    ``progress`` (float), ``events`` (the :class:`~simfail.core.episode.FailureEvent` s known so
+    far: provisional between checkpoints, see :mod:`simfail.labels.online`), ``frame``,
+    ``checked_at`` (the frame of the last detection) and ``scene_seed``.
 """
 
 from __future__ import annotations
@@ -65,12 +79,19 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from simfail.core.builder import BuiltScene, build_scene, make_core
-from simfail.core.robot import ARM_JOINTS, FINGER_JOINTS, HOME_QPOS
+from simfail.core.builder import BuiltScene, make_core
+from simfail.core.observation import OBS_MODES, Observer
+from simfail.core.robot import ARM_JOINTS, FINGER_JOINTS
+from simfail.core.runner import HOME_ACTION, SceneRunner
 from simfail.core.scene import StageConfig
 from simfail.core.sim import SimCore
 from simfail.core.task import Task, get_task, task_names
+from simfail.labels.online import DEFAULT_RATIO, OnlineLabeler, online_dense_reward
+from simfail.task_registry import env_id, register_envs  # noqa: F401  (re-exported)
 from simfail.labels.trace import Trace
+
+#: Rewards the env can pay (see the module docstring).
+REWARD_MODES: tuple[str, ...] = ("progress", "dense")
 
 #: Slack [rad] added to each arm joint range for the ``state`` bounds. MuJoCo joint limits
 #: are soft: under bang-bang actions at the corners of the action box the arm overshot its
@@ -85,11 +106,6 @@ REACH_MARGIN = 0.05
 DEFAULT_PHASE = "env"
 #: Scene seeds drawn by ``reset`` are 31-bit, like :func:`simfail.generate.scene_seed`.
 SEED_HIGH = 2**31
-
-
-def env_id(task: str) -> str:
-    """Gymnasium id of a task: ``pick_place`` -> ``simfail/PickPlace-v0``."""
-    return "simfail/" + "".join(part.capitalize() for part in task.split("_")) + "-v0"
 
 
 def _arm_reach(model, core: SimCore) -> tuple[np.ndarray, float]:
@@ -126,6 +142,9 @@ class SimfailEnv(gymnasium.Env):
         views: Cameras of the ``pixels`` observation.
         pixels: Add the camera images to the observation.
         max_episode_steps: Steps before ``truncated``; default ``round(task.duration * fps)``.
+        reward_mode: ``"progress"`` or ``"dense"`` (see the module docstring).
+        obs_mode: ``"default"`` or ``"lerobot"`` (``pixels`` + ``agent_pos``).
+        detect_ratio: Growth of the trace between two detections (0 = every step).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -140,7 +159,14 @@ class SimfailEnv(gymnasium.Env):
         views: tuple[str, ...] = ("left", "right", "wrist"),
         pixels: bool = False,
         max_episode_steps: int | None = None,
+        reward_mode: str = "progress",
+        obs_mode: str = "default",
+        detect_ratio: float = DEFAULT_RATIO,
     ):
+        if reward_mode not in REWARD_MODES:
+            raise ValueError(f"reward_mode must be one of {list(REWARD_MODES)}, got {reward_mode!r}")
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {list(OBS_MODES)}, got {obs_mode!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.task_name = task
@@ -149,7 +175,10 @@ class SimfailEnv(gymnasium.Env):
         self.width, self.height = int(width), int(height)
         self.render_mode = render_mode
         self.views = tuple(views)
-        self.pixels = bool(pixels)
+        self.obs_mode = obs_mode
+        self.pixels = bool(pixels) or obs_mode == "lerobot"
+        self.reward_mode = reward_mode
+        self.detect_ratio = float(detect_ratio)
         self.max_episode_steps = (
             int(round(self.task.duration * self.fps)) if max_episode_steps is None else int(max_episode_steps)
         )
@@ -160,7 +189,8 @@ class SimfailEnv(gymnasium.Env):
 
         # The spaces come from a prototype scene: the robot (ctrlrange, joint ranges, reach)
         # and the number of free objects are the same in every layout of a task.
-        proto = build_scene(self.task, 0, self.stage)
+        self.runner = SceneRunner(self.task, self.fps, self.stage)
+        proto = self.runner.prototype
         proto_core = make_core(proto, self.fps)
         #: The prototype scene's model: its state size and joint table are those of every
         #: layout of the task (tests/test_suite.py checks this).
@@ -169,14 +199,29 @@ class SimfailEnv(gymnasium.Env):
         self.action_space = self._make_action_space(proto.model, proto_core)
         self.observation_space = self._make_observation_space(proto.model, proto_core)
 
-        self.scene: BuiltScene | None = None
-        self.core: SimCore | None = None
-        self.trace: Trace | None = None
-        self.scene_seed: int | None = None
         self.elapsed_steps = 0
-        self._renderer = None
-        self._frames: dict[str, np.ndarray] | None = None  # images of the current frame, if rendered
-        self._frames_at = -1
+        self.labeler: OnlineLabeler | None = None
+        extra = ("left",) if render_mode is not None else ()
+        self.observer = Observer(self.object_names, self.views, self.width, self.height, pixels=self.pixels,
+                                 mode=obs_mode, extra_views=extra)
+        self._episode = 0  # observation cache key: (episode, frame)
+
+    # the runner's scene, core and trace, under the names the env has always had
+    @property
+    def scene(self) -> BuiltScene | None:
+        return self.runner.scene
+
+    @property
+    def core(self) -> SimCore | None:
+        return self.runner.core
+
+    @property
+    def trace(self) -> Trace | None:
+        return self.runner.trace
+
+    @property
+    def scene_seed(self) -> int | None:
+        return self.runner.scene_seed
 
     # ------------------------------------------------------------------ spaces
     def _make_action_space(self, model, core: SimCore) -> spaces.Box:
@@ -207,16 +252,20 @@ class SimfailEnv(gymnasium.Env):
         n = len(self.object_names)
         obj_lo = np.tile(np.array([-np.inf] * 3 + [-1.0] * 4), n)
         obj_hi = np.tile(np.array([np.inf] * 3 + [1.0] * 4), n)
+        state = spaces.Box(np.array(lo, np.float32), np.array(hi, np.float32), dtype=np.float32)
+        pixels = spaces.Dict({
+            v: spaces.Box(0, 255, (self.height, self.width, 3), dtype=np.uint8) for v in self.views
+        })
+        if self.obs_mode == "lerobot":
+            return spaces.Dict({"pixels": pixels, "agent_pos": state})
         obs = {
-            "state": spaces.Box(np.array(lo, np.float32), np.array(hi, np.float32), dtype=np.float32),
+            "state": state,
             "tcp_pos": spaces.Box((centre - reach).astype(np.float32), (centre + reach).astype(np.float32),
                                   dtype=np.float32),
             "objects": spaces.Box(obj_lo.astype(np.float32), obj_hi.astype(np.float32), dtype=np.float32),
         }
         if self.pixels:
-            obs["pixels"] = spaces.Dict({
-                v: spaces.Box(0, 255, (self.height, self.width, 3), dtype=np.uint8) for v in self.views
-            })
+            obs["pixels"] = pixels
         return spaces.Dict(obs)
 
     # ------------------------------------------------------------------ api
@@ -235,25 +284,22 @@ class SimfailEnv(gymnasium.Env):
             scene_seed = int(options["scene_seed"])
         else:
             scene_seed = int(self.np_random.integers(0, SEED_HIGH))
-        scene = build_scene(self.task, scene_seed, self.stage)
+        scene = self.runner.load(scene_seed)
         if list(scene.layout.tracked) != self.object_names:
             raise RuntimeError(
                 f"task {self.task_name!r} laid out tracked objects {scene.layout.tracked} for seed {scene_seed}, "
                 f"the observation space expects {self.object_names}"
             )
-        self._close_renderer()  # the renderer is bound to the previous scene's model
-        self.scene = scene
-        self.scene_seed = scene_seed
-        self.core = make_core(scene, self.fps)
-        self.trace = Trace(self.fps, list(self.core.entity_names), list(self.core.entity_names[2:]),
-                           joint_index=self.core.joint_index)
-        self.trace.record(self.core, np.concatenate([HOME_QPOS, [0.0]]), None, self.phase)
+        self.runner.start(HOME_ACTION, self.phase)
+        self.labeler = OnlineLabeler(self.task, scene.layout, self.detect_ratio)
         self.elapsed_steps = 0
+        self._episode += 1
         obs = self._observation()
         info = {
             "scene_seed": scene_seed,
             "instruction": scene.layout.instruction,
             "frame": 0,
+            "checked_at": -1,
             "success": False,
             "is_success": False,
             "progress": float(self.task.progress(self.trace, scene.layout)[-1]),
@@ -262,27 +308,32 @@ class SimfailEnv(gymnasium.Env):
         return obs, info
 
     def step(self, action):
-        if self.core is None:
+        if self.core is None or self.trace is None:
             raise gymnasium.error.ResetNeeded("call reset() before step()")
         action = np.asarray(action, dtype=np.float64).reshape(self.action_space.shape)
         if not np.all(np.isfinite(action)):
             raise ValueError(f"action must be finite, got {action}")
         action = np.clip(action, self._action_low, self._action_high)
-        contacts = self.core.step(action)
-        self.trace.record(self.core, action, contacts, self.phase)
+        self.runner.step(action, self.phase)
         self.elapsed_steps += 1
-        layout = self.scene.layout
-        reward = float(self.task.progress(self.trace, layout)[-1])
-        success, events = self.task.detect(self.trace, layout)
-        terminated = bool(success)
+        trace, layout = self.trace, self.scene.layout
+        progress = float(self.task.progress(trace, layout)[-1])
         truncated = self.elapsed_steps >= self.max_episode_steps
+        verdict = self.labeler.final(trace) if truncated else self.labeler.update(trace)
+        terminated = bool(verdict.success)
+        frame = len(trace) - 1
+        if self.reward_mode == "dense":
+            reward = online_dense_reward(progress, verdict.events, frame)
+        else:
+            reward = progress
         info = {
             "scene_seed": self.scene_seed,
-            "frame": len(self.trace) - 1,
-            "success": bool(success),
-            "is_success": bool(success),
-            "progress": reward,
-            "events": events,
+            "frame": frame,
+            "checked_at": verdict.checked_at,
+            "success": terminated,
+            "is_success": terminated,
+            "progress": progress,
+            "events": list(verdict.events),
         }
         return self._observation(), reward, terminated, truncated, info
 
@@ -295,63 +346,22 @@ class SimfailEnv(gymnasium.Env):
             return None
         if self.core is None:
             raise gymnasium.error.ResetNeeded("call reset() before render()")
-        return self._render_views()["left"].copy()
+        return self.observer.frames(self.core, self._frame_key())["left"].copy()
 
     def close(self) -> None:
-        self._close_renderer()
+        self.observer.close()
 
     # ------------------------------------------------------------------ helpers
-    def _render_views(self) -> dict[str, np.ndarray]:
-        """Images of the current frame (rendered once per frame for all cameras)."""
-        frame = len(self.trace) - 1
-        if self._frames is None or self._frames_at != frame:
-            if self._renderer is None:
-                from simfail.render.renderer import MultiViewRenderer
-
-                views = self.views if self.pixels else ()
-                if "left" not in views and self.render_mode is not None:
-                    views = (*views, "left")
-                self._renderer = MultiViewRenderer(self.scene.model, views, self.width, self.height)
-            self._frames = self._renderer.render(self.core.data)
-            self._frames_at = frame
-        return self._frames
-
-    def _close_renderer(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
-        self._frames = None
-        self._frames_at = -1
+    def _frame_key(self) -> tuple[int, int]:
+        return (self._episode, len(self.trace) - 1)
 
     def _observation(self) -> dict[str, Any]:
-        core = self.core
-        d = core.data
-        objects = np.concatenate([np.concatenate([d.body(n).xpos, d.body(n).xquat]) for n in self.object_names])
-        obs: dict[str, Any] = {
-            "state": core.robot_state().astype(np.float32),
-            "tcp_pos": core.tcp_pos().astype(np.float32),
-            "objects": objects.astype(np.float32),
-        }
-        if self.pixels:
-            frames = self._render_views()
-            obs["pixels"] = {v: frames[v].copy() for v in self.views}
-        return obs
+        return self.observer.observe(self.core, self._frame_key())
 
 
 def make_env(task: str = "pick_place", **kwargs) -> SimfailEnv:
     """A bare :class:`SimfailEnv` (no Gymnasium wrappers): ``make_env("pick_place", width=64)``."""
     return SimfailEnv(task=task, **kwargs)
-
-
-def register_envs() -> list[str]:
-    """Register ``simfail/<Task>-v0`` for every task; ids already registered are left alone."""
-    ids = []
-    for name in task_names():
-        eid = env_id(name)
-        if eid not in gymnasium.registry:
-            gymnasium.register(id=eid, entry_point="simfail.env:SimfailEnv", kwargs={"task": name})
-        ids.append(eid)
-    return ids
 
 
 register_envs()

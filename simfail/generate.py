@@ -25,9 +25,9 @@ from simfail.core.builder import BuiltScene, make_ik
 from simfail.core.episode import VIEWS, EpisodeRecord, competition_ranks
 from simfail.core.robot import HOME_QPOS
 from simfail.core.rollout import RolloutResult, frame_count, onset_frame, run_program
+from simfail.core.runner import SceneRunner
 from simfail.core.scene import StageConfig
 from simfail.core.task import Task, get_task, task_names
-from simfail.env import SimfailEnv
 from simfail.errors import ExpertFailedError, SimulationUnstableError, UnknownNameError
 from simfail.labels.scoring import dense_reward, episode_score, failure_mask
 from simfail.labels.visibility import SEG_SIZE, apply_visibility, visibility_queries
@@ -179,12 +179,13 @@ def _record(task: Task, scene: BuiltScene, res: RolloutResult, group_id: int, va
 
 
 def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bool = True,
-                   env: SimfailEnv | None = None, defer_frames: bool = False,
+                   runner: SceneRunner | None = None, defer_frames: bool = False,
                    visibility: bool = True) -> GroupResult:
     """Build, roll out, render and label one counterfactual group.
 
-    ``env`` is the Gymnasium environment whose simulation core runs the group; pass one to
-    reuse it across groups (building it compiles a prototype scene), or get a fresh one.
+    ``runner`` is the :class:`~simfail.core.runner.SceneRunner` that builds, steps and records
+    the group's scene (the same runner policy rollouts and the Gymnasium env use); pass one to
+    reuse it across groups, or get a fresh one.
 
     Episodes are drawn on a :class:`~simfail.render.worker.RenderWorker` thread while the
     physics of the next variant runs. With ``defer_frames=True`` the group returns as soon as
@@ -202,43 +203,17 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     fps = cfg.render.fps
     n_frames = frame_count(task.duration, fps)
     timing = GroupTiming()
-    rejected: list[int] = []
     unstable: list[dict[str, str]] = []
-    # The generator drives the Gymnasium environment's own simulation core (one core, not
-    # two): the env builds the scene for the seed; rollouts step env.core frame by frame.
-    if env is None:
-        env = make_group_env(task, cfg)
-    for attempt in range(MAX_ATTEMPTS):
-        seed = scene_seed(cfg.seed, group_id, attempt)
-        env.reset(options={"scene_seed": seed})
-        scene, core, ik = env.scene, env.core, make_ik()
-        t0 = time.perf_counter()
-        expert = task.expert_program(scene.layout)
-        try:
-            base = run_program(core, ik, expert, n_frames)  # physics only: check the expert first
-        except SimulationUnstableError:
-            timing.physics += time.perf_counter() - t0
-            rejected.append(seed)
-            continue
-        timing.physics += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ok, events = task.detect(base.trace, scene.layout)
-        timing.labels += time.perf_counter() - t0
-        if ok and not events:
-            break
-        rejected.append(seed)
-    else:
-        raise ExpertFailedError(f"group {group_id}: the expert failed on {MAX_ATTEMPTS} seeds in a row: {rejected}")
+    if runner is None:
+        runner = make_group_runner(task, cfg)
+    start = expert_start(task, cfg.seed, group_id, runner, n_frames, timing)
+    seed, scene, ik, expert, base, rejected = (start.seed, start.scene, start.ik, start.program, start.result,
+                                               start.rejected)
 
     seg_size = SEG_SIZE if visibility else 0
     worker = RenderWorker(scene.model, VIEWS, cfg.render.width, cfg.render.height, seg_size=seg_size) if render else None
     frames: list[Future] = []
-    seen: list[Future | None] = []  # per episode: its events' camera visibility (None: no events)
-
-    def see(ep: EpisodeRecord, res: RolloutResult) -> None:
-        if worker is not None and visibility:
-            queries = visibility_queries(scene.model, core.robot.body_ids, ep.failures, res.trace)
-            seen.append(worker.submit_visibility(res.trace.qpos, queries) if queries else None)
+    see, seen = visibility_hook(worker if visibility else None, scene.model, runner)
 
     try:
         if worker is not None:
@@ -255,13 +230,13 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
             t0 = time.perf_counter()
             try:
                 if cfg.dataset.reuse_prefix:
-                    res = run_program(core, ik, applied.program, n_frames, start=base, start_frame=k,
+                    res = run_program(runner, ik, applied.program, n_frames, start=base, start_frame=k,
                                       keep_snapshots=True)
                     first_new = k + 1
                 else:
-                    core.reset(scene.qpos0, np.concatenate([HOME_QPOS, [0.0]]))
+                    runner.reset_state()
                     ik.reset(HOME_QPOS)
-                    res = run_program(core, ik, applied.program, n_frames, keep_snapshots=True)
+                    res = run_program(runner, ik, applied.program, n_frames, keep_snapshots=True)
                     first_new = 0
             except SimulationUnstableError as exc:
                 # no trustworthy labels: leave the variant out and say so in the meta
@@ -294,9 +269,73 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     return result
 
 
-def make_group_env(task: Task, cfg: GenerateConfig) -> SimfailEnv:
-    """The environment a generation run drives, at the run's frame rate and image size."""
-    return SimfailEnv(task=task.name, fps=cfg.render.fps, width=cfg.render.width, height=cfg.render.height)
+def visibility_hook(worker: RenderWorker | None, model: mujoco.MjModel, runner: SceneRunner):
+    """``(see, seen)``: ``see(episode, result)`` queues the camera visibility of the episode's
+    events on ``worker`` (one future per episode, None when it has no events) and appends it to
+    ``seen``, which becomes :attr:`GroupResult._visibility`. ``worker=None`` (no rendering, or
+    visibility off) makes ``see`` a no-op and leaves ``seen`` empty. ``generate`` and
+    ``rollout`` both label visibility through this hook."""
+    seen: list[Future | None] = []
+
+    def see(ep: EpisodeRecord, res: RolloutResult) -> None:
+        if worker is not None:
+            queries = visibility_queries(model, runner.core.robot.body_ids, ep.failures, res.trace)
+            seen.append(worker.submit_visibility(res.trace.qpos, queries) if queries else None)
+
+    return see, seen
+
+
+@dataclass
+class ExpertStart:
+    """The accepted scene of a group and its clean expert rollout (physics only)."""
+
+    seed: int
+    scene: BuiltScene
+    ik: Any
+    program: Any
+    result: RolloutResult
+    rejected: list[int]
+
+
+def expert_start(task: Task, base_seed: int, group_id: int, runner: SceneRunner, n_frames: int,
+                 timing: GroupTiming) -> ExpertStart:
+    """The group's scene seed: the first attempt whose scripted expert succeeds cleanly.
+
+    For group ``g`` the seed of attempt ``a`` is :func:`scene_seed` ``(base_seed, g, a)``; a seed
+    whose expert diverges, fails or raises any event is rejected. ``generate`` and ``rollout``
+    both start their groups here, so they use the same initial states. The runner is left
+    holding the accepted scene.
+
+    Raises:
+        ExpertFailedError: no seed in ``MAX_ATTEMPTS`` attempts gave a clean expert success.
+    """
+    rejected: list[int] = []
+    # scene -> runner -> trace -> labels -> writer: the runner builds the seed's scene and
+    # steps and records it frame by frame for every episode of the group
+    for attempt in range(MAX_ATTEMPTS):
+        seed = scene_seed(base_seed, group_id, attempt)
+        scene, ik = runner.load(seed), make_ik()
+        t0 = time.perf_counter()
+        expert = task.expert_program(scene.layout)
+        try:
+            base = run_program(runner, ik, expert, n_frames)  # physics only: check the expert first
+        except SimulationUnstableError:
+            timing.physics += time.perf_counter() - t0
+            rejected.append(seed)
+            continue
+        timing.physics += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ok, events = task.detect(base.trace, scene.layout)
+        timing.labels += time.perf_counter() - t0
+        if ok and not events:
+            return ExpertStart(seed, scene, ik, expert, base, rejected)
+        rejected.append(seed)
+    raise ExpertFailedError(f"group {group_id}: the expert failed on {MAX_ATTEMPTS} seeds in a row: {rejected}")
+
+
+def make_group_runner(task: Task, cfg: GenerateConfig) -> SceneRunner:
+    """The scene runner of a generation run, at the run's frame rate and image size."""
+    return SceneRunner(task, cfg.render.fps, _stage(cfg))
 
 
 def joint_table(model: mujoco.MjModel) -> list[dict[str, Any]]:
@@ -480,9 +519,9 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
     validate_failures(cfg)  # before touching the disk
     names = run_tasks(cfg)
     tasks = {t: get_task(t) for t in names}
-    # one environment per task, built before the writer so its prototype gives the state size
-    envs = {t: make_group_env(tasks[t], task_config(cfg, tasks[t])) for t in names}
-    probes = {t: envs[t].prototype_model for t in names}
+    # one runner per task, built before the writer so its prototype gives the state size
+    runners = {t: make_group_runner(tasks[t], task_config(cfg, tasks[t])) for t in names}
+    probes = {t: runners[t].prototype_model for t in names}
     nq = max(m.nq for m in probes.values())
     nv = max(m.nv for m in probes.values())
     mode = "resume" if cfg.resume else "overwrite" if cfg.overwrite else "new"
@@ -505,7 +544,7 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
     with GroupSink(writer, nq, nv) as sink:
         for name, g in bar:
             task = tasks[name]
-            res = generate_group(task, task_config(cfg, task), g, env=envs[name], defer_frames=True)
+            res = generate_group(task, task_config(cfg, task), g, runner=runners[name], defer_frames=True)
             seeds[g] = {"task": name, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
                         "instruction": res.episodes[0].instruction}
             if res.unstable_variants:

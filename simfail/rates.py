@@ -13,7 +13,7 @@ from typing import Any
 
 from simfail.config import GenerateConfig
 from simfail.core.task import get_task
-from simfail.generate import generate_group, make_group_env
+from simfail.generate import generate_group, make_group_runner
 from simfail.report import table
 
 
@@ -53,9 +53,9 @@ def measure_rates(cfg: GenerateConfig, progress: bool = True) -> Rates:
     perts = task.perturbations()
     rates = Rates(cfg.task, cfg.groups, 0, 0)
     scores: dict[str, list[float]] = {}
-    env = make_group_env(task, cfg)
+    runner = make_group_runner(task, cfg)
     for g in tqdm(range(cfg.groups), desc=f"rates {cfg.task}", unit="group", disable=not progress):
-        res = generate_group(task, cfg, g, render=False, env=env)
+        res = generate_group(task, cfg, g, render=False, runner=runner)
         rates.expert_attempts += 1 + len(res.rejected_seeds)
         rates.expert_successes += 1
         for u in res.unstable_variants:

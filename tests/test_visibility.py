@@ -14,7 +14,7 @@ import pytest
 import simfail  # noqa: F401  (sets MUJOCO_GL before the first context)
 from simfail.core.episode import VIEWS, FailureEvent, failures_from_json, failures_to_json
 from simfail.labels.scoring import REWARD_WEIGHT, dense_reward
-from simfail.labels.visibility import apply_visibility, visibility_queries, with_visibility
+from simfail.labels.visibility import RULE_BY_TYPE, apply_visibility, visibility_queries, with_visibility
 from simfail.render.segmentation import SegmentationRenderer
 from simfail.render.worker import RenderWorker
 
@@ -162,6 +162,17 @@ def test_state_events_are_seen_from_the_physics_frame_where_on_screen(model):
     seen, hidden = _views(model, qpos, events)
     assert seen == {"left": None, "right": None, "wrist": 7}
     assert hidden == {v: None for v in VIEWS}
+
+
+def test_end_of_episode_verdicts_use_the_state_rule(model):
+    """A verdict (the object was never touched, never grasped, never reached its goal) is a
+    state: nothing moves, so it is seen where the subject is on screen, not never."""
+    from simfail.labels.detectors import VERDICT_TYPES
+
+    assert all(RULE_BY_TYPE.get(t) == "state" for t in VERDICT_TYPES)
+    qpos = _qpos(model, {})
+    (seen,) = _views(model, qpos, [_event("never_touched", ("block", "focus"), onset=9, visible=9)])
+    assert seen == {"left": None, "right": None, "wrist": 9}
 
 
 def test_contact_on_screen_makes_a_collision_visible(model):

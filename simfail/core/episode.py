@@ -134,6 +134,8 @@ class EpisodeRecord:
         failures: Failure events the detectors confirmed.
         perturbation: Parameters of the applied perturbation (empty for the expert).
         rank: 1-based rank of the episode's score within its group (1 = best; ties share).
+        policy: The policy that acted (policy rollouts; ``None`` for generated episodes),
+            written as ``simfail.policy`` by a writer created with ``policy_column=True``.
     """
 
     group_id: int
@@ -149,6 +151,7 @@ class EpisodeRecord:
     failures: list[FailureEvent]
     perturbation: dict[str, Any] = field(default_factory=dict)
     rank: int = 0
+    policy: str | None = None
 
     @property
     def length(self) -> int:

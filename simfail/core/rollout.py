@@ -1,6 +1,6 @@
 """Run programs on the simulation core, frame by frame, and branch counterfactuals.
 
-``Rollout`` executes a :class:`~simfail.core.program.Program`: at frame ``f`` it asks the
+:func:`run_program` executes a :class:`~simfail.core.program.Program`: at frame ``f`` it asks the
 program for the TCP pose at time ``(f + 1) / fps``, solves IK for it, and steps the core with
 the resulting joint targets and gripper command. Because the program is open-loop, two
 programs that agree up to time ``t_on`` issue identical actions for every step ending at or
@@ -18,6 +18,7 @@ import numpy as np
 
 from simfail.core.program import Program
 from simfail.core.robot import PandaIK
+from simfail.core.runner import FrameRecorder, RunnerState
 from simfail.core.sim import SimCore
 from simfail.labels.trace import Trace
 
@@ -47,7 +48,7 @@ def onset_frame(t_on: float, fps: int) -> int:
 
 
 def run_program(
-    core: SimCore,
+    core: SimCore | FrameRecorder,
     ik: PandaIK,
     program: Program,
     n_frames: int,
@@ -56,10 +57,12 @@ def run_program(
     start_frame: int = 0,
     keep_snapshots: bool = True,
 ) -> RolloutResult:
-    """Execute ``program`` for ``n_frames`` frames.
+    """Execute ``program`` for ``n_frames`` frames on the runner (or a bare core).
 
     Args:
-        core: Simulation core, already reset to the initial state (ignored when ``start`` is given).
+        core: The :class:`~simfail.core.runner.SceneRunner` (or a bare ``SimCore``, wrapped in
+            a :class:`~simfail.core.runner.FrameRecorder`), already reset to the initial state
+            (ignored when ``start`` is given).
         ik: IK solver, already reset to the home pose (ignored when ``start`` is given).
         program: Program to execute.
         n_frames: Total frames of the episode (including frame 0).
@@ -67,20 +70,20 @@ def run_program(
         start_frame: Frame of ``start`` to continue from.
         keep_snapshots: Save a snapshot at every frame (needed to branch from this rollout).
     """
-    fps = core.fps
+    rec = core if isinstance(core, FrameRecorder) else FrameRecorder(core)
+    sim = rec.core
+    fps = sim.fps
     if start is None:
-        trace = Trace(fps, list(core.entity_names), list(core.entity_names[2:]), joint_index=core.joint_index)
         action0 = np.concatenate([ik.arm_q, [program.grip_at(0.0)]])
-        trace.record(core, action0, None, program.phase_at(0.0))
-        result = RolloutResult(trace)
+        result = RolloutResult(rec.start(action0, program.phase_at(0.0)))
         if keep_snapshots:
-            result.snapshots.append(Snapshot(core.get_state(), ik.configuration.q.copy()))
+            result.snapshots.append(Snapshot(sim.get_state(), ik.configuration.q.copy()))
         first = 1
     else:
         snap = start.snapshots[start_frame]
-        core.set_state(snap.sim_state)
+        rec.restore(RunnerState(snap.sim_state, start_frame + 1), start.trace)
         ik.configuration.update(snap.ik_q.copy())
-        result = RolloutResult(start.trace.truncate(start_frame + 1))
+        result = RolloutResult(rec.trace)
         if keep_snapshots:
             result.snapshots = list(start.snapshots[: start_frame + 1])
         first = start_frame + 1
@@ -89,8 +92,7 @@ def run_program(
         pos, quat = program.pose_at(t)
         arm_q = ik.solve(pos, quat)
         action = np.concatenate([arm_q, [program.grip_at(t - 1.0 / fps)]])
-        contacts = core.step(action)
-        result.trace.record(core, action, contacts, program.phase_at(t - 1.0 / fps))
+        rec.step(action, program.phase_at(t - 1.0 / fps))
         if keep_snapshots:
-            result.snapshots.append(Snapshot(core.get_state(), ik.configuration.q.copy()))
+            result.snapshots.append(Snapshot(sim.get_state(), ik.configuration.q.copy()))
     return result

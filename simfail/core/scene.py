@@ -24,6 +24,12 @@ PALETTE: dict[str, tuple[float, float, float, float]] = {
 }
 
 TABLE_TOP_Z = 0.0
+#: Height [m] of the floor under the table. It collides: an object that leaves the table lands
+#: on it (and on the table's base, which collides too), as in a lab.
+FLOOR_Z = -0.76
+#: Floor friction: sliding, torsional, rolling [m]. The rolling term (condim 6) stops a cup or
+#: can that lands on its side within about a metre instead of letting it roll on for ever.
+FLOOR_FRICTION = (0.9, 0.01, 0.002)
 
 
 def look_at_xyaxes(pos: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> str:
@@ -93,9 +99,9 @@ def stage_xml(cfg: StageConfig, body: str, model_name: str, extra_assets: str = 
   <worldbody>
     <light name="key" pos="0.6 0.4 1.6" dir="-0.1 -0.2 -1" diffuse="0.55 0.55 0.55" castshadow="false"/>
     <light name="fill" pos="0.2 -0.6 1.2" dir="0.2 0.4 -1" diffuse="0.25 0.25 0.25" castshadow="false"/>
-    <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.76" material="floor" contype="0" conaffinity="0"/>
+    <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 {FLOOR_Z}" material="floor" condim="6" friction="{fmt(FLOOR_FRICTION)}"/>
     <geom name="table" type="box" size="{table_half[0]:.4f} {table_half[1]:.4f} 0.02" pos="{table_center[0]:.4f} {table_center[1]:.4f} -0.02" material="table" friction="0.8 0.01 0.001"/>
-    <geom name="table_leg" type="box" size="{table_half[0] - 0.07:.4f} {table_half[1] - 0.1:.4f} 0.36" pos="{table_center[0]:.4f} {table_center[1]:.4f} -0.4" rgba="0.3 0.25 0.2 1" contype="0" conaffinity="0"/>
+    <geom name="table_leg" type="box" size="{table_half[0] - 0.07:.4f} {table_half[1] - 0.1:.4f} {(FLOOR_Z + 0.04) / -2:.4f}" pos="{table_center[0]:.4f} {table_center[1]:.4f} {(FLOOR_Z - 0.04) / 2:.4f}" rgba="0.3 0.25 0.2 1"/>
     <camera name="left" pos="{fmt(cfg.left_pos)}" xyaxes="{left}" fovy="{cfg.fovy}"/>
     <camera name="right" pos="{fmt(cfg.right_pos)}" xyaxes="{right}" fovy="{cfg.fovy}"/>
 {body}

@@ -59,8 +59,10 @@ def data_schema(features: dict[str, dict[str, Any]]) -> pa.Schema:
     return pa.schema(fields, metadata={"huggingface": json.dumps(hf, separators=(",", ":"))})
 
 
-def episodes_schema(features: dict[str, dict[str, Any]], video_keys: list[str]) -> pa.Schema:
-    """Arrow schema of the ``meta/episodes/...parquet`` files."""
+def episodes_schema(features: dict[str, dict[str, Any]], video_keys: list[str],
+                    policy_column: bool = False) -> pa.Schema:
+    """Arrow schema of the ``meta/episodes/...parquet`` files (``simfail.policy`` last, in
+    datasets of policy rollouts only)."""
     i64, f64 = pa.int64(), pa.float64()
     fields = [
         pa.field("episode_index", i64),
@@ -97,6 +99,8 @@ def episodes_schema(features: dict[str, dict[str, Any]], video_keys: list[str]) 
         pa.field("simfail.task", pa.string()),
         pa.field("simfail.perturbation", pa.string()),
     ]
+    if policy_column:
+        fields.append(pa.field("simfail.policy", pa.string()))
     return pa.schema(fields)
 
 
@@ -231,6 +235,7 @@ class DatasetWriter:
         chunks_size: Files per chunk directory.
         crf, preset: x264 settings of the mp4 files.
         encoder_nice: Niceness of the ffmpeg encoders (see :class:`VideoEncoder`).
+        policy_column: Add the ``simfail.policy`` episode column (policy rollouts).
 
     Raises:
         OutputDirError: root is not usable in the requested mode or cannot be written.
@@ -252,6 +257,7 @@ class DatasetWriter:
         crf: int = 23,
         preset: str = "veryfast",
         encoder_nice: int = 0,
+        policy_column: bool = False,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -277,7 +283,8 @@ class DatasetWriter:
         self.video_keys = [L.video_key(v) for v in VIEWS]
         self.features = L.frame_features(self.state_names, self.action_names, self.nq, self.nv)
         self._data_schema = data_schema(self.features)
-        self._episodes_schema = episodes_schema(self.features, self.video_keys)
+        self.policy_column = bool(policy_column)
+        self._episodes_schema = episodes_schema(self.features, self.video_keys, self.policy_column)
 
         self._groups: list[_Group] = []
         self._group_ids: set[int] = set()
@@ -722,6 +729,8 @@ class DatasetWriter:
                         "simfail.perturbation": L.dumps_json(rec.perturbation, indent=None),
                     }
                 )
+                if self.policy_column:
+                    row["simfail.policy"] = rec.policy or ""
                 for name in rows:
                     rows[name].append(row[name])
             ep_table = pa.Table.from_arrays(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from simfail.core.episode import FailureEvent
-from simfail.labels.detectors import first_index, object_label
+from simfail.labels.detectors import end_frame, first_index, object_label
 
 #: Fraction of the range an "open" task must reach, and that a "close" task must get under.
 OPEN_GOAL = 0.85
@@ -208,8 +208,9 @@ def handle_slips(trace, layout) -> list[FailureEvent]:
         if goal[e] or not held[:e].any():
             continue
         final_ok = bool(goal[-1])
+        # onset: the first frame no pad touches the handle (the state before it is a grasp)
         return [FailureEvent(
-            "handle_slip", "quality" if final_ok else "task", int(e - 1), int(e), int(e + 1),
+            "handle_slip", "quality" if final_ok else "task", int(e), int(e), int(e + 1),
             0.3 if final_ok else float(np.clip(1.0 - tr[-1], 0.3, 1.0)), (body_name(layout),),
             f"the fingers slide off the {_noun(layout)} handle at {frac[e] * 100:.0f}% of its range while still "
             f"closed (they close to {width[e + SLIP_FRAMES - 1] * 100:.1f} cm); it ends {frac[-1] * 100:.0f}% open",
@@ -244,15 +245,17 @@ def rebounds(trace, layout, impacts: list[FailureEvent]) -> list[FailureEvent]:
 
 
 def incomplete(trace, layout) -> list[FailureEvent]:
-    """The joint ends outside the goal region (short of open, or not shut)."""
+    """The joint ends outside the goal region (short of open, or not shut).
+
+    An end-of-episode verdict: stamped at the last frame, where it becomes evident (a joint at
+    rest short of the goal can still be finished while the episode runs).
+    """
     p = layout.params
     frac = fraction(trace, layout)
     if in_goal(frac, p["action"])[-1]:
         return []
     tr = travel(trace, layout)
-    moving = handle_speed(trace, layout) > REST_SPEED
-    last_move = int(np.flatnonzero(moving)[-1]) + 1 if moving.any() else 0
-    end = min(last_move, len(frac) - 1)
+    end = end_frame(trace)
     goal = f"at least {OPEN_GOAL * 100:.0f}% open" if p["action"] == "open" else f"under {CLOSED_GOAL * 100:.0f}% open"
     return [FailureEvent(
         "incomplete", "task", end, end, end, float(np.clip(1.0 - tr[-1], 0.2, 1.0)), (body_name(layout),),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simfail.core.episode import FailureEvent
-from simfail.labels.detectors import first_index, object_label, grasped, lifted
+from simfail.labels.detectors import end_frame, first_index, object_label, grasped, lifted, release_onset
 
 #: Share of the nuts that must end in the target bowl for a success.
 GOAL_SHARE = 0.85
@@ -329,12 +329,8 @@ def cup_drops(trace, layout) -> list[FailureEvent]:
         over = np.flatnonzero(tilt[start:e] > OVERTILT)
         if over.size:
             onset = start + int(over[0])
-        elif commanded:
-            onset = int(e if cmd[e] < 0.5 else e - 1)
-            while onset > start and cmd[onset - 1] < 0.5:
-                onset -= 1
-        else:
-            onset = e - 1
+        else:  # the open command that ended the grasp, or (a slip) the first frame not held
+            onset = max(start, release_onset(cmd, e))
         fell = first_index(trace.pos("cup")[:, 2] < trace.pos("cup")[e, 2] - 0.02, e)
         visible = int(fell if fell is not None else e)
         events.append(FailureEvent(

@@ -128,9 +128,15 @@ def goal_outcome(trace, layout) -> list[FailureEvent]:
         )]
     short = along[-1] < 0 and -along[-1] >= abs(side[-1])
     kind, where = ("undershoot", "short of") if short else ("missed_goal", "beside")
+    # an end-of-episode verdict: evident at the last frame (an object at rest outside the goal
+    # can still be pushed in); its onset is the robot's last push, or the last frame if the
+    # robot never pushed it
+    end = det.end_frame(trace)
+    onset = int(last_touch) if touch.any() else end
+    how = "" if touch.any() else " (the robot never pushes it)"
     return [FailureEvent(
-        kind, "task", int(last_touch), int(last_touch), rest, sev, (name, "goal"),
-        f"the {label} comes to rest {miss * 100:.1f} cm {where} the {gl}",
+        kind, "task", onset, end, end, sev, (name, "goal"),
+        f"the {label} comes to rest {miss * 100:.1f} cm {where} the {gl}{how}",
         meas,
     )]
 
@@ -181,12 +187,18 @@ def detect(trace, layout) -> tuple[bool, list[FailureEvent]]:
     if not wrong:  # pushing a distractor instead already explains where the object is
         events += goal_outcome(trace, layout)
     events += det.shaky_motion(trace, layout)
-    events = det.merge_events(events)
+    # the pushed object's motion is the task (judged by goal_outcome, topples, off_table)
+    events += det.robot_disturbances(trace, layout, events, free, exclude=("object", *pushed))
     pos = trace.pos("object")
     speed = float(np.linalg.norm(trace.vel("object")[-1]))
     ok = bool(inside_goal(pos[-1:, :2], layout)[0] and speed < 2 * REST_SPEED
               and trace.tilt("object")[-1] < UPRIGHT_TILT and not touched(trace, "object")[-1] and pos[-1, 2] > -0.005)
-    return ok and not any(e.category == "task" for e in events), events
+    ok = ok and not any(e.category == "task" for e in events)
+    events += det.failure_verdict(
+        trace, layout, ok, events, lambda: push_progress(trace, layout), obj="object", engaged=touched(trace, "object"),
+        at_goal=inside_goal(pos[:, :2], layout), missed=f"never gets onto the {object_label(layout, 'goal')}",
+        finish="it does not end there upright, at rest and let go", verb="touches")
+    return ok, det.merge_events(events)
 
 
 def push_progress(trace, layout) -> np.ndarray:

@@ -80,14 +80,9 @@ def _bottom(trace, layout, name: str) -> np.ndarray:
 
 
 def _commanded_start(trace, e: int) -> int:
-    """The frame the gripper was commanded open for the grasp end at ``e`` (``e - 1`` for a slip)."""
-    cmd = trace.grip_cmd()
-    if cmd[e] >= 0.5 and cmd[e - 1] >= 0.5:
-        return int(e - 1)
-    t = int(e if cmd[e] < 0.5 else e - 1)
-    while t > 0 and cmd[t - 1] < 0.5:
-        t -= 1
-    return t
+    """The frame the gripper was commanded open for the grasp end at ``e`` (``e`` for a slip);
+    see :func:`simfail.labels.detectors.release_onset`."""
+    return det.release_onset(trace.grip_cmd(), e)
 
 
 def is_drop(trace, layout, e: int, name: str = "object") -> bool:

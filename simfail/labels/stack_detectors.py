@@ -352,9 +352,7 @@ def block_drops(trace, blocks: list[str], tower: list[str], layout) -> list[Fail
             commanded = cmd[e - 1] < 0.5 or cmd[e] < 0.5
             if commanded and clearance < PLACE_CLEARANCE:
                 continue
-            onset = e - 1
-            while commanded and onset > 0 and cmd[onset - 1] < 0.5:
-                onset -= 1
+            onset = open_command(trace, e)
             vis = first_index(pos[:, 2] < pos[e, 2] - FALL_DZ, e)
             k = tower.index(a) if a in tower else 0
             landed = k > 0 and bool(resting(trace, a, tower[k - 1], layout)[-1])

@@ -106,11 +106,7 @@ def tool_drops(trace, layout) -> list[FailureEvent]:
         if gap[e - 1] <= DROP_GAP or not _left_hand(trace, e):
             continue
         commanded = bool(cmd[e - 1] < 0.5 or cmd[e] < 0.5)
-        onset = int(e - 1)
-        if commanded:
-            onset = int(e if cmd[e] < 0.5 else e - 1)
-            while onset > 0 and cmd[onset - 1] < 0.5:
-                onset -= 1
+        onset = det.release_onset(cmd, e)
         vis = first_index(z < z[e] - 0.02, e)
         visible = int(vis if vis is not None else e)
         where = "board" if over_board(trace.pos("tool")[-1:, :2], layout)[0] else "table"
@@ -136,7 +132,7 @@ def rough_put_down(trace, layout) -> list[FailureEvent]:
             continue
         sev = float(np.clip(g / DROP_GAP, 0.3, 1.0))
         events.append(FailureEvent(
-            "rough_put_down", "quality", int(e - 1), int(e), int(e), sev, ("tool",),
+            "rough_put_down", "quality", det.release_onset(cmd, e), int(e), int(e), sev, ("tool",),
             f"the gripper opens with the {object_label(layout, 'tool')}'s head {g * 100:.1f} cm above the surface, "
             "letting it fall instead of setting it down",
             {"release_gap_m": g},
@@ -177,9 +173,11 @@ def wiping_result(trace, layout, marks: list[str]) -> list[FailureEvent]:
     """Marks left on the board at the end.
 
     Fewer than ``SUCCESS_SHARE`` removed is ``incomplete_wiping`` (task, severity = share
-    left); any mark left with the share reached is ``marks_missed`` (quality). The onset is
-    the frame the wiping stopped (the last change of the count, or the eraser's last frame
-    over the board, whichever is later).
+    left); any mark left with the share reached is ``marks_missed`` (quality). Both are
+    end-of-episode verdicts, stamped at the last frame (where they become evident: marks left
+    on the board can still be wiped while the episode runs); ``wiping_stopped_s`` measures
+    when the wiping stopped (the last change of the count, or the eraser's last frame over the
+    board, whichever is later).
     """
     on = marks_on_board(trace, layout, marks)
     count = on.sum(axis=1)
@@ -191,19 +189,20 @@ def wiping_result(trace, layout, marks: list[str]) -> list[FailureEvent]:
     over = np.flatnonzero(over_board(trace.pos("tool")[:, :2], layout, OVER_BOARD_MARGIN) & det.grasped(trace, "tool"))
     stop = max(int(changes[-1]) if changes.size else 0, int(over[-1]) if over.size else 0)
     stop = stop if stop > 0 else len(count) - 1
+    end = det.end_frame(trace)
     removed = 1.0 - left / n
     names = tuple(m for m, o in zip(marks, on[-1]) if o)
     lbl = object_label(layout, "board")
     if removed < SUCCESS_SHARE:
         return [FailureEvent(
-            "incomplete_wiping", "task", stop, stop, stop, float(np.clip(left / n, 0.2, 1.0)), ("board", *names),
-            f"{left} of {n} marks are still on the {lbl} when the wiping ends ({removed:.0%} removed)",
-            {"marks_left": float(left), "share_removed": removed},
+            "incomplete_wiping", "task", end, end, end, float(np.clip(left / n, 0.2, 1.0)), ("board", *names),
+            f"{left} of {n} marks are still on the {lbl} when the episode ends ({removed:.0%} removed)",
+            {"marks_left": float(left), "share_removed": removed, "wiping_stopped_s": stop / trace.fps},
         )]
     return [FailureEvent(
-        "marks_missed", "quality", stop, stop, stop, float(left / n), ("board", *names),
+        "marks_missed", "quality", end, end, end, float(left / n), ("board", *names),
         f"{left} of {n} marks stay on the {lbl}: the board is mostly but not fully wiped ({removed:.0%} removed)",
-        {"marks_left": float(left), "share_removed": removed},
+        {"marks_left": float(left), "share_removed": removed, "wiping_stopped_s": stop / trace.fps},
     )]
 
 

@@ -71,6 +71,8 @@ RULE_BY_TYPE: dict[str, str] = {
         "undershoot", "missed_goal", "missed_grasp", "no_release", "incomplete_pour", "incomplete_wiping",
         "marks_missed", "misplaced", "imprecise_orientation", "incomplete_rotation", "over_rotation",
         "tool_not_put_down", "shaky_motion", "misaligned_stack", "wrong_order",
+        # end-of-episode verdicts (simfail.labels.detectors.VERDICT_TYPES): a task left undone
+        "never_grasped", "never_touched", "goal_not_reached",
     )},
 }
 
