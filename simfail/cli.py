@@ -37,11 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     cmd, rest = (argv[0], argv[1:]) if argv else ("--help", [])
     try:
         if cmd in HELP_FLAGS:
-            print(C.command_help(rest[0]) if rest and rest[0] in C.COMMANDS else C.overview())
+            print(C.command_help(rest[0], rest[1:]) if rest and rest[0] in C.COMMANDS else C.overview())
             return 0
         C.get_command(cmd)
         if any(a in HELP_FLAGS[:2] for a in rest):
-            print(C.command_help(cmd))
+            print(C.command_help(cmd, rest))
             return 0
         return C.invoke(cmd, rest)
     except SimfailError as exc:

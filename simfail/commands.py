@@ -55,6 +55,9 @@ class Command:
         config_name: Packaged YAML / ConfigStore name (default: ``name`` with ``-`` -> ``_``).
         split: Optional ``split(args) -> (args, updates)``: takes out arguments the command
             parses itself (``model.KEY=VALUE``); ``updates`` is merged over the composed config.
+        variants: Optional ``variants() -> {name: Command}`` (or ``"module:function"``): the
+            command's first argument names one of them and the rest are that variant's settings
+            (``simfail experiment real_plus_sim real=DIR ...``); ``config``/``run`` are then unused.
     """
 
     name: str
@@ -64,6 +67,7 @@ class Command:
     example: str = ""
     config_name: str | None = None
     split: Any = None
+    variants: Any = None
 
     @property
     def schema(self) -> type:
@@ -87,6 +91,24 @@ def get_command(name: str) -> Command:
     if name not in COMMANDS:
         raise UnknownNameError("command", name, list(COMMANDS))
     return COMMANDS[name]
+
+
+def variants_of(cmd: Command) -> dict[str, Command]:
+    """The variants of a command with ``variants`` (``{}`` for a plain command)."""
+    return dict(_resolve(cmd.variants)()) if cmd.variants is not None else {}
+
+
+def select(cmd: Command, args: list[str]) -> tuple[Command, list[str]]:
+    """``(the command that runs, its arguments)``: for a command with variants, the variant its
+    first argument names; a missing or unknown name is one error listing the variants."""
+    if cmd.variants is None:
+        return cmd, list(args)
+    known = variants_of(cmd)
+    if not args or "=" in args[0] or args[0].startswith("-"):
+        raise ConfigError(f"usage: simfail {cmd.name} NAME [key=value ...] ({cmd.name}s: {', '.join(known)})")
+    if args[0] not in known:
+        raise UnknownNameError(cmd.name, args[0], list(known))
+    return known[args[0]], list(args[1:])
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -144,7 +166,7 @@ def build_config(name: str, args: list[str]) -> Any:
     """The checked config object of command ``name`` from its arguments (``--cfg`` ignored)."""
     from simfail.schema import build
 
-    cmd = get_command(name)
+    cmd, args = select(get_command(name), args)
     overrides, updates, _ = parse_args(cmd, args)
     return build(cmd.schema, cmd.yaml_name, overrides, command=cmd.name, updates=updates or None)
 
@@ -156,9 +178,9 @@ def shown(cfg: Any) -> dict[str, Any]:
 def invoke(name: str, args: list[str]) -> int:
     """Run command ``name`` with ``args``; returns its exit code. Raises SimfailError on bad
     input (the command line turns it into one ``simfail: error:`` line)."""
-    cmd = get_command(name)
+    cmd, rest = select(get_command(name), args)
     if cmd.config is None:  # a command that parses its own arguments: run(args) -> int
-        return int(_resolve(cmd.run)(list(args)) or 0)
+        return int(_resolve(cmd.run)(list(rest)) or 0)
     cfg = build_config(name, args)
     if "--cfg" in args:
         print(json.dumps(shown(cfg), indent=2, default=str))
@@ -170,11 +192,23 @@ def invoke(name: str, args: list[str]) -> int:
 # ----------------------------------------------------------------------------- help
 
 
-def command_help(name: str) -> str:
-    """``simfail NAME --help``: usage, summary, example and every key from the schema."""
+def command_help(name: str, args: list[str] | tuple[str, ...] = ()) -> str:
+    """``simfail NAME --help``: usage, summary, example and every key from the schema. For a
+    command with variants: the variants, or the help of the one ``args`` names first."""
     from simfail.schema import compose, describe, has_yaml
 
     cmd = get_command(name)
+    if cmd.variants is not None:
+        known = variants_of(cmd)
+        first = next((a for a in args if "=" not in a and not a.startswith("-")), None)
+        if first is None or first not in known:
+            width = max((len(n) for n in known), default=0) + 2
+            lines = [f"usage: simfail {cmd.name} NAME [key=value ...] [--cfg]", "", cmd.summary]
+            lines += ["", f"example: {cmd.example}"] if cmd.example else []
+            lines += ["", f"{cmd.name}s (simfail {cmd.name} NAME --help lists NAME's settings):"]
+            lines += [f"  {n:<{width}}{v.summary}" for n, v in known.items()]
+            return "\n".join(lines)
+        cmd = known[first]
     if cmd.config is None:  # parses its own arguments: its run function's docstring is the help
         doc = (getattr(_resolve(cmd.run), "__doc__", None) or "").strip()
         return "\n".join([f"usage: simfail {cmd.name} ...", "", cmd.summary, *(["", doc] if doc else [])])
@@ -258,5 +292,20 @@ for _c in (
     Command("calibrate", "calibrate the realism fidelity thresholds on synthetic edits of a dataset",
             "simfail.realism.settings:CalibrateConfig", "simfail.realism.calibrate:run",
             example="simfail calibrate DIR out=report.json"),
+    Command("render-speed", "render speed (view-frames/s) of backend:preset pairs on one recorded episode",
+            "simfail.render.speed:RenderSpeedConfig", "simfail.render.speed:run",
+            example="simfail render-speed size=128 runs=[egl:fast,egl:lab,warp:fast]"),
+    Command("render-preview", "a PNG of one scene per render preset (rows) and view (columns)",
+            "simfail.render.preview:RenderPreviewConfig", "simfail.render.preview:run",
+            example="simfail render-preview out=preview.png size=256"),
+    Command("import-real", "import real robot rollouts with human labels (RoboArena dump, LeRobot release) as a dataset",
+            "simfail.dataset.real.commands:ImportRealConfig", "simfail.dataset.real.commands:run",
+            example="simfail import-real SRC format=roboarena out=DIR"),
+    Command("experiment", "run a named experiment (simfail experiment --help lists them)", None, None,
+            example="simfail experiment real_plus_sim real=DIR sim=DIR out=DIR",
+            variants="simfail.stress.experiments:commands"),
+    Command("view", "browse a dataset in a web browser: serve it, export a folder (out=) or draw the figure (figure=)",
+            "simfail.viewer.commands:ViewConfig", "simfail.viewer.commands:run",
+            example="simfail view DIR out=HTML_DIR"),
 ):
     register(_c)

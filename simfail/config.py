@@ -12,6 +12,8 @@ from typing import Any, Dict, Optional
 
 from simfail.core.episode import VIEWS
 from simfail.errors import ConfigError
+from simfail.render.backends import BACKEND_NAMES
+from simfail.render.presets import PRESET_NAMES
 from simfail.schema import check_ranges
 
 
@@ -34,6 +36,16 @@ class RenderConfig:
     #: Multiplies the decimated robot meshes' triangle budgets (2.0 = finer meshes).
     mesh_scale: float = _f(1.0, "multiplies the robot meshes' triangle budgets (2.0 = finer meshes)",
                            "render.mesh_scale=2.0", range=(0.25, 8))
+    #: Renderer (:mod:`simfail.render.backends`): ``egl`` (OpenGL through EGL: MultiViewRenderer,
+    #: one state per call) or ``warp`` (MuJoCo Warp ray tracing, many recorded states per call;
+    #: optional extra simfail[warp]). See docs/rendering.md.
+    backend: str = _f("egl", "renderer: egl (OpenGL through EGL, one state per call) or warp (MuJoCo Warp "
+                      "batch ray tracing, pip install 'simfail[warp]')", "render.backend=warp",
+                      choices=list(BACKEND_NAMES))
+    #: Look of the frames (:mod:`simfail.render.presets`); physics is the same for every preset.
+    preset: str = _f("fast", "look of the frames: fast (flat primitives on black) or lab (shadows, textured "
+                     "table and floor, walls); physics unchanged", "render.preset=lab",
+                     choices=list(PRESET_NAMES))
 
 
 @dataclass

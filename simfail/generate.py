@@ -31,6 +31,7 @@ from simfail.core.task import Task, get_task, task_names
 from simfail.errors import ExpertFailedError, SimulationUnstableError, UnknownNameError
 from simfail.labels.scoring import dense_reward, episode_score, failure_mask
 from simfail.labels.visibility import SEG_SIZE, apply_visibility, visibility_queries
+from simfail.render.presets import render_model
 from simfail.render.worker import RenderWorker
 
 STATE_NAMES = [f"joint{i}" for i in range(1, 8)] + ["finger_joint1", "finger_joint2"]
@@ -210,8 +211,11 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     seed, scene, ik, expert, base, rejected = (start.seed, start.scene, start.ik, start.program, start.result,
                                                start.rejected)
 
-    seg_size = SEG_SIZE if visibility else 0
-    worker = RenderWorker(scene.model, VIEWS, cfg.render.width, cfg.render.height, seg_size=seg_size) if render else None
+    worker = None
+    if render:  # the preset only changes the model the renderer draws; physics ran on scene.model
+        worker = RenderWorker(render_model(scene.model, scene.xml, cfg.render.preset), VIEWS,
+                              cfg.render.width, cfg.render.height, backend=cfg.render.backend,
+                              seg_size=SEG_SIZE if visibility else 0)
     frames: list[Future] = []
     see, seen = visibility_hook(worker if visibility else None, scene.model, runner)
 

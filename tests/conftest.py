@@ -130,6 +130,17 @@ def expert_30(task) -> list[ExpertOutcome]:
     return expert_outcomes(task, 30)
 
 
+@pytest.fixture(scope="session")
+def viewer_dataset(tmp_path_factory) -> Path:
+    """Two pick_place groups (expert, drop, collision) at 64x64, written by ``simfail generate``
+    (the viewer's tests read it; nobody writes to it)."""
+    from simfail.cli import main
+
+    out = tmp_path_factory.mktemp("viewer") / "ds"
+    assert main(generate_argv(out, "task=pick_place", "groups=2", "seed=0", "failures=[drop,collision]")) == 0
+    return out
+
+
 def episode_by_variant(result) -> dict:
     return {e.variant: e for e in result.episodes}
 

@@ -152,8 +152,10 @@ class Page:
             if not (any(k == "failures" and (v.startswith("[") or v not in ("all", "sweep")) for k, v in kv.items())
                     or "failures.names" in kv):
                 kv["failures.names"] = f"[{first_operator(kv.get('task', 'pick_place'))}]"
-        elif name in ("check", "calibrate"):
+        elif name in ("check", "calibrate", "view"):
             pos = [self.existing_or(p, data) for p in pos]
+            if name == "view" and serves_forever(argv):
+                pytest.fail(f"simfail {' '.join(argv)} serves until Ctrl-C: show it outside a bash block")
             if name == "calibrate":
                 kv["max_episodes"] = "1"
         elif name in ("compare", "paired"):
@@ -170,12 +172,31 @@ class Page:
         elif name == "train-reward":
             pytest.importorskip("torch")
             kv.update(dict(a.split("=", 1) for a in TRAIN_TINY))
+        elif name == "render-speed":
+            kv.update({"size": "64", "frames": "4"})
+        elif name == "render-preview":
+            kv["size"] = "64"
         elif name == "realism":
             model = kv.get("model", "identity")
             if model != "identity" and ":" not in model:  # a local diffusers folder: the tiny Wan-VACE
                 path, embeds = self.fixture("wan_model")
                 kv.update({"model": str(path), "prompt_embeds": str(embeds), **REALISM_TINY})
         return [name, *pos, *(f"{k}={v}" for k, v in kv.items()), *flags]
+
+
+def serves_forever(argv: list[str]) -> bool:
+    """``simfail view DIR`` without ``out=`` or ``figure=`` serves until Ctrl-C: a page shows it
+    in prose or a ``text`` block, never in a bash block the docs test runs."""
+    keys = {a.partition("=")[0] for a in argv[1:] if "=" in a}
+    return bool(argv) and argv[0] == "view" and not keys & {"out", "figure"} and "--cfg" not in argv
+
+
+def test_no_page_runs_a_server_in_a_bash_block():
+    shown = [(p.name, line, " ".join(argv)) for p in PAGES for line, argv in shown_commands(p)
+             if serves_forever(argv) and not any(a in ("--help", "-h") for a in argv)]
+    assert not shown, f"these serve until Ctrl-C and would hang the docs test: {shown}"
+    assert serves_forever(["view", "DIR"]) and serves_forever(["view", "DIR", "port=0"])
+    assert not serves_forever(["view", "DIR", "out=site"]) and not serves_forever(["view", "DIR", "figure=f.png"])
 
 
 def first_operator(task: str) -> str:
@@ -187,8 +208,11 @@ def first_operator(task: str) -> str:
 #: The README's commands run in the default suite (about 15 s of CPU); the docs pages' (tasks=all,
 #: rates, bench, the realism pass with the tiny Wan-VACE ...: about 2.5 min of CPU together) run
 #: with ``-m slow``; every page's commands are checked against their schemas by the fast test below.
+#: Pages whose commands another test runs on fixtures of its own (they are still schema-checked
+#: below): docs/real_data.md needs a real release to import (tests/test_docs_real_data.py).
+RUN_ELSEWHERE = {"real_data.md": "tests/test_docs_real_data.py"}
 RUN_PAGES = [pytest.param(p, id=p.relative_to(ROOT).as_posix(), marks=() if p.name == "README.md" else pytest.mark.slow)
-             for p in PAGES]
+             for p in PAGES if p.name not in RUN_ELSEWHERE]
 
 
 @pytest.mark.parametrize("page", RUN_PAGES)
@@ -246,3 +270,9 @@ def test_every_shown_command_is_a_valid_configuration(page, tmp_path, monkeypatc
             build_config(argv[0], args)
         except Exception as exc:  # noqa: BLE001 - reported with the page and line
             pytest.fail(f"{page.name}:{line}: simfail {' '.join(argv)}: {exc}")
+
+
+def test_pages_run_elsewhere_have_their_test():
+    for page, test in RUN_ELSEWHERE.items():
+        assert (ROOT / "docs" / page).is_file() and (ROOT / test).is_file(), (page, test)
+        assert page in (ROOT / test).read_text(), f"{test} does not run {page}"

@@ -26,6 +26,8 @@ REQUIRED = (
     "simfail/perturbations/base.py",
     "simfail/cli.py",
     "simfail/core/task.py",
+    "simfail/viewer/assets/components.js",
+    "simfail/viewer/assets/simfail.css",
 )
 OFFLINE_HINTS = ("No matching distribution", "Could not find a version", "Failed to establish", "network",
                  "Temporary failure in name resolution", "ProxyError")

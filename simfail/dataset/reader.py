@@ -193,13 +193,27 @@ class SimfailDataset:
 
     @property
     def preferences(self) -> list[Preference]:
+        """Strict preferences (a real dataset's human ties are left out, as the paper does)."""
         t = self._preferences.to_pydict()
+        ties = t.get("tie") or [False] * len(t["group_id"])
         return [
             Preference(int(g), int(a), int(b), int(p), float(sa), float(sb))
-            for g, a, b, p, sa, sb in zip(
-                t["group_id"], t["episode_a"], t["episode_b"], t["preferred"], t["score_a"], t["score_b"]
+            for g, a, b, p, sa, sb, tie in zip(
+                t["group_id"], t["episode_a"], t["episode_b"], t["preferred"], t["score_a"], t["score_b"], ties
             )
+            if not tie
         ]
+
+    @property
+    def source(self) -> str:
+        """``"real"`` for a dataset written by ``simfail import-real``, else ``"sim"``."""
+        return str(self._simfail_meta.get("source") or "sim")
+
+    @property
+    def verdicts(self) -> list[dict[str, Any]]:
+        """Every row of ``meta/preferences.parquet`` (a real dataset's human verdicts, ties
+        included with ``preferred = -1`` and ``tie = True``)."""
+        return self._preferences.to_pylist()
 
     @property
     def tasks(self) -> dict[str, int]:
@@ -415,7 +429,9 @@ class SimfailDataset:
                         problems.append(f"video file {path} does not decode: {exc}")
                         continue
                     expected = int(lengths[eps].sum())
-                    if len(times) != expected:
+                    if len(times) != expected and not (self.source == "real" and len(times) > expected):
+                        # an imported real video may hold unused frames after its episode
+                        # (its views differ in length; meta/simfail.json import.trimmed_frames)
                         problems.append(f"{path}: {len(times)} decoded frames, its episodes have {expected}")
                     eps_sorted = sorted(eps, key=lambda e: r[f"videos/{key}/from_timestamp"][e])
                     prev_to = None
@@ -442,6 +458,9 @@ class SimfailDataset:
                             problems.append(f"{where}: {bad} frames have no decoded frame within {_TOL}s")
 
         # --- preferences
+        if self.source == "real":
+            problems += self._check_verdicts()
+            return problems
         expected_prefs: list[tuple] = []
         scores = r["simfail.score"]
         for gid, eps in self.groups().items():
@@ -456,4 +475,27 @@ class SimfailDataset:
             better = p.episode_a if p.score_a > p.score_b else p.episode_b
             if p.score_a == p.score_b or p.preferred != better:
                 problems.append(f"preference {p} is inconsistent with its scores")
+        return problems
+
+    def _check_verdicts(self) -> list[str]:
+        """Human verdicts of a real dataset: within one group, ``preferred`` one of the pair
+        (or ``-1`` for a tie), scores equal to the episodes' scores. They need not agree with
+        the scores: a human may prefer the rollout they scored lower."""
+        problems: list[str] = []
+        scores = self._rows["simfail.score"]
+        gids = self._rows["simfail.group_id"]
+        n = self.num_episodes
+        for i, v in enumerate(self.verdicts):
+            a, b, p = int(v["episode_a"]), int(v["episode_b"]), int(v["preferred"])
+            where = f"preference row {i}"
+            if not (0 <= a < n and 0 <= b < n) or a == b:
+                problems.append(f"{where}: episodes {a}, {b} are not two episodes of the dataset")
+                continue
+            if int(gids[a]) != int(v["group_id"]) or int(gids[b]) != int(v["group_id"]):
+                problems.append(f"{where}: episodes {a}, {b} are not both in group {v['group_id']}")
+            tie = bool(v.get("tie", False))
+            if (tie and p != -1) or (not tie and p not in (a, b)):
+                problems.append(f"{where}: preferred={p} is not {'-1 (a tie)' if tie else f'{a} or {b}'}")
+            if float(v["score_a"]) != float(scores[a]) or float(v["score_b"]) != float(scores[b]):
+                problems.append(f"{where}: score_a/score_b differ from the episodes' simfail.score")
         return problems

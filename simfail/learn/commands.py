@@ -8,6 +8,7 @@ the model with ``simfail evaluate model=rewind model.checkpoint=OUT data=DIR``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -83,28 +84,48 @@ def run_train(cfg: dict[str, Any]) -> dict[str, Any]:
         ncfg = NetConfig(text_dim=text.dim, **cfg["net"])
     except TypeError as exc:
         raise ConfigError(f"bad net settings {cfg['net']}: {exc}") from exc
-    ds = SimfailDataset(cfg["data"])
-    sel = select_episodes(ds, cfg["regime"], groups=cfg["groups"], holdout_groups=cfg["holdout_groups"],
-                          holdout_failures=cfg["holdout_failures"])
-    pool = load_pool(ds, sel, view=cfg["view"], frame_size=tuple(cfg["frame_size"]), text=text,
-                     expert_target_mode=cfg["expert_target"])
+    from simfail.stress.multi import SPLIT_NAME
+
+    from .checkpoint import atomic_write_bytes
+    from .mix import Source, build_mixed_pool
+
+    paths = [str(d) for d in cfg["data"]] if isinstance(cfg["data"], (list, tuple)) else [str(cfg["data"])]
+    if not paths:
+        raise ConfigError("data=[...] is empty: give at least one dataset folder")
+    ds = SimfailDataset(paths[0])
+    if len(paths) > 1 or ds.source == "real":  # several sources, or real rollouts: simfail.learn.mix
+        pool, sources = build_mixed_pool({**cfg, "data": paths}, text)
+        sel = None
+    else:
+        sel = select_episodes(ds, cfg["regime"], groups=cfg["groups"], holdout_groups=cfg["holdout_groups"],
+                              holdout_failures=cfg["holdout_failures"])
+        pool = load_pool(ds, sel, view=cfg["view"], frame_size=tuple(cfg["frame_size"]), text=text,
+                         expert_target_mode=cfg["expert_target"])
+        sources = [Source(str(Path(paths[0]).resolve()), Path(paths[0]).resolve().name, ds.source, None, sorted(sel.groups),
+                          sorted(set(ds.groups()) - set(sel.groups)), len(sel.experts), len(sel.failures))]
     torch.manual_seed(tcfg.seed)
     net = RewindNet(ncfg)
     res = train(net, pool, tcfg, progress=bool(cfg.get("progress", True)))
     summary = {
         "regime": cfg["regime"],
-        "data": str(Path(str(cfg["data"])).resolve()),
-        "n_groups": len(sel.groups),
-        "groups": sel.groups,
+        "data": str(Path(paths[0]).resolve()) if len(paths) == 1 else [s.path for s in sources],
+        "n_groups": sum(len(s.train_groups) for s in sources),
+        "groups": sel.groups if sel is not None else {s.name: s.train_groups for s in sources},
         "holdout_groups": cfg["holdout_groups"],
         "holdout_failures": cfg["holdout_failures"],
-        "n_experts": len(sel.experts),
-        "n_failures": len(sel.failures),
-        "held_out_failure_episodes": sel.skipped_failures,
+        "n_experts": sum(s.n_experts for s in sources),
+        "n_failures": sum(s.n_failures for s in sources),
+        "held_out_failure_episodes": sel.skipped_failures if sel is not None else {},
         "expert_target": cfg["expert_target"],
         "first_loss": res.log[0]["loss"],
         "final_loss": res.log[-1]["loss"],
     }
+    if sel is None:
+        summary["sources"] = [s.to_dict() for s in sources]
+        summary["real_holdout"] = cfg.get("real_holdout")
+    split = {"sources": [s.to_dict() for s in sources], "real_holdout": cfg.get("real_holdout"),
+             "split_seed": cfg.get("split_seed") if cfg.get("split_seed") is not None else cfg["seed"]}
+    atomic_write_bytes(out / SPLIT_NAME, (json.dumps(split, indent=2) + "\n").encode())
     meta = {
         "net": ncfg.to_dict(),
         "text": {"kind": "hashed", **text.config()},
@@ -129,14 +150,21 @@ def train_main(cfg: Any) -> int:
         ["training groups", str(s["n_groups"])],
         ["expert episodes", str(s["n_experts"])],
         ["failure episodes", str(s["n_failures"])],
-        ["held-out groups", str(len(s["holdout_groups"]))],
+        ["held-out groups", str(len(s["holdout_groups"]) if "sources" not in s else sum(len(x["heldout_groups"]) for x in s["sources"]))],
         ["held-out failure variants", ", ".join(f"{k} ({v} ep.)" for k, v in s["held_out_failure_episodes"].items())
          or ("- (no failure episode is trained on)" if s["regime"] == "expert_only" else ", ".join(s["holdout_failures"]) or "-")],
         ["loss first -> last epoch", f"{s['first_loss']:.5f} -> {s['final_loss']:.5f}"],
         ["training time", f"{s['train_seconds']:.1f} s"],
     ]
+    for src in s.get("sources", []):
+        w = "-" if src["weight"] is None else f"{src['weight']:g}"
+        rows.append([f"source {src['name']} [{src['kind']}]",
+                     f"weight {w}, {len(src['train_groups'])} groups trained ({src['n_experts']} successes/experts, "
+                     f"{src['n_failures']} others), {len(src['heldout_groups'])} held out"])
+        rows.append([f"  {src['name']} categories (episodes)", ", ".join(f"{k} {v}" for k, v in src["categories"].items()) or "-"])
     print(format_table(["setting", "value"], rows))
-    print(f"checkpoint: {s['checkpoint']}  (score it: simfail evaluate model=rewind model.checkpoint={Path(s['checkpoint']).parent} data=DIR)")
+    print(f"checkpoint: {s['checkpoint']}  (score it: simfail evaluate model=rewind model.checkpoint={Path(s['checkpoint']).parent} data=DIR"
+          f" split={Path(s['checkpoint']).parent})")
     return 0
 
 

@@ -113,11 +113,18 @@ class EpisodeData:
     target: np.ndarray  # float32 (T,) in [0, 1]
     text: np.ndarray  # float32 (D,)
     expert: bool
+    source: str = ""  # dataset name when several are mixed (simfail.learn.mix)
 
 
 @dataclass
 class Pool:
+    """Training episodes. ``probs`` (optional, summing to 1): the chance of each episode being
+    drawn for a forward clip, ``expert_probs`` the same over :attr:`experts` for rewound
+    clips; ``None`` draws uniformly (one dataset)."""
+
     episodes: list[EpisodeData]
+    probs: np.ndarray | None = None
+    expert_probs: np.ndarray | None = None
 
     @property
     def experts(self) -> list[EpisodeData]:
@@ -187,13 +194,16 @@ def sample_batch(pool: Pool, rng: np.random.Generator, batch_size: int, k: int, 
     """``(frames uint8 (B,K,h,w,3), text (B,D), targets (B,K), is_rewound (B,))``."""
     experts = pool.experts
     frames, texts, targets, rew = [], [], [], []
+    def draw(items: list[EpisodeData], p: np.ndarray | None) -> EpisodeData:
+        return items[int(rng.integers(len(items)))] if p is None else items[int(rng.choice(len(items), p=p))]
+
     for _ in range(batch_size):
         if experts and rng.random() < rewind_frac:
-            ep = experts[int(rng.integers(len(experts)))]
+            ep = draw(experts, pool.expert_probs)
             idx, _ = rewound_indices(len(ep.target), k, rng)
             rew.append(True)
         else:
-            ep = pool.episodes[int(rng.integers(len(pool.episodes)))]
+            ep = draw(pool.episodes, pool.probs)
             idx = forward_indices(len(ep.target), k, rng)
             rew.append(False)
         frames.append(ep.frames[idx])

@@ -35,7 +35,13 @@ class TextSettings:
 class TrainRewardConfig:
     """``simfail train-reward``: train the rewind reward model on a simfail dataset."""
 
-    data: Optional[str] = _f(None, "simfail dataset folder", "data=DIR", required=True)
+    data: Any = _f(None, "simfail dataset folder, or several mixed: data=[SIM,REAL]", "data=DIR", required=True)
+    weights: Optional[List[float]] = _f(None, "with several datasets: each one's relative share of training clips "
+                                        "(null: every episode equally likely)", "weights=[1,2]", range=(0.0, None))
+    real_holdout: float = _f(0.25, "share of each real dataset's contexts held out (never trained on; listed in "
+                             "OUT/split.json), in [0, 1)", "real_holdout=0.3")
+    split_seed: Optional[int] = _f(None, "seeds the held-out draw of real contexts (null: seed)", "split_seed=7",
+                                   range=(0, None))
     out: Optional[str] = _f(None, "model folder: model.pt, config.json, train_log.json", "out=MODEL_DIR", required=True)
     regime: str = _f("expert_only", "expert_only (ReWiND: experts + rewound negatives) | with_failures (+ failure "
                      "variants with their dense reward)", "regime=with_failures")
@@ -68,6 +74,15 @@ class TrainRewardConfig:
 
     def validate(self) -> None:
         from simfail.learn.commands import normalize_train_settings
+        from simfail.stress.settings import check_data
+
+        check_data(self.data)
+        if not 0.0 <= self.real_holdout < 1.0:
+            raise ConfigError(f"real_holdout must be a share in [0, 1), got {self.real_holdout}")
+        if self.weights is not None:
+            n = len(self.data) if isinstance(self.data, (list, tuple)) else 1
+            if len(self.weights) != n or not sum(self.weights) > 0:
+                raise ConfigError(f"weights must be one number >= 0 per dataset ({n}), not all 0, got {list(self.weights)}")
 
         normalize_train_settings(dataclasses.asdict(self))
 

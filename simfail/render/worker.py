@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import mujoco
 import numpy as np
 
+from simfail.render.backends import make_renderer
 from simfail.render.renderer import MultiViewRenderer
 from simfail.render.segmentation import SegmentationRenderer
 
@@ -30,8 +31,15 @@ Frames = dict[str, np.ndarray]
 def render_states(renderer: MultiViewRenderer, model: mujoco.MjModel, data: mujoco.MjData,
                   qpos: np.ndarray, out: Frames, first: int = 0) -> None:
     """Draw row ``f`` of ``qpos`` ``(T, nq)`` into frame ``f`` of every ``out[view]``
-    (``uint8 (T, H, W, 3)``) for ``f >= first``. ``data`` is posed by kinematics only."""
+    (``uint8 (T, H, W, 3)``) for ``f >= first``. ``data`` is posed by kinematics only.
+
+    A batch renderer (one with ``render_states_into``, e.g. the warp backend) draws all the
+    rows in as few calls as its batch allows instead."""
     views = renderer.views
+    if hasattr(renderer, "render_states_into"):
+        if first < len(qpos):
+            renderer.render_states_into(qpos[first:], {v: out[v][first:] for v in views})
+        return
     for f in range(first, len(qpos)):
         data.qpos[:] = qpos[f]
         mujoco.mj_kinematics(model, data)
@@ -47,13 +55,14 @@ class RenderWorker:
         views, width, height: As for :class:`MultiViewRenderer`.
         seg_size: Side [px] of the geom-id segmentation views behind :meth:`submit_visibility`
             (a second, small renderer on the same thread; 0: none).
+        backend: ``render.backend`` name (:mod:`simfail.render.backends`); ``egl`` by default.
 
     Raises:
         RenderBackendError: no OpenGL context could be created (raised here, not later).
     """
 
     def __init__(self, model: mujoco.MjModel, views: tuple[str, ...], width: int, height: int,
-                 seg_size: int = 0):
+                 backend: str = "egl", seg_size: int = 0):
         self.model = model
         self.views = tuple(views)
         self.width, self.height = int(width), int(height)
@@ -69,7 +78,7 @@ class RenderWorker:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simfail-render")
         self._renderer = self._seg = None
         try:
-            self._renderer = self._pool.submit(MultiViewRenderer, model, self.views, width, height).result()
+            self._renderer = self._pool.submit(make_renderer, backend, model, self.views, width, height).result()
             if seg_size:
                 self._seg = self._pool.submit(SegmentationRenderer, model, self.views, seg_size, seg_size).result()
         except BaseException:

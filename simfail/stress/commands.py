@@ -134,6 +134,8 @@ def run_evaluate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
         raise ConfigError(f"model {cfg['model']!r} does not accept the arguments {public_kwargs(cfg['model_kwargs'])}: {exc}") from exc
     if cfg.get("data") in (None, ""):
         raise ConfigError("data=DIR is required (a simfail dataset folder)")
+    if isinstance(cfg["data"], (list, tuple)) or cfg.get("split") not in (None, ""):
+        raise ConfigError("several datasets (data=[A,B]) or split= go through run_evaluate_multi")
     data = Path(str(cfg["data"]))
     ds = SimfailDataset(data)
     out = Path(str(cfg["out"])) if cfg.get("out") not in (None, "") else _default_out(data, cfg)
@@ -212,10 +214,21 @@ def run_evaluate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
 
 
 def evaluate_main(cfg: Any) -> int:
-    """``run`` of ``simfail evaluate``: score a model, write the report, print a summary."""
+    """``run`` of ``simfail evaluate``: score a model, write the report(s), print a summary.
+    Several datasets (``data=[SIM,REAL]``) or ``split=`` go through :mod:`.multi` (one report
+    per source and the pooled metrics)."""
     import dataclasses
 
-    metrics, out = run_evaluate(dataclasses.asdict(cfg))
+    d = dataclasses.asdict(cfg)
+    if isinstance(d.get("data"), (list, tuple)) or d.get("split") not in (None, ""):
+        from .multi import multi_rows, run_evaluate_multi
+
+        data = d["data"] if isinstance(d.get("data"), (list, tuple)) else [d["data"]]
+        result, out = run_evaluate_multi({**d, "data": list(data)})
+        print(format_table(["metric", "value"], multi_rows(result)))
+        print(f"reports: {out}/<source>/  (pooled: {out / 'metrics.json'}, {out / 'summary.txt'})")
+        return 0
+    metrics, out = run_evaluate(d)
     print(format_table(["metric", "value"], summary_rows(metrics)))
     print(f"report: {out}  (open {out / 'index.html'})")
     return 0

@@ -120,6 +120,7 @@ class DatasetEpisodes:
         self._cand_cache: dict[tuple[int, str], list[int]] = {}
         view0 = requirements.views[0] if requirements.views else (ds.views[0] if ds.views else None)
         self.aux_view = view0
+        self._real = getattr(ds, "source", "sim") == "real"
 
     # ------------------------------------------------------------------ basics
 
@@ -182,7 +183,9 @@ class DatasetEpisodes:
             "score": float(r["simfail.score"]),
             "success": bool(r["simfail.success"]),
             "variant": str(r.get("simfail.variant") or ""),
-            "failures": self.failures(ep),
+            # human rationales of a real dataset are text, not measured failures: kept out of the
+            # failure metrics (timing, per-type accuracy), still shown as example descriptions
+            "failures": [f for f in self.failures(ep) if f.type != "human_rationale"],
             "reward": cols.get("reward"),
             "progress": cols.get("progress"),
             "episode_index": int(ep),
@@ -196,8 +199,9 @@ class DatasetEpisodes:
         if self._pool_cache is None:
             pool: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
             for e, r in enumerate(self._rows):
-                if r.get("simfail.variant") == "expert":
-                    kind = "expert" if bool(r["simfail.success"]) else None
+                if r.get("simfail.variant") == "expert" or self._real:
+                    # a real release has no scripted expert: its successful rollouts are the references
+                    kind = "expert" if bool(r["simfail.success"]) else ("failure" if self._real and self.failures(e) else None)
                 else:
                     kind = "failure" if self.failures(e) else None
                 if kind is not None:

@@ -146,7 +146,8 @@ class EpisodeInput:
             return int(arr.shape[0])
         if self.privileged:
             for arr in self.privileged.values():
-                return int(np.asarray(arr).shape[0])
+                if np.ndim(arr) >= 1:  # per-frame labels; the episode score is 0-d
+                    return int(np.asarray(arr).shape[0])
         if self.frame_times is not None:
             return int(len(self.frame_times))
         raise RewardModelError(f"episode {self.episode_id!r} has no frames and no labels: length unknown")

@@ -11,10 +11,13 @@ A report folder holds:
   ground-truth reward and progress, the window after the first failure becomes visible shaded;
 * ``media/`` - per-episode GIFs when ``video="gif"``;
 * ``index.html`` - the metrics table, both charts and, for each sampled episode, its video
-  beside its curve. With ``video="reference"`` (default) the video is the dataset's own mp4,
-  referenced by relative path with a media fragment ``#t=from,to`` selecting the episode (the
-  report then only plays next to its dataset); ``"gif"`` writes a small GIF per episode;
-  ``"none"`` shows curves only.
+  beside its curve. The page is built with the dataset viewer's page frame and components
+  (:mod:`simfail.viewer`): the curve is the viewer's interactive SVG (ground truth, progress,
+  the model, the events' onset/visible/irreversible markers, a cursor following the video; the
+  PNG stays linked) and the video plays with the viewer's segment player. With
+  ``video="reference"`` (default) the video is the dataset's own mp4, referenced by relative
+  path with a media fragment ``#t=from,to`` selecting the episode (the report then only plays
+  next to its dataset); ``"gif"`` writes a small GIF per episode; ``"none"`` shows curves only.
 * ``cache/`` - the score cache (:class:`simfail.stress.runner.ScoreCache`).
 
 Plots use matplotlib's Agg backend (no display needed).
@@ -33,6 +36,7 @@ import numpy as np
 
 from simfail.dataset import layout as L
 from simfail.errors import ConfigError, OutputDirError, UnknownNameError
+from simfail.viewer.page import render_page
 
 from . import metrics as M
 
@@ -265,6 +269,25 @@ def _curve_png(path: Path, o: Any, progress: np.ndarray | None, value_range: tup
     plt.close(fig)
 
 
+def _finite_list(values: Any) -> list[float | None] | None:
+    """Per-frame values as a JSON list (NaN and infinities as null)."""
+    if values is None:
+        return None
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    return [round(float(v), 4) if np.isfinite(v) else None for v in arr]
+
+
+def _curve_payload(o: Any, progress: np.ndarray | None, value_range: tuple[float, float] | None) -> dict[str, Any]:
+    """One sampled episode as the shared curve component reads it (one value per frame)."""
+    return {
+        "length": int(o.n_frames),
+        "progress": _finite_list(progress),
+        "reward": _finite_list(o.gt_reward),
+        "model": None if o.dense is None else _finite_list(M.rescale_to_unit(o.dense, value_range)),
+        "events": [f.to_dict() for f in o.failures],
+    }
+
+
 def sample_episodes(groups: Mapping[Any, Sequence[int]], n: int, seed: int) -> list[int]:
     """Up to ``n`` episodes, taken as whole groups in an order drawn with ``seed`` (so an
     expert is shown next to its own failures); the last group may be cut short."""
@@ -336,6 +359,7 @@ def write_report(
     if video == "gif" and view is not None:
         (out / "media").mkdir(exist_ok=True)
     cards = []
+    episodes_js: list[dict[str, Any]] = []  # the page's JSON: what the shared curve component draws
     for ep in sample:
         o = run.outcomes[pos[ep]]
         progress = adapter.columns(ep).get("progress")
@@ -349,8 +373,8 @@ def write_report(
             mp4, t0, t1 = ds.video_file(ep, view)
             rel = os.path.relpath(mp4.resolve(), out.resolve())
             media = (
-                f'<video controls muted loop preload="metadata" width="256" '
-                f'src="{html.escape(Path(rel).as_posix())}#t={t0:.3f},{t1:.3f}"></video>'
+                f'<video class="segment" muted playsinline preload="metadata" width="256" data-from="{t0:.6f}" '
+                f'data-to="{t1:.6f}" src="{html.escape(Path(rel).as_posix())}#t={t0:.3f},{t1:.3f}"></video>'
             )
         elif view is not None and video == "gif":
             gif = out / "media" / f"{o.episode_id}.gif"
@@ -362,28 +386,29 @@ def write_report(
         )
         if o.error:
             info += f'<br><span class="err">{html.escape(o.error_type or "error")}</span>'
-        cards.append(f"<tr><td>{info}</td><td>{media}</td><td><img src=\"curves/{curve.name}\"></td></tr>")
+        episodes_js.append(_curve_payload(o, progress, run.requirements.value_range))
+        cards.append(
+            f'<tr class="report-episode" data-episode="{len(episodes_js) - 1}"><td>{info}</td><td>{media}</td>'
+            f'<td class="curve-slot"><a class="png" href="curves/{curve.name}"><img src="curves/{curve.name}"></a></td></tr>'
+        )
 
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in summary_rows(metrics))
     err_items = "".join(
         f"<li>{html.escape(str(e.get('episode_id') or e.get('pair')))}: {html.escape(str(e.get('message')))}</li>"
         for e in metrics.get("errors", {}).get("messages", [])[:50]
     )
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>simfail stress test: {html.escape(name)}</title>
-<style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}} .err{{color:#b00}}</style></head>
-<body><h1>Reward-model stress test: {html.escape(name)}</h1>
-<p>Dataset: {html.escape(str(metrics.get('dataset', {}).get('root', '')))}. All numbers: <a href="metrics.json">metrics.json</a>.</p>
+    body = f"""<p>Dataset: {html.escape(str(metrics.get('dataset', {}).get('root', '')))}. All numbers: <a href="metrics.json">metrics.json</a>.</p>
 <table>{rows}</table>
 <h2>Preference accuracy</h2>
 <img src="accuracy_by_category.png"> <img src="accuracy_by_failure.png">
 {f'<h2>Errors</h2><ul>{err_items}</ul>' if err_items else ''}
 <h2>Episodes ({len(sample)} sampled)</h2>
-<p>Model reward rescaled to [0, 1] with its declared range; shaded: after the first failure becomes visible.</p>
-<table><tr><th>episode</th><th>video</th><th>reward curve</th></tr>{''.join(cards)}</table>
-</body></html>
-"""
+<p>Model reward rescaled to [0, 1] with its declared range; markers: the failures' onset, visible and
+irreversible frames; the cursor follows the video (click a curve to seek). The static curve (shaded after the
+first failure becomes visible) stays in <code>curves/</code>.</p>
+<table class="report-episodes"><tr><th>episode</th><th>video</th><th>reward curve</th></tr>{''.join(cards)}</table>"""
+    page = render_page(f"Reward-model stress test: {name}", body, data={"fps": ds.fps, "episodes": episodes_js},
+                       subtitle=f"simfail evaluate · {len(sample)} episodes shown")
     (out / "index.html").write_text(page)
     return out
 
@@ -461,20 +486,13 @@ def compare_reports(report_paths: Sequence[str | Path], out_dir: str | Path) -> 
     by_fail = {lab: dict(m["summary"].get("preference_by_failure_type") or {}) for lab, (_, m) in zip(labels, reports)}
     accuracy_chart(out / "compare_by_failure.png", by_fail, title="preference accuracy by failure type", xlabel="failure type")
     head = "".join(f"<th>{html.escape(lab)}</th>" for lab in labels)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in table_rows)
+    body_rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in table_rows)
     links = "".join(
         f'<li>{html.escape(lab)}: <a href="{html.escape(Path(os.path.relpath(Path(p).resolve(), out.resolve())).as_posix())}">{html.escape(p)}</a></li>'
         for lab, (p, _) in zip(labels, reports)
     )
-    (out / "compare.html").write_text(
-        f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>simfail compare</title>
-<style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
-<body><h1>Reward-model comparison</h1><ul>{links}</ul>
-<table><tr><th>metric</th>{head}</tr>{body}</table>
-<h2>Preference accuracy</h2><img src="compare.png"><br><img src="compare_by_failure.png">
-</body></html>
-"""
-    )
+    body = f"""<ul>{links}</ul>
+<table><tr><th>metric</th>{head}</tr>{body_rows}</table>
+<h2>Preference accuracy</h2><img src="compare.png"><br><img src="compare_by_failure.png">"""
+    (out / "compare.html").write_text(render_page("Reward-model comparison", body, subtitle=f"simfail compare · {len(reports)} reports"))
     return text, out

@@ -8,12 +8,21 @@ from typing import Any, Dict, List, Optional
 
 from simfail.errors import ConfigError
 
-__all__ = ["EvaluateConfig", "ExamplesConfig", "CompareConfig"]
+__all__ = ["EvaluateConfig", "ExamplesConfig", "CompareConfig", "check_data"]
 
 
 def _f(default: Any = None, help: str = "", example: str = "", factory: Any = None, **meta: Any) -> Any:
     md = {"help": help, "example": example, **meta}
     return field(default_factory=factory, metadata=md) if factory is not None else field(default=default, metadata=md)
+
+
+def check_data(data: Any) -> None:
+    """``data=`` is one folder or a non-empty list of folders (ConfigError otherwise)."""
+    if isinstance(data, (list, tuple)):
+        if not data or not all(isinstance(d, str) and d for d in data):
+            raise ConfigError(f"data must be a folder or a list of folders [A,B], got {list(data)!r}")
+    elif data is not None and not isinstance(data, str):
+        raise ConfigError(f"data must be a folder or a list of folders [A,B], got {data!r}")
 
 
 @dataclass
@@ -33,7 +42,10 @@ class EvaluateConfig:
     model_kwargs: Dict[str, Any] = _f(factory=dict, help="all constructor arguments at once, a JSON object "
                                       "(model.KEY entries are merged over it)",
                                       example="model_kwargs='{\"mode\": \"progress\"}'")
-    data: Optional[str] = _f(None, "the simfail dataset folder", "data=DIR", required=True)
+    data: Any = _f(None, "the simfail dataset folder, or several scored together: data=[SIM,REAL] (a report per "
+                   "source and the pooled metrics)", "data=DIR", required=True)
+    split: Optional[str] = _f(None, "a train-reward model folder (its split.json): score only the groups it held out",
+                              "split=MODEL_DIR")
     out: Optional[str] = _f(None, "report folder (default DATA/reports/<model>[-<kwargs>])", "out=REPORT")
     returns: str = _f("sum", "episode return from a dense reward", "returns=last")
     bootstrap: int = _f(1000, "bootstrap replicates of the accuracy intervals (0: none)", "bootstrap=200",
@@ -63,6 +75,7 @@ class EvaluateConfig:
     def validate(self) -> None:
         if not self.model:
             raise ConfigError("model= is required (a registered name or package.module:Class)")
+        check_data(self.data)
         if not 0.0 < self.confidence < 1.0:
             raise ConfigError(f"confidence must be in (0, 1), got {self.confidence!r}")
         from simfail.config import parse_groups
