@@ -42,6 +42,7 @@ from simfail.core.episode import VIEWS
 from simfail.core.rollout import frame_count
 from simfail.core.task import get_task
 from simfail.errors import ConfigError
+from simfail.labels.visibility import SEG_SIZE
 
 #: Targets the headline lines are checked against.
 TARGET_RATIO = 1.25
@@ -54,6 +55,8 @@ class BenchConfig:
 
     generate: GenerateConfig
     repeats: int = 1
+    #: run the camera visibility pass (``visibility=false`` measures the pipeline without it)
+    visibility: bool = True
 
 
 @dataclass
@@ -82,6 +85,8 @@ class BenchRun:
     #: the render threads' own time, overlapped with the physics: not part of ``total``
     render: float = 0.0
     labels: float = 0.0
+    #: the visibility pass (segmentation + masks) on the render threads: not part of ``total``
+    visibility: float = 0.0
     #: time the writer thread waited for a group's last frames (part of ``write``'s wall span)
     frames_wait: float = 0.0
     #: encode + write (+ per-group meta) of groups, on the writer thread, overlapped with the
@@ -95,6 +100,8 @@ class BenchRun:
     total: float = 0.0
     frames_rendered: int = 0
     frames_written: int = 0
+    #: view-frames the visibility pass segmented (at its reduced size)
+    frames_segmented: int = 0
     # ceiling
     substeps: int = 0
     physics_steps: int = 0
@@ -119,6 +126,7 @@ class BenchRun:
             "physics_s": self.physics,
             "render_s": self.render,
             "labels_s": self.labels,
+            "visibility_s": self.visibility,
             "write_s": self.write,
             "frames_wait_s": self.frames_wait,
             "wait_s": self.wait,
@@ -165,7 +173,7 @@ class BenchResult:
         """Work counts (identical across repeats: generation is deterministic)."""
         r = self.runs[0]
         return {k: getattr(r, k) for k in ("groups", "episodes", "rejected_seeds", "frames_rendered",
-                                            "frames_written", "substeps", "physics_steps",
+                                            "frames_written", "frames_segmented", "substeps", "physics_steps",
                                             "ceiling_frames_rendered")}
 
     def targets(self) -> dict[str, dict[str, Any]]:
@@ -351,7 +359,7 @@ def _ceiling(task, cfg: GenerateConfig, work: _CeilingWork) -> tuple[float, floa
 # one repeat
 
 
-def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> BenchRun:
+def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None], visibility: bool = True) -> BenchRun:
     from simfail.dataset.writer import DatasetWriter
     from simfail.generate import (
         ACTION_NAMES, STATE_NAMES, GroupSink, _meta, generate_group, make_group_runner, variant_plan,
@@ -377,7 +385,7 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> B
     with GroupSink(writer, model.nq, model.nv) as sink:
         for g in range(cfg.groups):
             t_g = time.perf_counter()
-            res = generate_group(task, cfg, g, runner=runner, defer_frames=True)
+            res = generate_group(task, cfg, g, runner=runner, defer_frames=True, visibility=visibility)
             results.append(res)
             run.groups += 1
             run.episodes += len(res.episodes)
@@ -406,6 +414,8 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> B
         run.physics += tm.physics
         run.render += tm.render
         run.labels += tm.labels
+        run.visibility += tm.visibility
+        run.frames_segmented += tm.frames_segmented
         run.frames_wait += tm.render_wait
         run.frames_rendered += tm.frames_rendered
         run.frames_written += tm.frames_written
@@ -451,6 +461,7 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] | None = None) -> 
         "preset": gen.dataset.preset,
         "encoder_nice": gen.dataset.encoder_nice,
         "repeats": cfg.repeats,
+        "visibility": cfg.visibility,
     }
     machine = machine_facts()
     runs = []
@@ -458,7 +469,7 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] | None = None) -> 
         if cfg.repeats > 1:
             log(f"bench: repeat {k + 1}/{cfg.repeats}")
         with tempfile.TemporaryDirectory(prefix="simfail_bench_") as tmp:
-            runs.append(_bench_once(gen, os.path.join(tmp, "dataset"), log))
+            runs.append(_bench_once(gen, os.path.join(tmp, "dataset"), log, cfg.visibility))
     return BenchResult(settings=settings, machine=machine, runs=runs)
 
 
@@ -508,6 +519,9 @@ def bench_table(result: BenchResult) -> str:
                  f"{_fmt_x(s['ratio']):>9}")
     lines.append(f"{'rendering (thread)':<22}{_fmt_s(s['render_s']):>10}{'':>8}{_fmt_s(s['ceiling_render_s']):>12}"
                  f"{_fmt_x(s['render_ratio']):>9}")
+    lines.append(f"{'visibility (thread)':<22}{_fmt_s(s['visibility_s']):>10}{'':>8}{'':>12}{'':>9}"
+                 f"  {c['frames_segmented']} view-frames segmented at {SEG_SIZE}x{SEG_SIZE}"
+                 + ("" if st.get("visibility", True) else " (visibility=false: pass off)"))
     lines.append(f"rendering runs on its own thread beside the physics; encode + write: {_fmt_s(s['write_s'])} s "
                  f"on the writer thread beside the next group (of which {_fmt_s(s['frames_wait_s'])} s waiting "
                  f"for a group's last frames); only 'waiting for writer' is on the critical path")

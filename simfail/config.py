@@ -134,6 +134,8 @@ class BenchConfig(GenerateConfig):
                      "policy.KEY=VALUE passes one argument", "policy=noisy_expert")
     policy_kwargs: Dict[str, Any] = _f(factory=dict, help="mode=rollout: the policy's arguments (policy.KEY=VALUE)",
                                        example="policy.level=2")
+    visibility: bool = _f(True, "mode=generate: run the camera visibility pass of the failure events (false: measure "
+                          "the pipeline without it; its own line in the table, docs/visibility.md)", "visibility=false")
 
     def validate(self) -> None:
         super().validate()
@@ -145,6 +147,8 @@ class BenchConfig(GenerateConfig):
             from simfail.policy.registry import load_policy
 
             load_policy(self.policy, **self.policy_kwargs)  # a bad policy is an error before any work
+            if not self.visibility:
+                raise ConfigError("visibility=false applies to bench mode=generate only")
         elif self.policy != "expert" or self.policy_kwargs:
             raise ConfigError("policy= and policy.KEY= apply to bench mode=rollout only")
         if self.json is not None:

@@ -32,7 +32,7 @@ def run_generate_bench(cfg: BenchConfig) -> int:
     from simfail.bench import BenchConfig as BenchRun
     from simfail.bench import bench_table, run_bench as measure
 
-    result = measure(BenchRun(generate=cfg.generate_config(), repeats=cfg.repeats))
+    result = measure(BenchRun(generate=cfg.generate_config(), repeats=cfg.repeats, visibility=cfg.visibility))
     print(bench_table(result))
     if cfg.json is not None:
         from simfail.learn.checkpoint import atomic_write_bytes

@@ -30,6 +30,7 @@ from simfail.core.scene import StageConfig
 from simfail.core.task import Task, get_task, task_names
 from simfail.errors import ExpertFailedError, SimulationUnstableError, UnknownNameError
 from simfail.labels.scoring import dense_reward, episode_score, failure_mask
+from simfail.labels.visibility import SEG_SIZE, apply_visibility, visibility_queries
 from simfail.render.presets import render_model
 from simfail.render.worker import RenderWorker
 
@@ -51,14 +52,17 @@ class VariantSpec:
 class GroupTiming:
     """Seconds spent on a group. ``physics`` (+ IK) and ``labels`` run on the calling thread;
     ``render`` is the render worker's own time, overlapped with the physics; ``render_wait`` is
-    how long the thread that collected the frames waited for the worker to finish."""
+    how long the thread that collected the frames waited for the worker to finish;
+    ``visibility`` is the worker's segmentation pass that sets the events' visible frames."""
 
     physics: float = 0.0
     render: float = 0.0
     labels: float = 0.0
+    visibility: float = 0.0
     render_wait: float = 0.0
     frames_rendered: int = 0
     frames_written: int = 0
+    frames_segmented: int = 0
 
 
 @dataclass
@@ -73,6 +77,8 @@ class GroupResult:
     #: frames still being drawn: the worker and, per episode, the future of its frames
     _render: RenderWorker | None = field(default=None, repr=False)
     _frames: list[Future] = field(default_factory=list, repr=False)
+    #: per episode, the future of its events' per-view visible frames (None: no events)
+    _visibility: list[Future | None] = field(default_factory=list, repr=False)
 
     @property
     def frames_ready(self) -> bool:
@@ -89,18 +95,23 @@ class GroupResult:
         try:
             for ep, fut in zip(self.episodes, self._frames):
                 ep.frames = fut.result()
+            for ep, fut in zip(self.episodes, self._visibility):
+                if fut is not None:
+                    apply_visibility(ep, fut.result())
             ok = True
         finally:
             worker.close(cancel=not ok)
-            self._render, self._frames = None, []
+            self._render, self._frames, self._visibility = None, [], []
             self.timing.render += worker.render_s
+            self.timing.visibility += worker.visibility_s
+            self.timing.frames_segmented += worker.seg_frames
             self.timing.render_wait += time.perf_counter() - t0
 
     def cancel_frames(self) -> None:
         """Drop the frames still being drawn and free the render worker (on an error path)."""
         worker = self._render
         if worker is not None:
-            self._render, self._frames = None, []
+            self._render, self._frames, self._visibility = None, [], []
             worker.close(cancel=True)
 
 
@@ -169,7 +180,8 @@ def _record(task: Task, scene: BuiltScene, res: RolloutResult, group_id: int, va
 
 
 def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bool = True,
-                   runner: SceneRunner | None = None, defer_frames: bool = False) -> GroupResult:
+                   runner: SceneRunner | None = None, defer_frames: bool = False,
+                   visibility: bool = True) -> GroupResult:
     """Build, roll out, render and label one counterfactual group.
 
     ``runner`` is the :class:`~simfail.core.runner.SceneRunner` that builds, steps and records
@@ -181,6 +193,10 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     its physics and labels are done and the frames arrive later: call
     :meth:`GroupResult.wait_frames` (the dataset writer's thread does) before reading
     ``episode.frames``; the main thread can meanwhile start the next group.
+
+    With ``render`` and ``visibility`` the events' visible frames come from the cameras
+    (:mod:`simfail.labels.visibility`, on the render worker); otherwise they stay the
+    detectors' physics frames and ``visible_frames`` / ``visible_in`` are None.
 
     Raises:
         ExpertFailedError: no seed in ``MAX_ATTEMPTS`` attempts gave a clean expert success.
@@ -198,14 +214,18 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     worker = None
     if render:  # the preset only changes the model the renderer draws; physics ran on scene.model
         worker = RenderWorker(render_model(scene.model, scene.xml, cfg.render.preset), VIEWS,
-                              cfg.render.width, cfg.render.height, backend=cfg.render.backend)
+                              cfg.render.width, cfg.render.height, backend=cfg.render.backend,
+                              seg_size=SEG_SIZE if visibility else 0)
     frames: list[Future] = []
+    see, seen = visibility_hook(worker if visibility else None, scene.model, runner)
+
     try:
         if worker is not None:
             # the expert is drawn from its saved states (the physics already ran once)
             expert_frames = worker.submit(base.trace.qpos)
             frames.append(expert_frames)
         episodes = [_record(task, scene, base, group_id, "expert", {}, fps)]
+        see(episodes[0], base)
         perts = task.perturbations()
         for spec in variant_plan(task, cfg, seed):
             rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(spec.name.encode()), 2]))
@@ -234,6 +254,7 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
             params = {"name": spec.perturbation, "kind": spec.kind, "magnitude": round(spec.magnitude, 4),
                       "onset_time_s": round(applied.onset_time, 4), "onset_frame": k, **applied.params}
             episodes.append(_record(task, scene, res, group_id, spec.name, params, fps))
+            see(episodes[-1], res)
             timing.labels += time.perf_counter() - t0
     except BaseException:
         if worker is not None:
@@ -246,10 +267,26 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     if worker is not None:
         assert len(frames) == len(episodes), "one frame future per written episode"
         timing.frames_rendered = worker.frames_rendered
-        result._render, result._frames = worker, frames
+        result._render, result._frames, result._visibility = worker, frames, seen
         if not defer_frames:
             result.wait_frames()
     return result
+
+
+def visibility_hook(worker: RenderWorker | None, model: mujoco.MjModel, runner: SceneRunner):
+    """``(see, seen)``: ``see(episode, result)`` queues the camera visibility of the episode's
+    events on ``worker`` (one future per episode, None when it has no events) and appends it to
+    ``seen``, which becomes :attr:`GroupResult._visibility`. ``worker=None`` (no rendering, or
+    visibility off) makes ``see`` a no-op and leaves ``seen`` empty. ``generate`` and
+    ``rollout`` both label visibility through this hook."""
+    seen: list[Future | None] = []
+
+    def see(ep: EpisodeRecord, res: RolloutResult) -> None:
+        if worker is not None:
+            queries = visibility_queries(model, runner.core.robot.body_ids, ep.failures, res.trace)
+            seen.append(worker.submit_visibility(res.trace.qpos, queries) if queries else None)
+
+    return see, seen
 
 
 @dataclass
@@ -337,8 +374,11 @@ def summarize(results: list[GroupResult]) -> dict[str, Any]:
         name = e.perturbation.get("name", e.variant)
         realized.setdefault(name, [0, 0])
         realized[name][1] += 1
+    # failure events by how many camera views show them ("unknown": visibility not computed)
+    views = Counter("unknown" if ev.visible_in is None else str(len(ev.visible_in)) for e in eps for ev in e.failures)
     return {"episodes": len(eps), "groups": len(results), "success": sum(e.success for e in eps),
-            "failures_by_type": dict(sorted(by_type.items())), "variants": realized}
+            "failures_by_type": dict(sorted(by_type.items())), "variants": realized,
+            "events_by_views": {k: views.get(k, 0) for k in ("0", "1", "2", "3", "unknown")}}
 
 
 def config_dict(cfg: GenerateConfig) -> dict[str, Any]:
@@ -518,12 +558,13 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
             bar.set_postfix(task=name, episodes=sum(len(r.episodes) for r in results))
     t_write = [sink.write_s + sink.finalize_s]
     for res in results:  # render times are final once the sink has written every group
-        for k in ("physics", "render", "labels", "frames_rendered", "frames_written"):
+        for k in ("physics", "render", "labels", "visibility", "frames_rendered", "frames_written", "frames_segmented"):
             setattr(timing, k, getattr(timing, k) + getattr(res.timing, k))
     writer.finalize(_meta(cfg, probes, seeds))
     summary = summarize(results)
     summary.update({"skipped_groups": sorted(done), "seconds": time.perf_counter() - t_start,
                     "time": {"physics": timing.physics, "render": timing.render, "labels": timing.labels,
+                             "visibility": timing.visibility,
                              "write_encode": t_write[0]},
                     "out": str(writer.root)})
     return summary
@@ -549,6 +590,8 @@ def _meta(cfg: GenerateConfig, models: dict[str, mujoco.MjModel], seeds: dict[in
             "score": "100 (success) or 60*final progress, minus 50*severity per safety event and "
                      "25*severity per quality event, clipped to [0, 100]",
             "failure": "true from the visible frame of the first failure event",
+            "visible_frame": "earliest frame a camera view shows the event (visible_frames per view, from 64x64 "
+                             "geom segmentation, docs/visibility.md); the physics frame where no view does (visible_in: [])",
             "action": "action[t] is the command issued after observing frame t: 7 joint targets [rad], gripper close in [0,1]",
         },
     }

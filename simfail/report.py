@@ -22,8 +22,13 @@ def summary_table(s: dict[str, Any]) -> str:
         + (f"   ({s['episodes'] / total * 3600:.0f} episodes/h)" if total > 0 and s["episodes"] else ""),
         f"time split: physics {t['physics']:.1f} s and labels {t['labels']:.1f} s on the main thread; "
         f"rendering {t['render']:.1f} s and encode+write {t['write_encode']:.1f} s on their own threads, "
-        f"overlapped",
-        "",
+        f"overlapped" + (f" (the camera visibility pass: {t['visibility']:.1f} s on the render thread)"
+                         if "visibility" in t else ""),
     ]
+    v = s.get("events_by_views")
+    if v:
+        head.append("failure events seen by 0/1/2/3 camera views: " + "/".join(str(v[k]) for k in "0123")
+                    + (f" ({v['unknown']} not computed)" if v.get("unknown") else ""))
+    head.append("")
     rows = [[k, str(v)] for k, v in s["failures_by_type"].items()] or [["(none)", "0"]]
     return "\n".join(head) + table(rows, ["failure event", "episodes"])

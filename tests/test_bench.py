@@ -63,6 +63,16 @@ def test_times_and_ratios(result: BenchResult) -> None:
     assert s["ratio"] == pytest.approx(run.total / (run.ceiling_physics + run.ceiling_render))
 
 
+def test_visibility_pass_is_measured_on_its_own_line(result: BenchResult) -> None:
+    run = result.runs[0]
+    # the drop variant has an event: view-frames from its onset on were segmented
+    assert run.visibility > 0 and run.frames_segmented > 0
+    assert result.summary["visibility_s"] == pytest.approx(run.visibility)
+    assert result.settings["visibility"] is True
+    line = next(ln for ln in bench_table(result).splitlines() if ln.startswith("visibility (thread)"))
+    assert f"{run.frames_segmented} view-frames segmented at 64x64" in line
+
+
 def test_machine_and_json(result: BenchResult) -> None:
     m = result.machine
     assert m["cpu_count"] >= 1 and m["mujoco"] and m["MUJOCO_GL"]

@@ -115,3 +115,23 @@ def test_the_check_catches_an_event_stamped_before_the_divergence():
 def test_labels_are_causal_with_near_misses_on_more_groups(task, group):
     problems = _check(_group(task, group, True))
     assert not problems, "\n".join(problems)
+
+
+def test_camera_visible_frames_never_precede_the_divergence():
+    """With the camera visibility pass (rendered group), every view's visible frame of every
+    event still lands at or after the frame where the variant's state leaves the expert's, and
+    the camera-placed reward and failure columns obey the causal rule."""
+    cfg = small_config(task="pick_place", seed=0)
+    group = generate_group(get_task("pick_place"), cfg, 0, render=True, visibility=True)
+    expert = group.episodes[0]
+    events = [e for ep in group.episodes[1:] for e in ep.failures]
+    assert events and all(e.visible_frames is not None for e in events), "visibility was computed"
+    problems = []
+    for ep in group.episodes[1:]:
+        problems += causal_problems(expert, ep)
+        d = divergence(expert, ep)
+        for e in ep.failures:
+            for view, f in e.visible_frames.items():
+                if f is not None and f < d:
+                    problems.append(f"{ep.variant}: {e.type} seen in {view} at frame {f} before the divergence at {d}")
+    assert not problems, "\n".join(problems)

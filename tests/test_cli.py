@@ -220,6 +220,8 @@ def test_resume_again_is_a_no_op(resumed, capsys):
 
 def test_resumed_group_equals_a_fresh_run(resumed, physics_groups):
     """Group 1 written by a resumed run has the labels a fresh two-group run gives it."""
+    from simfail.labels.scoring import dense_reward
+
     out, _ = resumed
     ds = SimfailDataset(out)
     ep1 = ds.groups()[1]
@@ -234,7 +236,14 @@ def test_resumed_group_equals_a_fresh_run(resumed, physics_groups):
         assert row["simfail.score"] == rec.score
         assert row["simfail.seed"] == fresh.seed
         cols = ds.episode_columns(ep)
-        assert cols["reward"].tobytes() == rec.columns["reward"].tobytes()
+        # the fresh run is physics-only: its events keep the physics visible frames, the written
+        # ones carry the cameras' (so the reward is checked against the events read back)
+        events = ds.failures(ep)
+        assert sorted((e.type, e.onset_frame, e.severity) for e in events) == sorted(
+            (e.type, e.onset_frame, e.severity) for e in rec.failures)
+        assert all(e.visible_in is not None for e in events)
+        assert cols["progress"].tobytes() == rec.columns["progress"].tobytes()
+        assert cols["reward"].tobytes() == dense_reward(cols["progress"], events).tobytes()
         assert cols["sim.qpos"].tobytes() == rec.columns["sim.qpos"].tobytes()
 
 
@@ -278,7 +287,8 @@ def test_crash_right_after_a_commit_keeps_the_groups_meta_entry(capsys, workdir,
 @pytest.mark.parametrize(
     "extra, needle",
     [(["repeats=abc"], "repeats"), (["repeats=0"], "repeats"), (["json="], "json"),
-     (["json=/nonexistent-dir/b.json"], "nonexistent-dir"), (["task=all"], "one task")],
+     (["json=/nonexistent-dir/b.json"], "nonexistent-dir"), (["task=all"], "one task"),
+     (["visibility=maybe"], "visibility")],
 )
 def test_bench_bad_input_is_one_error(capsys, workdir, extra, needle):
     line = run_error(capsys, ["bench", "groups=1", "progress=false", *extra])

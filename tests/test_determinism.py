@@ -70,10 +70,11 @@ def test_same_config_and_seed_give_identical_decoded_frames(cli_dataset, second_
             assert np.array_equal(fa, fb), f"episode {ep} view {view}"
 
 
-def test_cli_dataset_matches_in_memory_generation(cli_dataset, physics_groups):
-    """The writer stores exactly what generate_group computed (same seed, same physics)."""
+def test_cli_dataset_matches_in_memory_generation(cli_dataset, rendered_group):
+    """The writer stores exactly what generate_group computed (same seed, same physics, and
+    the same camera visibility: both rendered)."""
     ds = SimfailDataset(cli_dataset)
-    episodes = physics_groups[0].episodes
+    episodes = rendered_group.episodes
     assert ds.num_episodes == len(episodes)
     for ep, rec in enumerate(episodes):
         row = ds.episode(ep)
@@ -83,16 +84,32 @@ def test_cli_dataset_matches_in_memory_generation(cli_dataset, physics_groups):
         for col in ALL_COLUMNS:
             assert_arrays_equal(np.asarray(cols[col]).astype(rec.columns[col].dtype), rec.columns[col],
                                 f"episode {ep} {col}")
+        assert ds.failures(ep) == rec.failures, f"episode {ep} events (visible_frames read back)"
 
 
 def test_render_settings_do_not_change_physics(rendered_group, physics_groups):
-    """Rendering (on/off) must not perturb the physics or the labels."""
+    """Rendering (on/off) must not perturb the physics or the physics labels. Only the visible
+    frames (and so the reward and failure flags) come from the cameras when rendering."""
+    from dataclasses import replace
+
+    from simfail.labels.scoring import dense_reward, failure_mask
+
     ra, pa_ = rendered_group.episodes, physics_groups[0].episodes
     assert [e.variant for e in ra] == [e.variant for e in pa_]
     for a, b in zip(ra, pa_):
-        for col in ALL_COLUMNS:
+        for col in ("observation.state", "action", "progress", "sim.qpos", "sim.qvel"):
             assert_arrays_equal(a.columns[col], b.columns[col], f"{a.variant} {col}")
-        assert a.score == b.score and a.failures == b.failures
+        assert a.score == b.score
+
+        def physics(events):
+            return sorted((e.type, e.onset_frame, e.irreversible_frame, e.severity, e.objects) for e in events)
+
+        assert physics(a.failures) == physics(b.failures), a.variant
+        assert all(e.visible_in is not None for e in a.failures) and all(e.visible_in is None for e in b.failures)
+        assert_arrays_equal(a.columns["reward"], dense_reward(a.columns["progress"], a.failures), a.variant)
+        assert_arrays_equal(a.columns["failure"], failure_mask(a.length, a.failures), a.variant)
+        unseen = [replace(e, visible_frames=None, visible_in=None) for e in a.failures if not e.visible_in]
+        assert all(e in b.failures for e in unseen), "an event no view sees keeps its physics frame"
 
 
 def test_different_base_seeds_give_different_scenes():

@@ -186,6 +186,35 @@ def test_tiny_policies_get_the_expected_labels():
     assert all(e.rank > 1 for v, e in eps.items() if v != "expert")
 
 
+def test_rollout_events_carry_camera_visibility():
+    """Rollout labels visibility through generate's render worker hook: every event of a
+    rendered policy episode has its per-view visible frames (none before its physics onset),
+    and with visibility=False they stay uncomputed."""
+    from simfail.core.episode import VIEWS
+
+    task = get_task("pick_place")
+    cfg = RolloutConfig(task="pick_place", policies=["test_into_cup"], samples=1, include_expert=True,
+                        width=64, height=64, progress=False)
+    cfg.validate()
+    runner = SceneRunner(task, cfg.fps, StageConfig(width=64, height=64))
+    pols = load_policies(cfg, task, list(runner.prototype.layout.tracked))
+    res = rollout_group(task, cfg, pols, 0, runner, render=True)
+    events = [e for ep in res.episodes for e in ep.failures]
+    assert events, "driving into the cup raises events"
+    for e in events:
+        assert e.visible_frames is not None and set(e.visible_frames) == set(VIEWS), e
+        seen = [v for v in VIEWS if e.visible_frames[v] is not None]
+        assert list(e.visible_in) == seen
+        if seen:
+            assert e.visible_frame == min(e.visible_frames[v] for v in seen) >= e.onset_frame
+    assert any(e.visible_in for e in events), "the cup collision is on screen in some view"
+    off = rollout_group(task, cfg, pols, 0, runner, render=True, visibility=False)
+    assert all(e.visible_in is None and e.visible_frames is None for ep in off.episodes for e in ep.failures)
+    # visibility moves only the camera-dependent labels, never what the physics saw
+    assert [(e.type, e.onset_frame) for ep in res.episodes for e in sorted(ep.failures, key=lambda e: e.type)] == \
+        [(e.type, e.onset_frame) for ep in off.episodes for e in sorted(ep.failures, key=lambda e: e.type)]
+
+
 def test_closed_loop_expert_equals_open_loop_when_nothing_moves():
     res = _group("pick_place", ["expert"], samples=2, include_expert=True)
     eps = _by_variant(res)

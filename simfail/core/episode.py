@@ -46,6 +46,12 @@ class FailureEvent:
         objects: Names of the scene objects involved.
         rationale: One sentence written from the measured event data.
         measurements: The numbers behind the event (metres, radians, N*s ...).
+        visible_frames: ``{view: frame or None}``: the first frame each camera view shows the
+            failure (None: that view never does), from segmentation renders
+            (:mod:`simfail.labels.visibility`); ``visible_frame`` is the earliest of them.
+            ``None`` when not computed (an unrendered rollout, a dataset written before it).
+        visible_in: The views that show the failure; ``()`` when no view does (then
+            ``visible_frame`` stays the physics frame); ``None`` when not computed.
     """
 
     type: str
@@ -57,6 +63,13 @@ class FailureEvent:
     objects: tuple[str, ...]
     rationale: str
     measurements: dict[str, float] = field(default_factory=dict)
+    visible_frames: dict[str, int | None] | None = None
+    visible_in: tuple[str, ...] | None = None
+
+    @property
+    def seen(self) -> bool | None:
+        """Whether some camera view shows the event (None: visibility was not computed)."""
+        return None if self.visible_in is None else bool(self.visible_in)
 
     def __post_init__(self) -> None:
         if self.category not in FAILURE_CATEGORIES:
@@ -74,12 +87,18 @@ class FailureEvent:
         d = asdict(self)
         d["objects"] = list(self.objects)
         d["measurements"] = {k: float(v) for k, v in self.measurements.items()}
+        if self.visible_in is not None:
+            d["visible_in"] = list(self.visible_in)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FailureEvent:
         d = dict(d)
         d["objects"] = tuple(d.get("objects", ()))
+        if d.get("visible_in") is not None:  # absent (None) in datasets written before it
+            d["visible_in"] = tuple(d["visible_in"])
+        if d.get("visible_frames") is not None:
+            d["visible_frames"] = {k: (None if v is None else int(v)) for k, v in d["visible_frames"].items()}
         return cls(**d)
 
 

@@ -8,7 +8,8 @@ Definitions (also in docs/labels.md):
 * ``reward[t] = progress[t] * prod_e (1 - W[cat_e] * severity_e)`` over the task and quality
   events ``e`` whose visible frame is ``<= t`` (``W = {task: 0.5, quality: 0.3}``), and
   ``reward[t] = 0`` from the visible frame of any safety event on. The penalty therefore lands
-  at the frame where a camera can see the failure.
+  at the frame where a camera can see the failure: in generated datasets ``visible_frame`` is
+  the earliest frame any camera view shows the event (:mod:`simfail.labels.visibility`).
 * ``score`` in [0, 100]: ``base - penalties``, clipped; ``base = 100`` for a success, else
   ``60 * progress[-1]``; every safety event costs ``50 * severity``, every quality event
   ``25 * severity`` (task failures are already in the base). Scores are rounded to 0.1.

@@ -264,11 +264,17 @@ class RolloutTiming:
 
 
 def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], group_id: int,
-                  runner: SceneRunner, *, render: bool = True, defer_frames: bool = False):
+                  runner: SceneRunner, *, render: bool = True, defer_frames: bool = False,
+                  visibility: bool = True):
     """Roll out every policy ``cfg.samples`` times on group ``group_id``'s initial state, label
     and rank the episodes; returns a :class:`simfail.generate.GroupResult` (frames drawn on a
-    render worker as for ``generate``) with ``policy_errors`` and ``policy_time`` attributes."""
+    render worker as for ``generate``) with ``policy_errors`` and ``policy_time`` attributes.
+
+    With ``render`` and ``visibility`` the events' ``visible_frames`` / ``visible_in`` come from
+    the cameras, on the same render worker and through the same hook as ``generate``
+    (:func:`simfail.generate.visibility_hook`, docs/visibility.md)."""
     gen = _import_generate()
+    from simfail.labels.visibility import SEG_SIZE
     from simfail.render.worker import RenderWorker
 
     fps = cfg.fps
@@ -280,7 +286,9 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
     unstable: list[dict[str, str]] = []
     errors: list[dict[str, str]] = []
     ptime = RolloutTiming()
-    worker = RenderWorker(scene.model, VIEWS, cfg.width, cfg.height) if render else None
+    worker = (RenderWorker(scene.model, VIEWS, cfg.width, cfg.height, seg_size=SEG_SIZE if visibility else 0)
+              if render else None)
+    see, seen = gen.visibility_hook(worker if visibility else None, scene.model, runner)
     frames: list[Future] = []
     episodes: list[EpisodeRecord] = []
     try:
@@ -292,6 +300,7 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
             timing.labels += time.perf_counter() - t0
             ep.policy = REFERENCE_POLICY
             episodes.append(ep)
+            see(ep, start.result)
         for lp in policies:
             for k in range(cfg.samples):
                 pseed = policy_seed(seed, lp.spec.label, k)
@@ -322,6 +331,7 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
                 ep = gen._record(task, scene, RolloutResult(run.trace), group_id, variant, params, fps)
                 ep.policy = lp.spec.label
                 episodes.append(ep)
+                see(ep, RolloutResult(run.trace))
                 timing.labels += time.perf_counter() - t0
     except BaseException:
         if worker is not None:
@@ -335,7 +345,7 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
     result.policy_time = ptime
     if worker is not None:
         timing.frames_rendered = worker.frames_rendered
-        result._render, result._frames = worker, frames
+        result._render, result._frames, result._visibility = worker, frames, seen
         if not defer_frames:
             result.wait_frames()
     return result

@@ -21,6 +21,7 @@ import numpy as np
 
 from simfail.render.backends import make_renderer
 from simfail.render.renderer import MultiViewRenderer
+from simfail.render.segmentation import SegmentationRenderer
 
 __all__ = ["RenderWorker", "render_states"]
 
@@ -52,6 +53,8 @@ class RenderWorker:
     Args:
         model: The compiled scene (read only; shared with the simulation core).
         views, width, height: As for :class:`MultiViewRenderer`.
+        seg_size: Side [px] of the geom-id segmentation views behind :meth:`submit_visibility`
+            (a second, small renderer on the same thread; 0: none).
         backend: ``render.backend`` name (:mod:`simfail.render.backends`); ``egl`` by default.
 
     Raises:
@@ -59,7 +62,7 @@ class RenderWorker:
     """
 
     def __init__(self, model: mujoco.MjModel, views: tuple[str, ...], width: int, height: int,
-                 backend: str = "egl"):
+                 backend: str = "egl", seg_size: int = 0):
         self.model = model
         self.views = tuple(views)
         self.width, self.height = int(width), int(height)
@@ -67,12 +70,19 @@ class RenderWorker:
         self.render_s = 0.0
         #: view-frames drawn (prefix frames copied from another episode are not counted)
         self.frames_rendered = 0
+        #: seconds of the visibility pass (segmentation + masks) and the view-frames it segmented
+        self.visibility_s = 0.0
+        self.seg_frames = 0
         self._data = mujoco.MjData(model)
         self._pending: list[Future] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simfail-render")
+        self._renderer = self._seg = None
         try:
             self._renderer = self._pool.submit(make_renderer, backend, model, self.views, width, height).result()
+            if seg_size:
+                self._seg = self._pool.submit(SegmentationRenderer, model, self.views, seg_size, seg_size).result()
         except BaseException:
+            self._close_renderers()
             self._pool.shutdown(wait=True)
             raise
 
@@ -103,6 +113,47 @@ class RenderWorker:
         self.render_s += time.perf_counter() - t0
         return out
 
+    def submit_visibility(self, qpos: np.ndarray, queries: list) -> Future:
+        """Queue the visibility pass of a rollout whose states are ``qpos`` ``(T, nq)``: answer
+        each :class:`~simfail.labels.visibility.VisibilityQuery` from geom-id segmentation of the
+        frames it needs (:func:`simfail.labels.visibility.resolve`). Returns a future of
+        ``[{view: frame or None}]``, one per query. Needs ``seg_size > 0``."""
+        if self._seg is None:
+            raise ValueError("this worker has no segmentation renderer (seg_size=0)")
+        states = np.array(qpos, dtype=np.float64, copy=True)
+        fut = self._pool.submit(self._visibility, states, list(queries))
+        self._pending.append(fut)
+        return fut
+
+    def _visibility(self, qpos: np.ndarray, queries: list) -> list:
+        from simfail.labels.visibility import resolve
+
+        t0 = time.perf_counter()
+        seg, d, m = self._seg, self._data, self.model
+
+        def segment(state: np.ndarray, views: tuple[str, ...]) -> dict[str, np.ndarray]:
+            d.qpos[:] = state
+            mujoco.mj_kinematics(m, d)
+            mujoco.mj_camlight(m, d)
+            self.seg_frames += len(views)
+            return seg.render_ids(d, views)
+
+        scratch = mujoco.MjData(m)
+
+        def pose(state: np.ndarray, body: int) -> tuple[np.ndarray, np.ndarray]:
+            scratch.qpos[:] = state
+            mujoco.mj_kinematics(m, scratch)
+            return scratch.xpos[body].copy(), scratch.xquat[body].copy()
+
+        out = resolve(queries, qpos, m.ngeom, self.views, segment, pose)
+        self.visibility_s += time.perf_counter() - t0
+        return out
+
+    def _close_renderers(self) -> None:
+        for r in (self._seg, self._renderer):
+            if r is not None:
+                self._pool.submit(r.close).result()
+
     def close(self, *, cancel: bool = False) -> None:
         """Finish (or with ``cancel=True`` drop) the queued work and free the GL context."""
         if self._pool is None:
@@ -111,7 +162,7 @@ class RenderWorker:
             for fut in self._pending:
                 fut.cancel()
         try:
-            self._pool.submit(self._renderer.close).result()
+            self._close_renderers()
         finally:
             self._pool.shutdown(wait=True)
             self._pool = None

@@ -18,6 +18,9 @@ report folder (:mod:`simfail.stress.report`). Settings are composed with Hydra f
     ``DATA/reports/<model>`` (plus ``-key=value`` of the model arguments when there are any).
 ``returns=sum|last|mean``, ``bootstrap=1000``, ``seed=0``
     return definition of dense rewards, bootstrap replicates, seed.
+``exclude_unseen=true``
+    leave out episodes with a failure no camera view shows (``visible_in: []``) and the
+    preference pairs they are in; the count is reported either way (:mod:`simfail.stress.unseen`).
 
 Outputs are cached per model configuration and episode under ``<out>/cache/`` (see
 :mod:`simfail.stress.runner`), so a rerun only scores the episodes still missing (after an
@@ -154,6 +157,15 @@ def run_evaluate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
         keep = keep[: int(cfg["max_groups"])]
     if chosen is not None or cfg.get("max_groups"):
         episodes = sorted(ep for g in keep for ep in groups[g])
+    # failures no camera shows: always counted; left out with exclude_unseen=true
+    from .unseen import count_unseen
+
+    considered = episodes if episodes is not None else list(range(ds.num_episodes))
+    kept, unseen = count_unseen(ds, considered, exclude=bool(cfg.get("exclude_unseen")))
+    if unseen.excluded and unseen.episodes:
+        if not kept:
+            raise ConfigError(f"exclude_unseen=true leaves no episode of {data} to score")
+        episodes = kept
     ex = cfg["examples"]
     req = model.requirements
     adapter = DatasetEpisodes(
@@ -180,6 +192,7 @@ def run_evaluate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
         retry_errors=bool(cfg.get("retry_errors")), progress=bool(cfg.get("progress", True)),
     )
     info = {
+        "unseen": unseen.to_dict(),
         "model": {"spec": cfg["model"], "name": model.name, "kwargs": shown},
         "dataset": {
             "root": str(data.resolve()),

@@ -141,6 +141,10 @@ def summary_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
     if s.get("dense_agreement") is not None:
         d = s["dense_agreement"]
         rows.append(("vs GT reward", f"Pearson {_f(d['mean_pearson'])} (n={d['n_pearson']}), MSE {_f(d['mean_mse'])} (n={d['n']})"))
+    un = metrics.get("unseen")
+    if un is not None:
+        rows.append(("unseen failures", f"{un['events']} events in {un['episodes']} episodes, {un['pairs']} pairs "
+                     + ("excluded (exclude_unseen=true)" if un["excluded"] else "kept (exclude_unseen=false)")))
     err = metrics.get("errors", {})
     by = ", ".join(f"{k}: {v}" for k, v in sorted(err.get("by_type", {}).items()))
     rows.append(("errors", f"{err.get('n', s.get('n_errors', 0))}" + (f" ({by})" if by else "")))

@@ -68,6 +68,8 @@ class EvaluateConfig:
                             "retry_errors=true")
     curves: int = _f(12, "episodes (whole groups) with a reward-curve plot in the report", "curves=3", range=(0, None))
     video: str = _f("reference", "videos in the report: dataset mp4 with #t=from,to, gif, or none", "video=gif")
+    exclude_unseen: bool = _f(False, "leave out episodes with a failure no camera view shows (visible_in: []) "
+                              "and their pairs (docs/visibility.md)", "exclude_unseen=true")
     progress: bool = _f(True, "progress bar while scoring", "progress=false")
 
     def validate(self) -> None:
