@@ -121,6 +121,10 @@ def cmd_generate(overrides: list[str]) -> int:
     cfg = _generate_config(overrides)
     summary = run(cfg)
     print(summary_table(summary))
+    if "workers" in summary:
+        from simfail.scale.sharded import worker_table
+
+        print(worker_table(summary))
     return 0
 
 

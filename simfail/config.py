@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simfail.core.episode import VIEWS
-from simfail.errors import ConfigError
+from simfail.errors import ConfigError, UnknownNameError
+from simfail.scale.executor import RayConfig
 
 
 @dataclass
@@ -20,6 +21,11 @@ class RenderConfig:
     views: list[str] = field(default_factory=lambda: list(VIEWS))
     #: Multiplies the decimated robot meshes' triangle budgets (2.0 = finer meshes).
     mesh_scale: float = 1.0
+    #: OpenGL backend: egl (Mesa llvmpipe on a CPU machine, the vendor driver on a GPU one).
+    backend: str = "egl"
+    #: EGL device per worker: auto (round robin over the visible GPUs, none on a CPU machine)
+    #: or a device index; see simfail/scale/gpu.py and docs/scale.md.
+    gpu: str = "auto"
 
 
 @dataclass
@@ -60,6 +66,9 @@ class GenerateConfig:
     render: RenderConfig = field(default_factory=RenderConfig)
     failures: FailuresConfig = field(default_factory=FailuresConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    #: Where the groups run: local (this process, the default) or ray (docs/scale.md).
+    executor: str = "local"
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def validate(self) -> None:
         if self.groups < 1:
@@ -81,13 +90,23 @@ class GenerateConfig:
                 raise ConfigError(f"failures.sweep magnitudes must be in [0, 1], got {m}")
         if not 0 <= self.dataset.crf <= 51:
             raise ConfigError(f"dataset.crf must be in [0, 51], got {self.dataset.crf}")
+        from simfail.scale.executor import EXECUTORS
+        from simfail.scale.gpu import GL_BACKENDS, parse_gpu
+
+        if r.backend not in GL_BACKENDS:
+            raise UnknownNameError("render backend", r.backend, list(GL_BACKENDS))
+        parse_gpu(r.gpu)
+        if self.executor not in EXECUTORS:
+            raise UnknownNameError("executor", self.executor, list(EXECUTORS))
+        self.ray.validate()
         if not 0 <= self.dataset.encoder_nice <= 19:
             raise ConfigError(f"dataset.encoder_nice must be in [0, 19], got {self.dataset.encoder_nice}")
 
 
 def from_dict(d: dict[str, Any]) -> GenerateConfig:
     """Build a validated :class:`GenerateConfig` from a plain dict (e.g. a resolved Hydra config)."""
-    known = {"task", "groups", "seed", "out", "resume", "overwrite", "progress", "render", "failures", "dataset"}
+    known = {"task", "groups", "seed", "out", "resume", "overwrite", "progress", "render", "failures", "dataset",
+             "executor", "ray"}
     unknown = set(d) - known
     if unknown:
         raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
@@ -112,7 +131,10 @@ def from_dict(d: dict[str, Any]) -> GenerateConfig:
             render=sub(RenderConfig, "render"),
             failures=sub(FailuresConfig, "failures"),
             dataset=sub(DatasetConfig, "dataset"),
+            executor=str(d.get("executor", "local")),
+            ray=sub(RayConfig, "ray"),
         )
+        cfg.render.gpu = str(cfg.render.gpu)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):
             raise
