@@ -24,6 +24,7 @@ commands:
   bench      measure episodes/hour and the time split against the raw MuJoCo ceiling
              e.g. simfail bench groups=2
   rates      expert success and failure realization rates, physics only: simfail rates groups=100
+  merge      join datasets generated separately: simfail merge DIR1 DIR2 ... out=DIR
   check      verify a written dataset: simfail check DIR (or data=DIR)
   list       list tasks and their failure operators
   evaluate   stress-test a reward model on a dataset: simfail evaluate model=oracle data=DIR out=REPORT
@@ -235,7 +236,14 @@ def cmd_realism(args: list[str]) -> int:
     return run_realism(args)
 
 
-COMMANDS = {"generate": cmd_generate, "bench": cmd_bench, "check": cmd_check, "list": cmd_list, "rates": cmd_rates,
+def cmd_merge(args: list[str]) -> int:
+    from simfail.dataset.merge import parse_args, run, summary_text
+
+    print(summary_text(run(parse_args(args))))
+    return 0
+
+
+COMMANDS = {"generate": cmd_generate, "merge": cmd_merge, "bench": cmd_bench, "check": cmd_check, "list": cmd_list, "rates": cmd_rates,
             "evaluate": cmd_evaluate, "compare": cmd_compare, "train-reward": cmd_train_reward,
             "realism": cmd_realism}
 

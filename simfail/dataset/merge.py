@@ -314,6 +314,38 @@ def merged_meta(sources: list[SourceDataset], items: list[MergeItem]) -> dict[st
     }
 
 
+def parse_args(args: list[str]) -> MergeConfig:
+    """``DIR1 DIR2 ... out=DIR [overwrite=true] [link=true] [progress=false]`` as a config."""
+    fields = MergeConfig.__dataclass_fields__
+    cfg = MergeConfig()
+    for a in args:
+        key, sep, value = a.partition("=")
+        if not sep:
+            cfg.inputs.append(a)
+            continue
+        key = key.strip()
+        if key not in fields or key == "inputs":
+            from simfail.errors import UnknownNameError
+
+            raise UnknownNameError("merge setting", key, [k for k in fields if k != "inputs"])
+        if key == "out":
+            cfg.out = value
+        else:
+            v = value.strip().lower()
+            if v not in ("true", "false", "1", "0", "yes", "no"):
+                raise ConfigError(f"{key} must be true or false, got {value!r}")
+            setattr(cfg, key, v in ("true", "1", "yes"))
+    cfg.validate()
+    return cfg
+
+
+def summary_text(s: dict[str, Any]) -> str:
+    per_k = s["seconds"] / s["episodes"] * 1000 if s["episodes"] else 0.0
+    return (f"merged {len(s['sources'])} datasets into {s['out']}: {s['groups']} groups, {s['episodes']} episodes, "
+            f"{s['frames']} frames in {s['seconds']:.2f} s ({per_k:.1f} s per 1,000 episodes) + "
+            f"{s['verify_seconds']:.2f} s re-verifying frame counts")
+
+
 def run(cfg: MergeConfig) -> dict[str, Any]:
     """Merge ``cfg.inputs`` into ``cfg.out``; returns a summary. Every source is read and
     checked before the output is touched; if the merge fails, the output it created is removed."""
@@ -328,6 +360,9 @@ def run(cfg: MergeConfig) -> dict[str, Any]:
     first = sources[0].config
     out = Path(cfg.out)
     existed = out.exists()
+    if existed and out.is_dir() and any(out.iterdir()) and not cfg.overwrite:
+        raise MergeError(f"output directory {out} is not empty; pass overwrite=true to replace the simfail "
+                         "dataset in it, or choose another directory")
     try:
         writer = DatasetWriter(
             out, fps=int(first["fps"]), image_size=tuple(first["image_size"]),
@@ -343,8 +378,9 @@ def run(cfg: MergeConfig) -> dict[str, Any]:
         writer.finalize(merged_meta(sources, items))
     except BaseException:
         bar.close()
-        if not existed or cfg.overwrite:
-            shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)  # created (or emptied) by this merge: no partial output
+        if existed and not cfg.overwrite:
+            out.mkdir(exist_ok=True)
         raise
     bar.close()
     return {"out": str(out), "sources": [str(s.root) for s in sources], "groups": stats.groups,

@@ -180,7 +180,7 @@ def _counter_actor_class():
     return ProgressCounter
 
 
-def _call_with_env(fn, item, report, env: dict[str, str]):
+def run_work_item(fn, item, report, env: dict[str, str]):
     """Set ``env`` in the task's process (a fresh one: see ``max_calls``) before ``fn`` runs."""
     os.environ.update(env)
     return fn(item, report)
@@ -229,7 +229,7 @@ class RayExecutor(Executor):
                                 "retry_exceptions": False}
         if self.cfg.gpus_per_worker:
             opts["num_gpus"] = self.cfg.gpus_per_worker
-        remote = ray.remote(_call_with_env)
+        remote = ray.remote(run_work_item)
         window = self.workers
         pending: dict[Any, int] = {}
         todo = list(enumerate(items))
