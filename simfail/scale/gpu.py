@@ -20,7 +20,7 @@ import os
 
 from simfail.errors import ConfigError
 
-__all__ = ["EGL_DEVICE_VAR", "egl_device_env", "parse_gpu", "visible_gpu_count"]
+__all__ = ["EGL_DEVICE_VAR", "egl_device_env", "parse_gpu", "visible_gpu_count", "worker_egl_device"]
 
 EGL_DEVICE_VAR = "MUJOCO_EGL_DEVICE_ID"
 #: ``render.backend`` values this module knows (the GL backends MuJoCo offers headless).
@@ -72,3 +72,9 @@ def egl_device_env(backend: str, gpu: str | int, worker: int, *, visible: int | 
     if n <= 0:
         return {}
     return {EGL_DEVICE_VAR: str(int(worker) % n)}
+
+
+def worker_egl_device(item, report) -> str | None:
+    """A work item that returns the worker's ``MUJOCO_EGL_DEVICE_ID`` (checks a cluster's
+    GPU assignment: ``executor.map(worker_egl_device, range(n), env=...)``)."""
+    return os.environ.get(EGL_DEVICE_VAR)

@@ -1,0 +1,171 @@
+"""``simfail merge`` and the sharded generate driver (local executor; Ray: test_scale_ray.py).
+
+The shard merge and ``simfail merge`` are one implementation (simfail/dataset/merge.py); these
+tests prove it on tiny datasets: merged indices, tasks, stats and frame counts; a merge of one
+source and a sharded run give the bytes of a direct run; a killed driver's committed shards
+are re-attached on resume; incompatible sources get one clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from simfail.cli import main
+from simfail.dataset import layout as L
+from simfail.dataset.merge import MergeConfig, MergeError, parse_args, run as merge_run
+from simfail.dataset.mp4 import sample_count
+from simfail.dataset.reader import SimfailDataset
+from simfail.dataset.video import frame_times
+from simfail.errors import ConfigError
+
+ARGS = ["task=pick_place", "render.width=64", "render.height=64", "progress=false", "failures=[drop]"]
+
+
+def _cfg(*extra: str):
+    from simfail.cli import _generate_config
+
+    return _generate_config(ARGS + list(extra))
+
+
+def _generate(out: Path, *extra: str) -> Path:
+    from simfail.generate import run
+
+    run(_cfg(f"out={out}", *extra))
+    return out
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    """A: seed 0, 2 groups; B: seed 7, 1 group (generated separately, as on two machines)."""
+    root = tmp_path_factory.mktemp("merge_src")
+    return _generate(root / "a", "groups=2", "seed=0"), _generate(root / "b", "groups=1", "seed=7")
+
+
+def _same_files(a: Path, b: Path, *, skip=("meta/simfail.json",)) -> None:
+    files_a = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file())
+    assert files_a == files_b
+    for rel in files_a:
+        if rel not in skip:
+            assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+
+
+def _meta_without_config(path: Path) -> dict:
+    meta = json.loads((path / L.SIMFAIL_META_PATH).read_text())
+    meta.pop("config")
+    return meta
+
+
+def test_merge_two_datasets_renumbers_and_checks(datasets, tmp_path):
+    a, b = datasets
+    out = tmp_path / "merged"
+    s = merge_run(MergeConfig(inputs=[str(a), str(b)], out=str(out), progress=False))
+    da, db, dm = SimfailDataset(a), SimfailDataset(b), SimfailDataset(out)
+    assert dm.check() == []
+    assert s["episodes"] == da.num_episodes + db.num_episodes == dm.num_episodes
+    rows = pq.read_table(out / "meta/episodes/chunk-000/file-002.parquet").to_pydict()
+    # B's group 0 follows A's groups 0, 1 as group 2; its episodes and frames continue A's
+    assert set(rows["simfail.group_id"]) == {2}
+    assert rows["episode_index"][0] == da.num_episodes
+    assert rows["dataset_from_index"][0] == da.num_frames
+    data = pq.read_table(out / L.data_path(0, 2)).to_pydict()
+    src = pq.read_table(b / L.data_path(0, 0)).to_pydict()
+    assert data["index"] == list(range(da.num_frames, da.num_frames + db.num_frames))
+    assert data["observation.state"] == src["observation.state"] and data["frame_index"] == src["frame_index"]
+    # the video moved as is (no re-encoding), its frame count re-verified
+    for key in dm.video_keys:
+        assert (out / L.video_path(key, 0, 2)).read_bytes() == (b / L.video_path(key, 0, 0)).read_bytes()
+    meta = json.loads((out / L.SIMFAIL_META_PATH).read_text())
+    assert [m["group_id_offset"] for m in meta["merged_from"]] == [0, 2]
+    assert meta["groups"]["2"]["seed"] == json.loads((b / L.SIMFAIL_META_PATH).read_text())["groups"]["0"]["seed"]
+    # stats: exact counts, means and extrema of the union of the frames
+    stats = json.loads((out / L.STATS_PATH).read_text())
+    state = np.concatenate([np.asarray(pq.read_table(p).column("observation.state").to_pylist())
+                            for p in sorted((out / "data").rglob("*.parquet"))])
+    assert stats["observation.state"]["count"] == [len(state)]
+    np.testing.assert_allclose(stats["observation.state"]["mean"], state.mean(0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(stats["observation.state"]["std"], state.std(0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(stats["observation.state"]["max"], state.max(0))
+
+
+def test_merge_of_one_dataset_is_byte_identical(datasets, tmp_path):
+    a, _ = datasets
+    out = tmp_path / "copy"
+    merge_run(MergeConfig(inputs=[str(a)], out=str(out), progress=False))
+    _same_files(a, out)
+
+
+def test_mp4_sample_count_is_the_decoded_frame_count(datasets):
+    a, _ = datasets
+    path = a / L.video_path(L.video_key("left"), 0, 0)
+    assert sample_count(path) == len(frame_times(path)) == SimfailDataset(a).num_frames // 2
+
+
+@pytest.mark.parametrize("key, value", [("fps", 20), ("image_size", [96, 96]), ("nq", 3),
+                                        ("state_names", ["q"] * 9)])
+def test_merge_refuses_incompatible_datasets_naming_the_difference(datasets, tmp_path, key, value):
+    a, b = datasets
+    other = tmp_path / "other"
+    shutil.copytree(b, other)
+    marker = json.loads((other / L.MARKER_NAME).read_text())
+    marker[key] = value
+    (other / L.MARKER_NAME).write_text(json.dumps(marker))
+    with pytest.raises(MergeError, match=f"{key} differs"):
+        merge_run(MergeConfig(inputs=[str(a), str(other)], out=str(tmp_path / "m"), progress=False))
+    assert not (tmp_path / "m").exists()
+
+
+def test_merge_command_line_and_its_errors(datasets, tmp_path, capsys):
+    a, b = datasets
+    out = tmp_path / "cli"
+    assert main(["merge", str(a), str(b), f"out={out}", "progress=false"]) == 0
+    assert SimfailDataset(out).num_episodes == 6
+    assert main(["merge", str(a), str(b), f"out={out}", "progress=false"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["merge", str(a), f"out={a}"]) == 2
+    assert main(["merge", str(a), str(tmp_path / "nothing"), f"out={tmp_path / 'x'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("simfail: error:") for line in err)
+    with pytest.raises(ConfigError):
+        parse_args([str(a), "out=o", "link=maybe"])
+
+
+class _DriverKilled(Exception):
+    pass
+
+
+class _DyingExecutor:
+    """The local executor, but the driver dies after the first shard is committed."""
+
+    name = "local"
+    workers = 1
+
+    def map(self, fn, items, *, on_progress=None, env=None):
+        from simfail.scale.executor import LocalExecutor
+
+        for i, result in LocalExecutor().map(fn, items, on_progress=on_progress, env=env):
+            yield i, result
+            raise _DriverKilled
+
+
+def test_sharded_run_with_a_killed_driver_resumes_to_the_bytes_of_a_local_run(datasets, tmp_path):
+    from simfail.scale.executor import LocalExecutor
+    from simfail.scale.sharded import run_sharded
+
+    a, _ = datasets
+    out = tmp_path / "killed"
+    with pytest.raises(_DriverKilled):
+        run_sharded(_cfg(f"out={out}", "groups=2", "seed=0", "ray.groups_per_task=1"), _DyingExecutor())
+    assert len(list((out / ".shards").glob("shard-*/meta/episodes/chunk-000/*.parquet"))) == 1
+    s = run_sharded(_cfg(f"out={out}", "groups=2", "seed=0", "ray.groups_per_task=1", "resume=true"),
+                    LocalExecutor())
+    assert s["groups"] == 1  # only the group no shard had committed was generated again
+    assert not (out / ".shards").exists()
+    _same_files(a, out)
+    assert _meta_without_config(a) == _meta_without_config(out)
