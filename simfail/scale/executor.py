@@ -230,6 +230,9 @@ class RayExecutor(Executor):
         if self.cfg.gpus_per_worker:
             opts["num_gpus"] = self.cfg.gpus_per_worker
         remote = ray.remote(run_work_item)
+        # a task that selects its GL device gets a fresh worker process (max_calls=1): MuJoCo
+        # reads MUJOCO_EGL_DEVICE_ID once, when the process makes its first EGL display
+        remote_fresh = ray.remote(max_calls=1)(run_work_item)
         window = self.workers
         pending: dict[Any, int] = {}
         todo = list(enumerate(items))
@@ -246,10 +249,7 @@ class RayExecutor(Executor):
                 while next_i < len(todo) and len(pending) < window:
                     i, item = todo[next_i]
                     task_env = dict(env(i)) if env else {}
-                    # a task that selects its GL device gets a fresh worker process (max_calls=1):
-                    # MuJoCo reads MUJOCO_EGL_DEVICE_ID once, when its first EGL display is made
-                    task_opts = dict(opts, max_calls=1) if task_env else opts
-                    ref = remote.options(**task_opts).remote(fn, item, report, task_env)
+                    ref = (remote_fresh if task_env else remote).options(**opts).remote(fn, item, report, task_env)
                     pending[ref] = i
                     next_i += 1
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
