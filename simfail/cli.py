@@ -21,7 +21,7 @@ USAGE = """usage: simfail COMMAND [key=value ...]
 commands:
   generate   write counterfactual failure groups as a LeRobot v3.0 dataset
              e.g. simfail generate task=pick_place groups=10 seed=0 out=DIR failures=[drop,collision]
-  bench      measure episodes/hour and the time split against the raw MuJoCo ceiling
+  bench      measure episodes/hour against a bound: the slowest resource (render, physics, encoder) alone
              e.g. simfail bench groups=2
   rates      expert success and failure realization rates, physics only: simfail rates groups=100
   merge      join datasets generated separately: simfail merge DIR1 DIR2 ... out=DIR
