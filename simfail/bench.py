@@ -116,6 +116,12 @@ class BenchRun:
     bound_encode: float = 0.0
     #: mujoco.Renderer, one update + render per view and frame (the stock loop's rendering)
     stock_render: float = 0.0
+    #: CPU seconds each resource used alone (render and physics: this process; encode: ffmpeg)
+    cpu_render: float = 0.0
+    cpu_physics: float = 0.0
+    cpu_encode: float = 0.0
+    #: CPUs the process may use (for the CPU-time floor)
+    cpus: int = 1
     ceiling_frames_rendered: int = 0
     frames_encoded: int = 0
     episode_work: list[EpisodeWork] = field(default_factory=list)
@@ -133,6 +139,13 @@ class BenchRun:
     def bound_resource(self) -> str:
         r = self.resources()
         return max(r, key=r.get)
+
+    @property
+    def cpu_floor(self) -> float:
+        """Seconds the three resources' CPU time needs on ``cpus`` cores if they share them
+        perfectly (informational: on a machine where they compete for the same cores this,
+        not :attr:`bound`, is what overlapping them cannot beat)."""
+        return (self.cpu_render + self.cpu_physics + self.cpu_encode) / max(1, self.cpus)
 
     @property
     def stock_serial(self) -> float:
@@ -160,6 +173,11 @@ class BenchRun:
             "bare_render_s": self.bound_render,
             "encode_alone_s": self.bound_encode,
             "bound_s": self.bound,
+            "cpu_render_s": self.cpu_render,
+            "cpu_physics_s": self.cpu_physics,
+            "cpu_encode_s": self.cpu_encode,
+            "cpu_floor_s": self.cpu_floor,
+            "ratio_vs_cpu_floor": div(self.total, self.cpu_floor),
             "stock_render_s": self.stock_render,
             "stock_serial_s": self.stock_serial,
             "episodes_per_hour": div(self.episodes * 3600.0, self.total),
@@ -270,6 +288,9 @@ def machine_facts() -> dict[str, Any]:
     return {
         "cpu_count": os.cpu_count(),
         "cpus_usable": usable,
+        #: 1-minute load average when the bench started: above the CPU count, other processes
+        #: competed for the cores and every time here is inflated (compare CPU seconds instead)
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "processor": platform.processor() or platform.machine(),
         "platform": platform.platform(),
         "MUJOCO_GL": os.environ.get("MUJOCO_GL", "(unset)"),
@@ -350,6 +371,10 @@ class _Alone:
     render: float = 0.0
     encode: float = 0.0
     stock_render: float = 0.0
+    #: CPU seconds (all threads of this process; the encoders' child processes) of each
+    cpu_physics: float = 0.0
+    cpu_render: float = 0.0
+    cpu_encode: float = 0.0
     steps: int = 0
     view_frames: int = 0
     encoded: int = 0
@@ -364,6 +389,14 @@ def _moving_states(model, data, qpos_rows):
         mujoco.mj_comPos(model, data)
         mujoco.mj_camlight(model, data)
         yield i
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's waited-for child processes (the ffmpeg encoders)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def _encode_alone(cfg: GenerateConfig, episodes: list[dict[str, np.ndarray]], tmp: str) -> float:
@@ -411,7 +444,7 @@ def _alone(task, cfg: GenerateConfig, work: _CeilingWork) -> _Alone:
 
     # physics: the same number of mj_step calls, from the episodes' own states
     step = mujoco.mj_step
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for q, v, c in zip(work.qpos0, work.qvel0, ctrl):
         data.qpos[:] = q
         data.qvel[:] = v
@@ -419,6 +452,7 @@ def _alone(task, cfg: GenerateConfig, work: _CeilingWork) -> _Alone:
         for _ in range(out.substeps):
             step(model, data)
     out.physics = time.perf_counter() - t0
+    out.cpu_physics = time.process_time() - c0
     out.steps = len(work.qpos0) * out.substeps
     out.view_frames = len(work.render_qpos) * len(VIEWS)
 
@@ -435,17 +469,20 @@ def _alone(task, cfg: GenerateConfig, work: _CeilingWork) -> _Alone:
                     frames[v][:first] = episodes[0][v][:first]
             rows = work.render_qpos[row:row + n - first]
             row += n - first
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for i in _moving_states(model, data, rows):
                 renderer.render_into(data, {v: frames[v][first + i] for v in VIEWS})
             out.render += time.perf_counter() - t0
+            out.cpu_render += time.process_time() - c0
             episodes.append(frames)
     finally:
         renderer.close()
 
     # the encoder alone on every written frame
     with tempfile.TemporaryDirectory(prefix="simfail_bench_enc_") as tmp:
+        c0 = _children_cpu()
         out.encode = _encode_alone(cfg, episodes, tmp)
+        out.cpu_encode = _children_cpu() - c0
     out.encoded = sum(n for n, _ in work.episodes) * len(VIEWS)
     del episodes
 
@@ -475,6 +512,10 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> B
     )
 
     run = BenchRun()
+    try:
+        run.cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        run.cpus = os.cpu_count() or 1
     task = get_task(cfg.task)
     seeds: dict[int, dict[str, Any]] = {}
     works: list[_CeilingWork] = []
@@ -539,6 +580,9 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None]) -> B
         run.physics_steps += a.steps
         run.ceiling_frames_rendered += a.view_frames
         run.frames_encoded += a.encoded
+        run.cpu_render += a.cpu_render
+        run.cpu_physics += a.cpu_physics
+        run.cpu_encode += a.cpu_encode
         run.substeps = a.substeps
         log(f"bench: group {i + 1}/{len(works)} resources alone (render {a.render:.1f} s, physics "
             f"{a.physics:.1f} s, encode {a.encode:.1f} s; stock render {a.stock_render:.1f} s)")
@@ -613,7 +657,11 @@ def bench_table(result: BenchResult) -> str:
         f"{st['width']}x{st['height']} @ {st['fps']} fps, {st['frames_per_episode']} frames/episode, "
         f"reuse_prefix={st['reuse_prefix']}, x264 {st['preset']} crf {st['crf']} at nice {st.get('encoder_nice', 0)} ({rep})",
         f"machine: {m['cpus_usable']}/{m['cpu_count']} CPUs, MUJOCO_GL={m['MUJOCO_GL']}"
-        f"{' (' + m['gl_renderer'] + ')' if m.get('gl_renderer') else ''}, mujoco {m['mujoco']}",
+        f"{' (' + m['gl_renderer'] + ')' if m.get('gl_renderer') else ''}, mujoco {m['mujoco']}"
+        + (f"; load average {m['load_average_1min']:.1f} at start"
+           + (" (BUSY MACHINE: other processes competed for the cores, wall times are inflated)"
+              if m["load_average_1min"] > m["cpus_usable"] else "")
+           if m.get("load_average_1min") is not None else ""),
         f"work: {c['physics_steps']} physics steps ({c['substeps']} per frame), "
         f"{c['frames_rendered']} view-frames rendered, {c['frames_written']} written",
         "",
@@ -631,15 +679,18 @@ def bench_table(result: BenchResult) -> str:
     lines.append(f"rendering runs on its own thread beside the physics; encode + write: {_fmt_s(s['write_s'])} s "
                  f"on the writer thread beside the next group (of which {_fmt_s(s['frames_wait_s'])} s waiting "
                  f"for a group's last frames); only 'waiting for writer' is on the critical path")
-    lines += ["", f"{'each resource alone, full machine':<40}{'seconds':>10}", "-" * 50]
+    lines += ["", f"{'each resource alone, full machine':<40}{'seconds':>10}{'CPU s':>9}", "-" * 59]
     bound_name = max((("render", s["bare_render_s"]), ("physics", s["bare_physics_s"]),
                       ("encode", s["encode_alone_s"])), key=lambda kv: kv[1])[0]
-    for key, label, sec in (("render", "bare render loop (pipeline's renderer)", s["bare_render_s"]),
-                            ("physics", "bare physics (mj_step)", s["bare_physics_s"]),
-                            ("encode", "encoder alone (x264, views at once)", s["encode_alone_s"])):
+    for key, label, sec, cpu in (
+            ("render", "bare render loop (pipeline's renderer)", s["bare_render_s"], s["cpu_render_s"]),
+            ("physics", "bare physics (mj_step)", s["bare_physics_s"], s["cpu_physics_s"]),
+            ("encode", "encoder alone (x264, views at once)", s["encode_alone_s"], s["cpu_encode_s"])):
         mark = "  <- bound" if key == bound_name else ""
-        lines.append(f"{label:<40}{_fmt_s(sec):>10}{mark}")
-    lines.append("-" * 50)
+        lines.append(f"{label:<40}{_fmt_s(sec):>10}{_fmt_s(cpu):>9}{mark}")
+    lines.append("-" * 59)
+    lines.append(f"CPU-time floor (all three resources' CPU seconds / {result.runs[0].cpus} cores, informational): "
+                 f"{_fmt_s(s['cpu_floor_s'])} s; pipeline {_fmt_x(s['ratio_vs_cpu_floor'])} of it")
     lines.append(f"stock serial loop (physics, then mujoco.Renderer per view; not a bound): "
                  f"{_fmt_s(s['stock_serial_s'])} s; the pipeline is {s['speedup_vs_stock']:.2f}x faster")
     lines.append("")
