@@ -264,6 +264,9 @@ class RayExecutor(Executor):
                     except ray.exceptions.WorkerCrashedError as exc:
                         raise ExecutorError(f"work item {i} lost its worker more than ray.max_retries="
                                             f"{self.cfg.max_retries} times: {exc}") from exc
+                    except ray.exceptions.RayError as exc:  # node lost, out of memory, cancelled ...
+                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        raise ExecutorError(f"work item {i} failed in Ray: {first}") from exc
                     drain()
                     yield i, result
         finally:
