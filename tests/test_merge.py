@@ -107,7 +107,7 @@ def test_mp4_sample_count_is_the_decoded_frame_count(datasets):
     assert sample_count(path) == len(frame_times(path)) == SimfailDataset(a).num_frames // 2
 
 
-@pytest.mark.parametrize("key, value", [("fps", 20), ("image_size", [96, 96]), ("nq", 3),
+@pytest.mark.parametrize("key, value", [("fps", 20), ("image_size", [96, 96]), ("robot_type", "ur5"),
                                         ("state_names", ["q"] * 9)])
 def test_merge_refuses_incompatible_datasets_naming_the_difference(datasets, tmp_path, key, value):
     a, b = datasets
@@ -119,6 +119,29 @@ def test_merge_refuses_incompatible_datasets_naming_the_difference(datasets, tmp
     with pytest.raises(MergeError, match=f"{key} differs"):
         merge_run(MergeConfig(inputs=[str(a), str(other)], out=str(tmp_path / "m"), progress=False))
     assert not (tmp_path / "m").exists()
+
+
+def test_merge_of_different_tasks_pads_the_narrower_sim_state(datasets, tmp_path):
+    """push_pull's sim state is narrower than pick_place's: it is zero-padded, stats included."""
+    from simfail.generate import run
+
+    a, _ = datasets
+    pp = tmp_path / "push_pull"
+    run(_cfg(f"out={pp}", "task=push_pull", "groups=1", "failures=[overshoot]"))
+    out = tmp_path / "two_tasks"
+    merge_run(MergeConfig(inputs=[str(a), str(pp)], out=str(out), progress=False))
+    dm = SimfailDataset(out)
+    assert dm.check() == []
+    nq_a = json.loads((a / L.MARKER_NAME).read_text())["nq"]
+    nq_p = json.loads((pp / L.MARKER_NAME).read_text())["nq"]
+    assert nq_p < nq_a
+    qpos = np.asarray(pq.read_table(out / L.data_path(0, 2)).column("sim.qpos").to_pylist())
+    src = np.asarray(pq.read_table(pp / L.data_path(0, 0)).column("sim.qpos").to_pylist())
+    assert qpos.shape[1] == nq_a and np.array_equal(qpos[:, :nq_p], src) and not qpos[:, nq_p:].any()
+    stats = pq.read_table(out / L.episodes_path(0, 2)).column("stats/sim.qpos/max").to_pylist()
+    assert all(len(row) == nq_a and not any(row[nq_p:]) for row in stats)
+    meta = json.loads((out / L.SIMFAIL_META_PATH).read_text())
+    assert meta["nq"] == nq_a and {"pick_place", "push_pull"} <= set(meta["tasks"]) and meta["task"] == "merged"
 
 
 def test_merge_command_line_and_its_errors(datasets, tmp_path, capsys):

@@ -25,9 +25,10 @@ writer's own atomic group commit (:meth:`DatasetWriter.adopt_group`). What that 
 * **Preferences** are rebuilt from the groups' scores; ``meta/info.json`` totals and splits by
   ``finalize``.
 
-Sources must agree on fps, views, image size, state/action names, ``sim.qpos``/``sim.qvel``
-widths, robot type and format version; otherwise one :class:`MergeError` names the first
-difference. Nothing is written before every source is checked.
+Sources must agree on fps, views, image size, state/action names, robot type and format
+version; otherwise one :class:`MergeError` names the first difference. ``sim.qpos`` /
+``sim.qvel`` widths may differ (datasets of different tasks): the merged dataset holds the
+widest and narrower ones are zero-padded, statistics included, as ``task=all`` does. Nothing is written before every source is checked.
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ from simfail.errors import ConfigError, DatasetFormatError, OutputDirError, Simf
 __all__ = ["MergeConfig", "MergeError", "MergeItem", "SourceDataset", "merge_items", "open_source", "run"]
 
 #: Settings that must be equal for datasets to be merged (a difference is named in the error).
-COMPATIBLE_KEYS = ("codebase_version", "fps", "views", "image_size", "state_names", "action_names",
-                   "nq", "nv", "robot_type")
+COMPATIBLE_KEYS = ("codebase_version", "fps", "views", "image_size", "state_names", "action_names", "robot_type")
+#: Widths that may differ: the merged dataset holds the widest, narrower ones are zero-padded
+#: (each task's own width stays in ``meta/simfail.json`` ``tasks``), as ``task=all`` does.
+PADDED_KEYS = ("nq", "nv")
 
 
 class MergeError(SimfailError):
@@ -102,7 +105,7 @@ def _read_config(root: Path) -> dict[str, Any]:
     if marker.is_file():
         try:
             cfg = json.loads(marker.read_text())
-            if isinstance(cfg, dict) and all(k in cfg for k in COMPATIBLE_KEYS + ("chunks_size",)):
+            if isinstance(cfg, dict) and all(k in cfg for k in COMPATIBLE_KEYS + PADDED_KEYS + ("chunks_size",)):
                 return cfg
         except (OSError, ValueError):
             pass
@@ -302,8 +305,8 @@ def merged_meta(sources: list[SourceDataset], items: list[MergeItem]) -> dict[st
         "groups": dict(sorted(groups.items(), key=lambda kv: int(kv[0]))),
         "tasks": tasks,
         "joints": joints,
-        "nq": int(first.config["nq"]),
-        "nv": int(first.config["nv"]),
+        "nq": max(int(s.config["nq"]) for s in sources),
+        "nv": max(int(s.config["nv"]) for s in sources),
         "labels": first.meta.get("labels", {}),
         "versions": first.meta.get("versions", {}),
         "merged_from": [
@@ -367,7 +370,8 @@ def run(cfg: MergeConfig) -> dict[str, Any]:
         writer = DatasetWriter(
             out, fps=int(first["fps"]), image_size=tuple(first["image_size"]),
             state_names=first["state_names"], action_names=first["action_names"],
-            nq=int(first["nq"]), nv=int(first["nv"]), robot_type=first["robot_type"],
+            nq=max(int(s.config["nq"]) for s in sources), nv=max(int(s.config["nv"]) for s in sources),
+            robot_type=first["robot_type"],
             mode="overwrite" if cfg.overwrite else "new", chunks_size=int(first["chunks_size"]),
         )
     except OutputDirError as exc:

@@ -764,7 +764,8 @@ class DatasetWriter:
         ``videos`` its mp4 file per video key (one file per group: every episode's
         ``from_timestamp`` / ``to_timestamp`` stays valid as is). Episode, frame and task
         indices, the group id, the chunk/file locations and the statistics of the index
-        columns are rewritten; everything else is kept bit for bit, so a group adopted into the
+        columns are rewritten; ``sim.qpos`` / ``sim.qvel`` narrower than this dataset's are
+        zero-padded (with their statistics), as ``task=all`` does; everything else is kept bit for bit, so a group adopted into the
         same position gives the same bytes as writing it directly. ``link=True`` hard-links
         the videos when the file system allows (the caller then must not modify the sources).
         """
@@ -786,6 +787,17 @@ class DatasetWriter:
         starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64) + self._next_index
 
         cols = {name: data.column(name).combine_chunks() for name in self.features}
+        widths = {"sim.qpos": self.nq, "sim.qvel": self.nv}
+        padded: dict[str, int] = {}  # column -> zeros appended (a narrower task's sim state)
+        for name, width in widths.items():
+            have = cols[name].type.list_size
+            if have > width:
+                raise ValueError(f"group {group_id}: {name} has {have} entries, this dataset {width}")
+            if have < width:
+                flat = cols[name].flatten().to_numpy(zero_copy_only=False).reshape(-1, have)
+                flat = np.pad(flat, ((0, 0), (0, width - have)))
+                cols[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), type=pa.float64()), width)
+                padded[name] = width - have
         cols["episode_index"] = pa.array(np.repeat(ep_indices, lengths))
         cols["index"] = pa.array(np.arange(starts[0], starts[-1], dtype=np.int64))
         cols["task_index"] = pa.array(np.repeat(task_indices, lengths))
@@ -801,6 +813,12 @@ class DatasetWriter:
             ep_cols[f"{prefix}/chunk_index"] = pa.array([chunk] * n_eps, type=i64)
             ep_cols[f"{prefix}/file_index"] = pa.array([file] * n_eps, type=i64)
         ep_cols["simfail.group_id"] = pa.array([group_id] * n_eps, type=i64)
+        for name, extra in padded.items():  # the zeros' statistics are exact: all 0, count unchanged
+            for s in L.STAT_NAMES:
+                if s != "count":
+                    key = f"stats/{name}/{s}"
+                    rows = [list(v) + [0.0] * extra for v in ep_cols[key].to_pylist()]
+                    ep_cols[key] = pa.array(rows, type=self._episodes_schema.field(key).type)
         index_values = {
             "episode_index": lambda j: np.full(lengths[j], ep_indices[j]),
             "index": lambda j: np.arange(starts[j], starts[j + 1], dtype=np.int64),
