@@ -237,10 +237,9 @@ def cmd_realism(args: list[str]) -> int:
 
 
 def cmd_merge(args: list[str]) -> int:
-    from simfail.dataset.merge import parse_args, run, summary_text
+    from simfail.dataset.merge import parse_args, run
 
-    print(summary_text(run(parse_args(args))))
-    return 0
+    return run(parse_args(args))
 
 
 COMMANDS = {"generate": cmd_generate, "merge": cmd_merge, "bench": cmd_bench, "check": cmd_check, "list": cmd_list, "rates": cmd_rates,

@@ -18,7 +18,7 @@ import pytest
 
 from simfail.cli import main
 from simfail.dataset import layout as L
-from simfail.dataset.merge import MergeConfig, MergeError, parse_args, run as merge_run
+from simfail.dataset.merge import MergeConfig, MergeError, merge as merge_run, parse_args
 from simfail.dataset.mp4 import sample_count
 from simfail.dataset.reader import SimfailDataset
 from simfail.dataset.video import frame_times

@@ -47,7 +47,7 @@ from simfail.dataset import layout as L
 from simfail.dataset.mp4 import sample_count
 from simfail.errors import ConfigError, DatasetFormatError, OutputDirError, SimfailError
 
-__all__ = ["MergeConfig", "MergeError", "MergeItem", "SourceDataset", "merge_items", "open_source", "run"]
+__all__ = ["MergeConfig", "MergeError", "MergeItem", "SourceDataset", "merge", "merge_items", "open_source", "run"]
 
 #: Settings that must be equal for datasets to be merged (a difference is named in the error).
 COMPATIBLE_KEYS = ("codebase_version", "fps", "views", "image_size", "state_names", "action_names", "robot_type")
@@ -349,7 +349,13 @@ def summary_text(s: dict[str, Any]) -> str:
             f"{s['verify_seconds']:.2f} s re-verifying frame counts")
 
 
-def run(cfg: MergeConfig) -> dict[str, Any]:
+def run(cfg: MergeConfig) -> int:
+    """``simfail merge``: merge, print the summary line, return the exit code."""
+    print(summary_text(merge(cfg)))
+    return 0
+
+
+def merge(cfg: MergeConfig) -> dict[str, Any]:
     """Merge ``cfg.inputs`` into ``cfg.out``; returns a summary. Every source is read and
     checked before the output is touched; if the merge fails, the output it created is removed."""
     from tqdm import tqdm
