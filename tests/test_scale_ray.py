@@ -142,8 +142,9 @@ def test_egl_device_reaches_every_worker(cluster):
     from simfail.scale.executor import RayConfig, RayExecutor
     from simfail.scale.gpu import EGL_DEVICE_VAR, egl_device_env, worker_egl_device
 
+    before = os.environ.get(EGL_DEVICE_VAR)
     ex = RayExecutor(RayConfig(workers=2))
     env = lambda i: egl_device_env("egl", "auto", i, visible=2)  # noqa: E731 (two GPUs, round robin)
     got = dict(ex.map(worker_egl_device, [0, 1, 2], env=env))
     assert got == {0: "0", 1: "1", 2: "0"}
-    assert EGL_DEVICE_VAR not in os.environ  # set in the workers, not in the driver
+    assert os.environ.get(EGL_DEVICE_VAR) == before  # set in the workers, not in the driver
