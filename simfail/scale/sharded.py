@@ -266,7 +266,7 @@ def run_sharded(cfg: GenerateConfig, executor: Executor, *, log: Callable[[str],
                                  "rerun with resume=true")
     writer.finalize(_meta(cfg, probes, seeds))
     shutil.rmtree(shards_root, ignore_errors=True)
-    return _summary(cfg, run, writer, sorted(out_done), time.perf_counter() - t_start, executor)
+    return _summary(cfg, run, writer, sorted(out_done | set(attached)), time.perf_counter() - t_start, executor)
 
 
 def _summary(cfg: GenerateConfig, run: ShardedRun, writer, skipped: list[int], seconds: float,
