@@ -5,102 +5,159 @@ Units: image sizes in pixels, ``fps`` in frames per second, magnitudes in [0, 1]
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import dataclasses
+import os
+from dataclasses import MISSING, dataclass, field
+from typing import Any, Optional
 
 from simfail.core.episode import VIEWS
 from simfail.errors import ConfigError, UnknownNameError
-from simfail.scale.executor import RayConfig
+from simfail.scale.executor import EXECUTORS, RayConfig
+from simfail.scale.gpu import GL_BACKENDS, parse_gpu
+from simfail.schema import check_ranges
+
+
+def _f(default: Any = MISSING, help: str = "", example: str = "", factory: Any = None, **meta: Any) -> Any:
+    """A schema field: default (or ``factory``), one-line ``help``, a ``key=value`` example and
+    optional ``range``/``choices`` (see :mod:`simfail.schema`)."""
+    md = {"help": help, "example": example, **meta}
+    if factory is not None:
+        return field(default_factory=factory, metadata=md)
+    return field(default=default, metadata=md)
 
 
 @dataclass
 class RenderConfig:
-    width: int = 256
-    height: int = 256
-    fps: int = 10
-    views: list[str] = field(default_factory=lambda: list(VIEWS))
+    width: int = _f(256, "image width in pixels (even)", "render.width=128", range=(64, 1024))
+    height: int = _f(256, "image height in pixels (even)", "render.height=128", range=(64, 1024))
+    fps: int = _f(10, "frames per second of the episodes and videos", "render.fps=20", range=(1, 60))
+    views: list[str] = _f(factory=lambda: list(VIEWS), help="camera views (the dataset always holds all three)",
+                          example="render.views=[left,right,wrist]", choices=list(VIEWS))
     #: Multiplies the decimated robot meshes' triangle budgets (2.0 = finer meshes).
-    mesh_scale: float = 1.0
+    mesh_scale: float = _f(1.0, "multiplies the robot meshes' triangle budgets (2.0 = finer meshes)",
+                           "render.mesh_scale=2.0", range=(0.25, 8))
     #: OpenGL backend: egl (Mesa llvmpipe on a CPU machine, the vendor driver on a GPU one).
-    backend: str = "egl"
+    backend: str = _f("egl", "OpenGL backend (egl: Mesa llvmpipe on a CPU machine, the GPU driver on a GPU one)",
+                      "render.backend=egl", choices=list(GL_BACKENDS))
     #: EGL device per worker: auto (round robin over the visible GPUs, none on a CPU machine)
     #: or a device index; see simfail/scale/gpu.py and docs/scale.md.
-    gpu: str = "auto"
+    gpu: str = _f("auto", "EGL device per worker: auto (round robin over the visible GPUs; none on a CPU machine) "
+                  "or a GPU index >= 0", "render.gpu=0")
 
 
 @dataclass
 class FailuresConfig:
     #: Failure operator names, or ["all"] for every operator of the task.
-    names: list[str] = field(default_factory=lambda: ["all"])
+    names: list[str] = _f(factory=lambda: ["all"], help="failure operators (see simfail list), or [all]",
+                          example="failures=[drop,collision]")
     #: One variant per operator at a magnitude drawn from its failure range.
-    failure_variants: bool = True
+    failure_variants: bool = _f(True, "one variant per operator at a magnitude drawn from its failure range",
+                                "failures.failure_variants=false")
     #: Also add one near-miss variant per operator (magnitude from its near-miss range).
-    near_misses: bool = False
+    near_misses: bool = _f(False, "also one near-miss variant per operator (magnitude from its near-miss range)",
+                           "failures.near_misses=true")
     #: Extra variants per operator at these magnitudes (a severity sweep).
-    sweep: list[float] = field(default_factory=list)
+    sweep: list[float] = _f(factory=list, help="extra variants per operator at these magnitudes (a severity sweep)",
+                            example="failures.sweep=[0.25,0.5,1.0]", range=(0.0, 1.0))
 
 
 @dataclass
 class DatasetConfig:
-    crf: int = 23
-    preset: str = "veryfast"
-    chunks_size: int = 1000
+    crf: int = _f(23, "x264 constant rate factor of the videos (lower: better quality, bigger files)",
+                  "dataset.crf=18", range=(0, 51))
+    preset: str = _f("veryfast", "x264 speed preset", "dataset.preset=medium",
+                     choices=["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                              "veryslow"])
+    chunks_size: int = _f(1000, "files per chunk folder (LeRobot v3.0 chunks_size)", "dataset.chunks_size=500",
+                          range=(1, None))
     #: Copy the expert's rendered prefix into each variant instead of re-simulating it
     #: (bit-identical by construction; see tests/test_determinism.py).
-    reuse_prefix: bool = True
+    reuse_prefix: bool = _f(True, "copy the expert's rendered prefix into each variant (bit-identical) instead of "
+                            "re-simulating it", "dataset.reuse_prefix=false")
     #: Niceness (0-19) of the ffmpeg encoders. 19: encoding runs on the CPU time that physics
     #: and rendering leave idle instead of preempting llvmpipe's rasterizer threads, which
-    #: stalls whole frames on a 2-core machine (see README, "Measured"). 0: same priority.
-    encoder_nice: int = 19
+    #: stalls whole frames on a 2-core machine (see docs/performance.md). 0: same priority.
+    encoder_nice: int = _f(19, "niceness of the ffmpeg encoders (19: encode on idle CPU time; 0: same priority)",
+                           "dataset.encoder_nice=0", range=(0, 19))
 
 
 @dataclass
 class GenerateConfig:
-    task: str = "pick_place"
-    groups: int = 2
-    seed: int = 0
-    out: str = "simfail_out/pick_place"
-    resume: bool = False
-    overwrite: bool = False
-    progress: bool = True
-    render: RenderConfig = field(default_factory=RenderConfig)
-    failures: FailuresConfig = field(default_factory=FailuresConfig)
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    task: str = _f("pick_place", "task category, or all (one dataset with every category; see simfail list)",
+                   "task=pour")
+    groups: int = _f(2, "counterfactual groups (one initial state each: expert + variants), per task",
+                     "groups=10", range=(1, None))
+    seed: int = _f(0, "base seed; group g draws its scene seed from (seed, g)", "seed=3", range=(0, None))
+    out: str = _f("simfail_out/pick_place", "output folder of the dataset", "out=/tmp/ds")
+    resume: bool = _f(False, "continue an interrupted run in out (same settings)", "resume=true")
+    overwrite: bool = _f(False, "replace the simfail dataset in out", "overwrite=true")
+    progress: bool = _f(True, "progress bar", "progress=false")
+    render: RenderConfig = _f(factory=RenderConfig, help="image size, frame rate, views (render=default)")
+    failures: FailuresConfig = _f(factory=FailuresConfig, help="which failure variants (failures=all | sweep | [names])")
+    dataset: DatasetConfig = _f(factory=DatasetConfig, help="video encoding and layout (dataset=default)")
     #: Where the groups run: local (this process, the default) or ray (docs/scale.md).
-    executor: str = "local"
-    ray: RayConfig = field(default_factory=RayConfig)
+    executor: str = _f("local", "where the groups run: local (this process) or ray (shards on a Ray cluster, "
+                       "merged into out; docs/scale.md)", "executor=ray", choices=list(EXECUTORS))
+    ray: RayConfig = _f(factory=RayConfig, help="Ray cluster, workers and retries (executor=ray only)")
 
     def validate(self) -> None:
-        if self.groups < 1:
-            raise ConfigError(f"groups must be >= 1, got {self.groups}")
+        if self.executor not in EXECUTORS:  # before the generic check: "unknown executor 'spark'"
+            raise UnknownNameError("executor", self.executor, list(EXECUTORS))
+        if self.render.backend not in GL_BACKENDS:
+            raise UnknownNameError("render backend", self.render.backend, list(GL_BACKENDS))
+        check_ranges(self)
+        self.ray.validate()
+        self.render.gpu = str(self.render.gpu).strip()
+        parse_gpu(self.render.gpu)
         if self.resume and self.overwrite:
             raise ConfigError("resume=true and overwrite=true exclude each other")
         r = self.render
         for name, v in (("render.width", r.width), ("render.height", r.height)):
-            if not 64 <= v <= 1024 or v % 2:
+            if v % 2:
                 raise ConfigError(f"{name} must be an even number of pixels in [64, 1024], got {v}")
-        if not 1 <= r.fps <= 60:
-            raise ConfigError(f"render.fps must be in [1, 60], got {r.fps}")
         if sorted(r.views) != sorted(VIEWS):
             raise ConfigError(f"render.views must be {list(VIEWS)} (the dataset always holds three views), got {r.views}")
-        if not 0.25 <= r.mesh_scale <= 8:
-            raise ConfigError(f"render.mesh_scale must be in [0.25, 8], got {r.mesh_scale}")
-        for m in self.failures.sweep:
-            if not 0.0 <= float(m) <= 1.0:
-                raise ConfigError(f"failures.sweep magnitudes must be in [0, 1], got {m}")
-        if not 0 <= self.dataset.crf <= 51:
-            raise ConfigError(f"dataset.crf must be in [0, 51], got {self.dataset.crf}")
-        from simfail.scale.executor import EXECUTORS
-        from simfail.scale.gpu import GL_BACKENDS, parse_gpu
+        from simfail.generate import validate_failures  # unknown task / failure names (imports the tasks)
 
-        if r.backend not in GL_BACKENDS:
-            raise UnknownNameError("render backend", r.backend, list(GL_BACKENDS))
-        parse_gpu(r.gpu)
-        if self.executor not in EXECUTORS:
-            raise UnknownNameError("executor", self.executor, list(EXECUTORS))
-        self.ray.validate()
-        if not 0 <= self.dataset.encoder_nice <= 19:
-            raise ConfigError(f"dataset.encoder_nice must be in [0, 19], got {self.dataset.encoder_nice}")
+        validate_failures(self)
+
+
+@dataclass
+class BenchConfig(GenerateConfig):
+    """``simfail bench``: the generate settings (one task) plus the bench's own."""
+
+    repeats: int = _f(1, "measure this many times (the table lists each repeat's ratio)", "repeats=3", range=(1, None))
+    json: Optional[str] = _f(None, "also save the full result as JSON to this file (atomic)", "json=bench.json")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.task == "all":
+            raise ConfigError("bench measures one task at a time: pass task=<name> (see simfail list)")
+        if self.executor != "local":
+            raise ConfigError(f"bench measures the pipeline in this process: executor=local, got executor={self.executor} "
+                              "(a Ray run's per-worker rates are in generate's summary; docs/scale.md)")
+        if self.json is not None:
+            if not self.json:
+                raise ConfigError("json= needs a file path")
+            folder = os.path.dirname(os.path.abspath(self.json))
+            if not os.access(folder, os.W_OK):
+                raise ConfigError(f"json: cannot write to {folder}")
+
+    def generate_config(self) -> GenerateConfig:
+        names = {f.name for f in dataclasses.fields(GenerateConfig)}
+        return GenerateConfig(**{k: v for k, v in vars(self).items() if k in names})
+
+
+@dataclass
+class CheckConfig:
+    """``simfail check DIR``."""
+
+    data: Optional[str] = _f(None, "the dataset folder to verify", "data=DIR", positional=True, required=True)
+
+
+@dataclass
+class ListConfig:
+    """``simfail list`` has no settings."""
 
 
 def from_dict(d: dict[str, Any]) -> GenerateConfig:

@@ -7,12 +7,14 @@ records it into a :class:`~simfail.labels.trace.Trace`. The generator and a lear
 therefore drive the *same* core: ``env.scene``, ``env.core``, ``env.trace`` and
 ``env.scene_seed`` are public.
 
-Importing this module registers one Gymnasium id per task, ``simfail/PickPlace-v0`` for
-``pick_place``::
+``import simfail`` registers one Gymnasium id per task, ``simfail/PickPlace-v0`` for
+``pick_place`` (an entry-point string: this module loads on ``gymnasium.make``)::
 
-    import gymnasium, simfail.env
-    env = gymnasium.make("simfail/PickPlace-v0", width=64, height=64)
-    # or, without the import: gymnasium.make("simfail.env:simfail/PickPlace-v0")
+    import gymnasium as gym
+    import simfail
+
+    gym.register_envs(simfail)  # a no-op that keeps linters from dropping the import
+    env = gym.make("simfail/PickPlace-v0", width=64, height=64)
 
 Spaces
     *action*: ``Box(8,) float32``: seven arm joint position targets [rad] bounded by the arm
@@ -70,6 +72,7 @@ from simfail.core.robot import ARM_JOINTS, FINGER_JOINTS, HOME_QPOS
 from simfail.core.scene import StageConfig
 from simfail.core.sim import SimCore
 from simfail.core.task import Task, get_task, task_names
+from simfail.task_registry import env_id, register_envs  # noqa: F401  (re-exported)
 from simfail.labels.trace import Trace
 
 #: Slack [rad] added to each arm joint range for the ``state`` bounds. MuJoCo joint limits
@@ -85,11 +88,6 @@ REACH_MARGIN = 0.05
 DEFAULT_PHASE = "env"
 #: Scene seeds drawn by ``reset`` are 31-bit, like :func:`simfail.generate.scene_seed`.
 SEED_HIGH = 2**31
-
-
-def env_id(task: str) -> str:
-    """Gymnasium id of a task: ``pick_place`` -> ``simfail/PickPlace-v0``."""
-    return "simfail/" + "".join(part.capitalize() for part in task.split("_")) + "-v0"
 
 
 def _arm_reach(model, core: SimCore) -> tuple[np.ndarray, float]:
@@ -341,17 +339,6 @@ class SimfailEnv(gymnasium.Env):
 def make_env(task: str = "pick_place", **kwargs) -> SimfailEnv:
     """A bare :class:`SimfailEnv` (no Gymnasium wrappers): ``make_env("pick_place", width=64)``."""
     return SimfailEnv(task=task, **kwargs)
-
-
-def register_envs() -> list[str]:
-    """Register ``simfail/<Task>-v0`` for every task; ids already registered are left alone."""
-    ids = []
-    for name in task_names():
-        eid = env_id(name)
-        if eid not in gymnasium.registry:
-            gymnasium.register(id=eid, entry_point="simfail.env:SimfailEnv", kwargs={"task": name})
-        ids.append(eid)
-    return ids
 
 
 register_envs()

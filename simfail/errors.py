@@ -16,8 +16,13 @@ class UnknownNameError(ConfigError, KeyError):
     """A task, failure, view or model name is not registered."""
 
     def __init__(self, kind: str, name: str, known: list[str] | tuple[str, ...]):
+        import difflib
+
         self.kind, self.name, self.known = kind, name, sorted(known)
-        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {', '.join(self.known)}")
+        near = difflib.get_close_matches(str(name), [str(k) for k in self.known], n=1, cutoff=0.6)
+        self.suggestion = near[0] if near else None
+        hint = f" (did you mean {self.suggestion!r}?)" if self.suggestion else ""
+        super().__init__(f"unknown {kind} {name!r}{hint}; known {kind}s: {', '.join(self.known)}")
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return self.args[0]

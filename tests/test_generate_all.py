@@ -38,8 +38,7 @@ class PickPlaceCrowded(PickPlace):
 def two_tasks(monkeypatch):
     import simfail.generate as gen
 
-    monkeypatch.setitem(task_registry._TASKS, PickPlaceCrowded.name, PickPlaceCrowded)
-    monkeypatch.setitem(task_registry.TASK_MODULES, PickPlaceCrowded.name, __name__)
+    monkeypatch.setitem(task_registry.TASKS, PickPlaceCrowded.name, PickPlaceCrowded)
     monkeypatch.setattr(gen, "task_names", lambda: ["pick_place", PickPlaceCrowded.name])
 
 

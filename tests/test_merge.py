@@ -18,7 +18,7 @@ import pytest
 
 from simfail.cli import main
 from simfail.dataset import layout as L
-from simfail.dataset.merge import MergeConfig, MergeError, merge as merge_run, parse_args
+from simfail.dataset.merge import MergeConfig, MergeError, merge as merge_run
 from simfail.dataset.mp4 import sample_count
 from simfail.dataset.reader import SimfailDataset
 from simfail.dataset.video import frame_times
@@ -28,9 +28,9 @@ ARGS = ["task=pick_place", "render.width=64", "render.height=64", "progress=fals
 
 
 def _cfg(*extra: str):
-    from simfail.cli import _generate_config
+    from simfail.commands import build_config
 
-    return _generate_config(ARGS + list(extra))
+    return build_config("generate", ARGS + list(extra))
 
 
 def _generate(out: Path, *extra: str) -> Path:
@@ -65,7 +65,7 @@ def _meta_without_config(path: Path) -> dict:
 def test_merge_two_datasets_renumbers_and_checks(datasets, tmp_path):
     a, b = datasets
     out = tmp_path / "merged"
-    s = merge_run(MergeConfig(inputs=[str(a), str(b)], out=str(out), progress=False))
+    s = merge_run(MergeConfig(dirs=[str(a), str(b)], out=str(out), progress=False))
     da, db, dm = SimfailDataset(a), SimfailDataset(b), SimfailDataset(out)
     assert dm.check() == []
     assert s["episodes"] == da.num_episodes + db.num_episodes == dm.num_episodes
@@ -97,7 +97,7 @@ def test_merge_two_datasets_renumbers_and_checks(datasets, tmp_path):
 def test_merge_of_one_dataset_is_byte_identical(datasets, tmp_path):
     a, _ = datasets
     out = tmp_path / "copy"
-    merge_run(MergeConfig(inputs=[str(a)], out=str(out), progress=False))
+    merge_run(MergeConfig(dirs=[str(a)], out=str(out), progress=False))
     _same_files(a, out)
 
 
@@ -117,7 +117,7 @@ def test_merge_refuses_incompatible_datasets_naming_the_difference(datasets, tmp
     marker[key] = value
     (other / L.MARKER_NAME).write_text(json.dumps(marker))
     with pytest.raises(MergeError, match=f"{key} differs"):
-        merge_run(MergeConfig(inputs=[str(a), str(other)], out=str(tmp_path / "m"), progress=False))
+        merge_run(MergeConfig(dirs=[str(a), str(other)], out=str(tmp_path / "m"), progress=False))
     assert not (tmp_path / "m").exists()
 
 
@@ -129,7 +129,7 @@ def test_merge_of_different_tasks_pads_the_narrower_sim_state(datasets, tmp_path
     pp = tmp_path / "push_pull"
     run(_cfg(f"out={pp}", "task=push_pull", "groups=1", "failures=[overshoot]"))
     out = tmp_path / "two_tasks"
-    merge_run(MergeConfig(inputs=[str(a), str(pp)], out=str(out), progress=False))
+    merge_run(MergeConfig(dirs=[str(a), str(pp)], out=str(out), progress=False))
     dm = SimfailDataset(out)
     assert dm.check() == []
     nq_a = json.loads((a / L.MARKER_NAME).read_text())["nq"]
@@ -153,10 +153,14 @@ def test_merge_command_line_and_its_errors(datasets, tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
     assert main(["merge", str(a), f"out={a}"]) == 2
     assert main(["merge", str(a), str(tmp_path / "nothing"), f"out={tmp_path / 'x'}"]) == 2
+    assert main(["merge", str(a), f"out={tmp_path / 'y'}", "link=maybe"]) == 2  # a typed schema: bool
+    assert main(["merge", str(a), f"out={tmp_path / 'z'}", "lnk=true"]) == 2  # nearest-key hint
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(line.startswith("simfail: error:") for line in err)
+    assert len(err) == 4 and all(line.startswith("simfail: error:") for line in err)
+    assert "link" in err[2] and "did you mean 'link'?" in err[3]
+    assert not any((tmp_path / n).exists() for n in ("x", "y", "z"))
     with pytest.raises(ConfigError):
-        parse_args([str(a), "out=o", "link=maybe"])
+        MergeConfig(dirs=[], out="o").validate()
 
 
 class _DriverKilled(Exception):

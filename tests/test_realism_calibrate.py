@@ -122,10 +122,10 @@ def test_calibration_command_line(small_ds, tmp_path, capsys):
     rows = [{k: v for k, v in r.items() if k != "dataset"} for r in report["rows"]]
     assert rows[: len(rows) // 2] == rows[len(rows) // 2:]
     capsys.readouterr()
-    for args, msg in (([f"data={small_ds}", "colour=red"], "unknown calibration setting 'colour'"),
-                      ([f"data={small_ds}", "fidelity.nope=1"], "unknown fidelity setting 'nope'"),
+    for args, msg in (([f"data={small_ds}", "colour=red"], "unknown calibrate setting 'colour'"),
+                      ([f"data={small_ds}", "fidelity.nope=1"], "unknown calibrate setting 'fidelity.nope'"),
                       ([f"data={small_ds}", "max_groups=0"], "max_groups must be >= 1"),
-                      ([f"data={small_ds}", "seed=x"], "seed must be an integer"),
+                      ([f"data={small_ds}", "seed=x"], "seed: Value 'x' of type 'str' is not a whole number (int)"),
                       (["max_groups=1"], "data= is required"),
                       ([f"data={tmp_path / 'missing'}"], "")):
         assert main(args) == 2

@@ -11,13 +11,20 @@ from simfail.scale.sharded import auto_groups_per_task, shard_groups
 
 
 @pytest.mark.parametrize("arg, needle", [
-    ("executor=spark", "unknown executor 'spark'"),
+    ("executor=spark", "unknown executor value 'spark'; known executor values: local, ray"),
+    ("executor=rya", "(did you mean 'ray'?)"),
     ("ray.address=nowhere", "ray.address must be"),
-    ("ray.workers=-1", "ray.workers must be >= 0"),
+    ("ray.address=locl", "(did you mean 'local'?)"),
+    ("ray.workers=0", "ray.workers must be >= 1, got 0"),
+    ("ray.workers=-1", "ray.workers must be >= 1"),
+    ("ray.workers=two", "is not a whole number (int) (e.g. ray.workers=8)"),
+    ("ray.wrkers=2", "(did you mean 'ray.workers'?)"),
     ("ray.cpus_per_worker=0", "ray.cpus_per_worker must be > 0"),
     ("ray.max_retries=-2", "ray.max_retries must be >= 0"),
     ("render.gpu=first", "render.gpu must be auto or a GPU index"),
-    ("render.backend=vulkan", "unknown render backend 'vulkan'"),
+    ("render.gpu=-2", "render.gpu must be auto or a GPU index >= 0, got '-2' (e.g. render.gpu=0"),
+    ("render.gpu=aut", "(did you mean 'auto'?)"),
+    ("render.backend=vulkan", "unknown render.backend value 'vulkan'"),
 ])
 def test_bad_scale_settings_are_one_error_and_write_nothing(arg, needle, tmp_path, capsys):
     out = tmp_path / "out"
@@ -25,6 +32,22 @@ def test_bad_scale_settings_are_one_error_and_write_nothing(arg, needle, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("simfail: error:") and needle in err[0]
     assert not out.exists()
+
+
+def test_generate_help_lists_the_scale_settings(capsys):
+    assert main(["generate", "executor=ray", "ray.workers=2", "--help"]) == 0
+    out = capsys.readouterr().out
+    for key in ("executor  (str; default local; one of local, ray; e.g. executor=ray)",
+                "ray.workers  (int | null; default null; >= 1; e.g. ray.workers=8)",
+                "ray.address", "ray.cpus_per_worker", "ray.gpus_per_worker", "ray.groups_per_task",
+                "ray.max_retries", "render.backend  (str; default egl; one of egl", "render.gpu  (str; default auto"):
+        assert key in out, key
+
+
+def test_bench_refuses_the_ray_executor(capsys):
+    assert main(["bench", "executor=ray", "progress=false"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bench measures the pipeline in this process" in err[0]
 
 
 def test_egl_device_rule(monkeypatch):
@@ -57,10 +80,10 @@ def test_local_run_sets_the_chosen_egl_device(monkeypatch, tmp_path):
 
     monkeypatch.delenv(EGL_DEVICE_VAR, raising=False)
     monkeypatch.setattr(gen, "make_group_env", stop)
-    from simfail.cli import _generate_config
+    from simfail.commands import build_config
 
     with pytest.raises(KeyboardInterrupt):
-        gen.run(_generate_config([f"out={tmp_path / 'o'}", "progress=false", "render.gpu=0"]))
+        gen.run(build_config("generate", [f"out={tmp_path / 'o'}", "progress=false", "render.gpu=0"]))
     assert seen["device"] == "0"
     os.environ.pop(EGL_DEVICE_VAR, None)  # the run set it in this process: undo it for later tests
 

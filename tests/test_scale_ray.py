@@ -29,9 +29,9 @@ ARGS = ["task=pick_place", "render.width=64", "render.height=64", "progress=fals
 
 
 def _cfg(*extra: str):
-    from simfail.cli import _generate_config
+    from simfail.commands import build_config
 
-    return _generate_config(ARGS + list(extra))
+    return build_config("generate", ARGS + list(extra))
 
 
 @pytest.fixture(scope="module")

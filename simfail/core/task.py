@@ -3,15 +3,14 @@
 A task (``pick_place`` ...) knows how to sample a randomized scene layout from a seed, write
 it as MJCF, program its expert, measure progress and success from privileged simulator state,
 and which perturbations it offers. Tasks live in the ``scenes`` package and register
-themselves here by name, the way dm_control and MuJoCo Playground register their suites.
+themselves by name (:mod:`simfail.task_registry`), the way dm_control and MuJoCo Playground register their suites.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import mujoco
 import numpy as np
@@ -19,7 +18,6 @@ import numpy as np
 from simfail.core.program import Program
 from simfail.core.robot import HOME_QPOS, RobotIndex
 from simfail.core.scene import ObjectSpec, StageConfig
-from simfail.errors import UnknownNameError
 
 if TYPE_CHECKING:
     from simfail.labels.trace import Trace
@@ -110,34 +108,5 @@ class Task(ABC):
         return qpos
 
 
-_TASKS: dict[str, Callable[[], Task]] = {}
-#: Modules in the ``scenes`` package that define tasks, imported on first lookup.
-TASK_MODULES: dict[str, str] = {
-    "pick_place": "simfail.scenes.pick_place",
-    "push_pull": "simfail.scenes.push_pull",
-    "open_close": "simfail.scenes.open_close",
-    "stack": "simfail.scenes.stack",
-    "reorient": "simfail.scenes.reorient",
-    "pour": "simfail.scenes.pour",
-    "tool_use": "simfail.scenes.tool_use",
-}
-
-
-def register_task(cls: type[Task]) -> type[Task]:
-    """Class decorator: make ``cls`` available as ``get_task(cls.name)``."""
-    if not cls.name:
-        raise ValueError("task classes need a name")
-    _TASKS[cls.name] = cls
-    return cls
-
-
-def task_names() -> list[str]:
-    return sorted(TASK_MODULES)
-
-
-def get_task(name: str) -> Task:
-    if name not in TASK_MODULES:
-        raise UnknownNameError("task", name, task_names())
-    if name not in _TASKS:
-        importlib.import_module(TASK_MODULES[name])
-    return _TASKS[name]()
+# The registry itself lives in simfail.task_registry (light: no MuJoCo import), re-exported here.
+from simfail.task_registry import TASKS, get_task, register_task, task_names  # noqa: E402,F401

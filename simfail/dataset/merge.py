@@ -260,9 +260,11 @@ def verify_frame_counts(root: Path, groups: list[tuple[int, int]], chunks_size: 
 class MergeConfig:
     """``simfail merge``: join separately generated datasets into one."""
 
-    inputs: list[str] = field(default_factory=list, metadata={
-        "help": "source dataset directories, in order (positional arguments)", "example": "simfail merge A B out=C"})
-    out: str = field(default="", metadata={"help": "output directory (new or empty)", "example": "out=merged"})
+    dirs: list[str] = field(default_factory=list, metadata={
+        "help": "source dataset directories, in order (the bare arguments; at least one)",
+        "example": "simfail merge DIR1 DIR2 out=DIR", "positional": True})
+    out: str = field(default="", metadata={"help": "output directory (new or empty)", "example": "out=merged",
+                                           "required": True})
     overwrite: bool = field(default=False, metadata={
         "help": "replace a simfail dataset already in out", "example": "overwrite=true"})
     link: bool = field(default=False, metadata={
@@ -271,15 +273,15 @@ class MergeConfig:
     progress: bool = field(default=True, metadata={"help": "show a progress bar", "example": "progress=false"})
 
     def validate(self) -> None:
-        if len(self.inputs) < 1:
+        if len(self.dirs) < 1:
             raise ConfigError("simfail merge needs at least one source dataset: simfail merge DIR1 DIR2 ... out=DIR")
         if not self.out:
             raise ConfigError("simfail merge needs out=DIR")
         outp = Path(self.out).resolve()
-        for i in self.inputs:
+        for i in self.dirs:
             if Path(i).resolve() == outp:
                 raise ConfigError(f"out={self.out} is also a source; choose another output directory")
-        if len({str(Path(i).resolve()) for i in self.inputs}) != len(self.inputs):
+        if len({str(Path(i).resolve()) for i in self.dirs}) != len(self.dirs):
             raise ConfigError("a source dataset is listed twice")
 
 
@@ -317,31 +319,6 @@ def merged_meta(sources: list[SourceDataset], items: list[MergeItem]) -> dict[st
     }
 
 
-def parse_args(args: list[str]) -> MergeConfig:
-    """``DIR1 DIR2 ... out=DIR [overwrite=true] [link=true] [progress=false]`` as a config."""
-    fields = MergeConfig.__dataclass_fields__
-    cfg = MergeConfig()
-    for a in args:
-        key, sep, value = a.partition("=")
-        if not sep:
-            cfg.inputs.append(a)
-            continue
-        key = key.strip()
-        if key not in fields or key == "inputs":
-            from simfail.errors import UnknownNameError
-
-            raise UnknownNameError("merge setting", key, [k for k in fields if k != "inputs"])
-        if key == "out":
-            cfg.out = value
-        else:
-            v = value.strip().lower()
-            if v not in ("true", "false", "1", "0", "yes", "no"):
-                raise ConfigError(f"{key} must be true or false, got {value!r}")
-            setattr(cfg, key, v in ("true", "1", "yes"))
-    cfg.validate()
-    return cfg
-
-
 def summary_text(s: dict[str, Any]) -> str:
     per_k = s["seconds"] / s["episodes"] * 1000 if s["episodes"] else 0.0
     return (f"merged {len(s['sources'])} datasets into {s['out']}: {s['groups']} groups, {s['episodes']} episodes, "
@@ -356,14 +333,14 @@ def run(cfg: MergeConfig) -> int:
 
 
 def merge(cfg: MergeConfig) -> dict[str, Any]:
-    """Merge ``cfg.inputs`` into ``cfg.out``; returns a summary. Every source is read and
+    """Merge ``cfg.dirs`` into ``cfg.out``; returns a summary. Every source is read and
     checked before the output is touched; if the merge fails, the output it created is removed."""
     from tqdm import tqdm
 
     from simfail.dataset.writer import DatasetWriter
 
     cfg.validate()
-    sources = [open_source(p) for p in cfg.inputs]
+    sources = [open_source(p) for p in cfg.dirs]
     check_compatible(sources)
     items = renumbered_items(sources)
     first = sources[0].config

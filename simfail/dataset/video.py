@@ -1,4 +1,4 @@
-"""H.264 mp4 encoding and decoding through the ffmpeg binary that imageio-ffmpeg ships.
+"""H.264 mp4 encoding through the ffmpeg binary that imageio-ffmpeg ships; probing and decoding through PyAV.
 
 Frames are streamed to one ffmpeg process per output file as raw ``rgb24`` bytes (no temporary
 images), so several episodes can be appended to the same mp4 one after the other. The input
@@ -7,20 +7,24 @@ time exactly ``i / fps`` seconds; :meth:`VideoEncoder.append` returns the ``[fro
 range (seconds) of what it appended, which is what LeRobot v3.0 stores as
 ``videos/<key>/from_timestamp`` and ``to_timestamp``.
 
-Decoding goes through the same binary: :func:`decode_frames` returns ``uint8 (N, H, W, 3)``
-RGB arrays starting at a presentation time, :func:`frame_times` lists the presentation times
-of every decoded frame of a file (used by consistency checks).
+Probing and decoding go through PyAV (libavformat/libavcodec, the library LeRobot decodes
+with) instead of parsing ffmpeg's text output: :func:`probe_video` reads the stream's codec,
+pixel format and size, :func:`decode_frames` returns ``uint8 (N, H, W, 3)`` RGB arrays starting
+at a presentation time, :func:`frame_times` lists the presentation times of every decoded frame
+of a file (used by consistency checks).
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import re
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -272,23 +276,40 @@ class VideoInfo:
     pix_fmt: str
 
 
-_STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: Video: (\w+).*?, (\w+)(?:\([^)]*\))?, (\d+)x(\d+)")
+def _open_input(path: str | os.PathLike[str]) -> Any:
+    """``av.open(path)`` for reading, with PyAV's errors as :class:`VideoCodecError`."""
+    import av
 
-
-def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
-    """Codec, pixel format and frame size of the first video stream of ``path``."""
     path = Path(path)
     if not path.is_file():
         raise VideoCodecError(f"video file not found: {path}")
-    proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    text = proc.stderr.decode("utf-8", "replace")
-    m = _STREAM_RE.search(text)
-    if m is None:
-        raise VideoCodecError(f"no video stream found in {path}: {_tail(text)}")
-    return VideoInfo(width=int(m.group(3)), height=int(m.group(4)), codec=m.group(1), pix_fmt=m.group(2))
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise VideoCodecError(f"cannot open {path} as a video: {exc}") from exc
+    if not container.streams.video:
+        container.close()
+        raise VideoCodecError(f"no video stream found in {path}")
+    return container
+
+
+def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
+    """Codec, pixel format and frame size of the first video stream of ``path`` (PyAV)."""
+    with _open_input(path) as container:
+        ctx = container.streams.video[0].codec_context
+        fmt = ctx.format.name if ctx.format is not None else str(ctx.pix_fmt)
+        return VideoInfo(width=int(ctx.width), height=int(ctx.height), codec=str(ctx.name), pix_fmt=fmt)
+
+
+def _decode(container: Any, path: Path) -> Iterator[Any]:
+    """Decoded frames of the first video stream, PyAV errors as :class:`VideoCodecError`."""
+    import av
+
+    stream = container.streams.video[0]
+    try:
+        yield from container.decode(stream)
+    except (av.FFmpegError, ValueError) as exc:
+        raise VideoCodecError(f"could not decode {path}: {exc}") from exc
 
 
 def decode_frames(
@@ -298,67 +319,50 @@ def decode_frames(
     num_frames: int | None = None,
     size: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Decode frames of ``path`` as ``uint8 (N, H, W, 3)`` RGB.
+    """Decode frames of ``path`` as ``uint8 (N, H, W, 3)`` RGB (PyAV, libavcodec).
 
     Args:
-        start_time: Presentation time (seconds) of the first frame to return; frames before it
-            are skipped (ffmpeg seeks to the preceding keyframe and decodes from there).
+        start_time: Presentation time (seconds) of the first frame to return; the demuxer
+            seeks to the keyframe at or before it and the frames before it are decoded and
+            dropped.
         num_frames: How many frames to return (default: all until the end of the file).
-        size: ``(H, W)`` if known, which saves probing the file.
+        size: ``(H, W)`` the frames must have (checked); default: the stream's size.
     """
     path = Path(path)
-    if not path.is_file():
-        raise VideoCodecError(f"video file not found: {path}")
-    if size is None:
-        info = probe_video(path)
-        size = (info.height, info.width)
-    h, w = int(size[0]), int(size[1])
-    if num_frames is not None and num_frames <= 0:
-        return np.zeros((0, h, w, 3), dtype=np.uint8)
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"]
-    if start_time > 0:
+    with _open_input(path) as container:
+        stream = container.streams.video[0]
+        h, w = (int(size[0]), int(size[1])) if size is not None else (stream.codec_context.height,
+                                                                       stream.codec_context.width)
+        if num_frames is not None and num_frames <= 0:
+            return np.zeros((0, h, w, 3), dtype=np.uint8)
+        tb = Fraction(stream.time_base)
         # 1 ms earlier than asked, so rounding can never drop the requested frame; any frame
         # rate below 1000 fps keeps the previous frame out.
-        cmd += ["-ss", f"{max(0.0, start_time - 1e-3):.6f}"]
-    cmd += ["-i", str(path), "-map", "0:v:0", "-an", "-fps_mode", "passthrough"]
-    if num_frames is not None:
-        cmd += ["-frames:v", str(int(num_frames))]
-    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if proc.returncode != 0:
-        raise VideoCodecError(f"ffmpeg could not decode {path}: {_tail(proc.stderr)}")
-    frame_bytes = h * w * 3
-    if len(proc.stdout) % frame_bytes:
-        raise VideoCodecError(f"decoded {len(proc.stdout)} bytes from {path}, not a multiple of {h}x{w}x3")
-    return np.frombuffer(proc.stdout, dtype=np.uint8).reshape(-1, h, w, 3)
-
-
-_TB_RE = re.compile(r"^#tb 0: (\d+)/(\d+)\s*$", re.MULTILINE)
+        first = max(0.0, start_time - 1e-3)
+        if start_time > 0:
+            container.seek(int(Fraction(first) / tb), stream=stream, backward=True, any_frame=False)
+        out: list[np.ndarray] = []
+        for frame in _decode(container, path):
+            if frame.pts is not None and float(frame.pts * tb) < first:
+                continue
+            if (frame.height, frame.width) != (h, w):
+                raise VideoCodecError(f"{path} holds {frame.height}x{frame.width} frames, expected {h}x{w}")
+            out.append(frame.to_ndarray(format="rgb24"))
+            if num_frames is not None and len(out) >= num_frames:
+                break
+    if not out:
+        return np.zeros((0, h, w, 3), dtype=np.uint8)
+    return np.stack(out)
 
 
 def frame_times(path: str | os.PathLike[str]) -> np.ndarray:
     """Presentation times (seconds, float64, sorted) of every frame that decodes from ``path``.
 
-    The file is fully decoded (to checksums, not to RGB), so the count is the true number of
+    The file is fully decoded (no conversion to RGB), so the count is the true number of
     decodable frames.
     """
     path = Path(path)
-    if not path.is_file():
-        raise VideoCodecError(f"video file not found: {path}")
-    cmd = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
-        "-map", "0:v:0", "-an", "-fps_mode", "passthrough", "-enc_time_base:v", "demux",
-        "-f", "framecrc", "-",
-    ]
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if proc.returncode != 0:
-        raise VideoCodecError(f"ffmpeg could not decode {path}: {_tail(proc.stderr)}")
-    text = proc.stdout.decode("ascii", "replace")
-    m = _TB_RE.search(text)
-    if m is None:
-        if not text.strip() or all(line.startswith("#") for line in text.splitlines() if line.strip()):
-            return np.zeros(0, dtype=np.float64)
-        raise VideoCodecError(f"unexpected framecrc output for {path}")
-    num, den = int(m.group(1)), int(m.group(2))
-    pts = [int(line.split(",")[2]) for line in text.splitlines() if line and not line.startswith("#")]
-    return np.sort(np.asarray(pts, dtype=np.int64)) * (num / den)
+    with _open_input(path) as container:
+        tb = Fraction(container.streams.video[0].time_base)
+        pts = [int(f.pts) for f in _decode(container, path) if f.pts is not None]
+    return np.sort(np.asarray([float(p * tb) for p in pts], dtype=np.float64))

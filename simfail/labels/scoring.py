@@ -1,6 +1,6 @@
 """Dense failure-aware reward, per-frame failure flags and the episode score.
 
-Definitions (also in the README, section "Labels"):
+Definitions (also in docs/labels.md):
 
 * ``progress[t]`` in [0, 1]: task progress from privileged state (task-specific, see the
   task's ``progress``).

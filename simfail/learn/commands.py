@@ -8,30 +8,20 @@ the model with ``simfail evaluate model=rewind model.checkpoint=OUT data=DIR``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from simfail.config import parse_groups
 from simfail.errors import ConfigError, OutputDirError, UnknownNameError
 
-__all__ = ["cmd_train_reward", "train_settings", "run_train", "parse_groups"]
+__all__ = ["cmd_train_reward", "normalize_train_settings", "train_settings", "train_main", "run_train", "parse_groups"]
 
 
-def _split(args: list[str]) -> tuple[list[str], bool]:
-    from simfail.cli import checked_overrides
-
-    return checked_overrides(args, "train_reward", "train-reward", "simfail train-reward data=DIR out=MODEL_DIR")
-
-
-def train_settings(args: list[str]) -> dict[str, Any]:
-    """Composed and checked settings of ``simfail train-reward``."""
-    from simfail.cli import compose
-
+def normalize_train_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Check and normalize the free-form settings (regime, group selections, frame size) of a
+    composed ``train-reward`` configuration, in place; returns it."""
     from .data import EXPERT_TARGETS, REGIMES
 
-    overrides, _ = _split(args)
-    cfg = compose("train_reward", overrides)
     if cfg.get("regime") not in REGIMES:
         raise UnknownNameError("training regime", str(cfg.get("regime")), REGIMES)
     if cfg.get("expert_target") not in EXPERT_TARGETS:
@@ -54,6 +44,15 @@ def train_settings(args: list[str]) -> dict[str, Any]:
         if cfg.get(key) in (None, ""):
             raise ConfigError(f"{key}= is required (simfail train-reward data=DIR out=MODEL_DIR)")
     return cfg
+
+
+def train_settings(args: list[str]) -> dict[str, Any]:
+    """Composed and checked settings of ``simfail train-reward``, as a dict."""
+    import dataclasses
+
+    from simfail.commands import build_config
+
+    return normalize_train_settings(dataclasses.asdict(build_config("train-reward", args)))
 
 
 def run_train(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -118,15 +117,13 @@ def run_train(cfg: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def cmd_train_reward(args: list[str]) -> int:
+def train_main(cfg: Any) -> int:
+    """``run`` of ``simfail train-reward``: train, print a summary table."""
+    import dataclasses
+
     from simfail.stress.report import format_table
 
-    _, show = _split(args)
-    cfg = train_settings([a for a in args if a != "--cfg"])
-    if show:
-        print(json.dumps(cfg, indent=2, default=str))
-        return 0
-    s = run_train(cfg)
+    s = run_train(normalize_train_settings(dataclasses.asdict(cfg)))
     rows = [
         ["regime", s["regime"]],
         ["training groups", str(s["n_groups"])],
@@ -141,3 +138,10 @@ def cmd_train_reward(args: list[str]) -> int:
     print(format_table(["setting", "value"], rows))
     print(f"checkpoint: {s['checkpoint']}  (score it: simfail evaluate model=rewind model.checkpoint={Path(s['checkpoint']).parent} data=DIR)")
     return 0
+
+
+def cmd_train_reward(args: list[str]) -> int:
+    """``simfail train-reward key=value ...`` (raises SimfailError on bad input)."""
+    from simfail.commands import invoke
+
+    return invoke("train-reward", args)

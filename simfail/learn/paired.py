@@ -6,7 +6,7 @@ Both models are scored on the same contexts (counterfactual groups). Each replic
 contexts; the interval is the percentile interval of those differences. Pairing removes the
 between-context variance both models share.
 
-``python -m simfail.learn.paired REPORT_A REPORT_B [n_boot=10000] [seed=0] [confidence=0.95]
+``simfail paired REPORT_A REPORT_B [n_boot=10000] [seed=0] [confidence=0.95]
 [failure_type=NAME]`` reads two ``simfail evaluate`` reports (``metrics.json``) and prints
 ``A_B - A_A`` with its interval, as JSON.
 """
@@ -23,7 +23,7 @@ import numpy as np
 
 from simfail.errors import ConfigError
 
-__all__ = ["paired_bootstrap_difference", "counts_from_metrics", "compare_reports", "main"]
+__all__ = ["paired_bootstrap_difference", "counts_from_metrics", "compare_reports", "run", "main"]
 
 
 def paired_bootstrap_difference(
@@ -100,17 +100,19 @@ def compare_reports(report_a: str | Path, report_b: str | Path, *, failure_type:
     return {"a": str(report_a), "b": str(report_b), "failure_type": failure_type, **out}
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    paths = [a for a in argv if "=" not in a]
-    opts = dict(a.split("=", 1) for a in argv if "=" in a)
-    if len(paths) != 2:
-        print("usage: python -m simfail.learn.paired REPORT_A REPORT_B [n_boot=N] [seed=S] [failure_type=NAME]", file=sys.stderr)
-        return 2
-    res = compare_reports(paths[0], paths[1], failure_type=opts.get("failure_type"), n_boot=int(opts.get("n_boot", 10000)),
-                          seed=int(opts.get("seed", 0)), confidence=float(opts.get("confidence", 0.95)))
+def run(cfg: Any) -> int:
+    """``run`` of ``simfail paired REPORT_A REPORT_B``: prints the result as JSON."""
+    res = compare_reports(cfg.reports[0], cfg.reports[1], failure_type=cfg.failure_type, n_boot=cfg.n_boot,
+                          seed=cfg.seed, confidence=cfg.confidence)
     print(json.dumps(res, indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m simfail.learn.paired ...``: an alias of ``simfail paired ...``."""
+    from simfail.cli import main as cli_main
+
+    return cli_main(["paired", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # pragma: no cover

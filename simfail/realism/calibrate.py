@@ -21,11 +21,10 @@ where the ranges overlap, the threshold with the fewest errors). The report says
 how many episodes the shipped thresholds (``configs/realism.yaml``) and the suggested ones
 accept.
 
-Command line (the ``simfail`` command registry has no place for it, so it is a module)::
+Command line (``python -m simfail.realism.calibrate`` is an alias)::
 
-    python -m simfail.realism.calibrate data=DIR [out=REPORT.json] [max_groups=N] [max_episodes=N] \\
-        [seed=0] [fidelity.KEY=VALUE ...]
-    python -m simfail.realism.calibrate data=[DIR1,DIR2]    # several datasets pooled
+    simfail calibrate DIR [out=REPORT.json] [max_groups=N] [max_episodes=N] [seed=0] [fidelity.KEY=VALUE ...]
+    simfail calibrate DIR1 DIR2    # several datasets pooled (or data=[DIR1,DIR2])
 
 The random parts of an episode's edits are seeded from ``(seed, episode index)`` alone, so a
 pooled run scores every episode exactly as a run on its dataset alone does.
@@ -44,7 +43,7 @@ from typing import Any, Callable
 import numpy as np
 
 from simfail.core.episode import VIEWS
-from simfail.errors import ConfigError, SimfailError, UnknownNameError
+from simfail.errors import ConfigError, SimfailError
 from simfail.realism.fidelity import FidelityConfig, check_episode
 
 __all__ = ["CalibrationConfig", "APPEARANCE", "TOLERATED", "DESTROYING", "TARGETS", "SCORES", "appearance_edits",
@@ -422,59 +421,27 @@ def calibration_table(report: dict[str, Any]) -> str:
 
 
 def _parse(args: list[str]) -> CalibrationConfig:
-    from simfail.cli import config_keys
+    """The checked :class:`CalibrationConfig` of ``simfail calibrate`` arguments."""
+    from simfail.commands import build_config
 
-    shipped = dict((config_keys("realism") or {}).get("fidelity") or {})
-    fid_fields = {f.name for f in dataclasses.fields(FidelityConfig)}
-    top: dict[str, Any] = {}
-    fid: dict[str, Any] = {k: v for k, v in shipped.items() if k in fid_fields}
-    known = [f.name for f in dataclasses.fields(CalibrationConfig) if f.name != "fidelity"]
-    for a in args:
-        key, sep, value = a.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"expected key=value, got {a!r} (e.g. python -m simfail.realism.calibrate data=DIR)")
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = value
-        if key.startswith("fidelity."):
-            sub = key.split(".", 1)[1]
-            if sub not in fid_fields:
-                raise UnknownNameError("fidelity setting", sub, sorted(fid_fields))
-            fid[sub] = parsed
-        elif key == "data":
-            v = value.strip()
-            top[key] = [p.strip() for p in v[1:-1].split(",") if p.strip()] if v.startswith("[") and v.endswith("]") else v
-        elif key in known:
-            top[key] = value if key == "out" else parsed
-        else:
-            raise UnknownNameError("calibration setting", key, known + ["fidelity.KEY"])
-    if not top.get("data"):
-        raise ConfigError("data= is required (a simfail dataset, e.g. from simfail generate)")
-    for k in ("max_groups", "max_episodes", "seed"):
-        if k in top and top[k] is not None and (isinstance(top[k], bool) or not isinstance(top[k], int)):
-            raise ConfigError(f"{k} must be an integer, got {top[k]!r}")
-    return CalibrationConfig(fidelity=FidelityConfig(**fid), **top)
+    return build_config("calibrate", args).calibration_config()
+
+
+def run(cfg: Any) -> int:
+    """``run`` of ``simfail calibrate``: calibrate, print the table (progress on stderr)."""
+    ccfg = cfg.calibration_config() if hasattr(cfg, "calibration_config") else cfg
+    report = calibrate(ccfg, log=lambda m: print(m, file=sys.stderr))
+    print(calibration_table(report))
+    if ccfg.out:
+        print(f"report: {ccfg.out}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m simfail.realism.calibrate data=DIR ...``; exit code 0, or 2 with one
-    ``simfail: error:`` line."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0
-    try:
-        cfg = _parse(args)
-        report = calibrate(cfg, log=lambda m: print(m, file=sys.stderr))
-    except SimfailError as exc:
-        print(f"simfail: error: {exc}", file=sys.stderr)
-        return 2
-    print(calibration_table(report))
-    if cfg.out:
-        print(f"report: {cfg.out}")
-    return 0
+    """``python -m simfail.realism.calibrate data=DIR ...``: an alias of ``simfail calibrate``."""
+    from simfail.cli import main as cli_main
+
+    return cli_main(["calibrate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

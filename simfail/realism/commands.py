@@ -8,19 +8,23 @@ composed settings and exits. See :mod:`simfail.realism.edit` for what is written
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 
-__all__ = ["cmd_realism", "realism_settings"]
+__all__ = ["cmd_realism", "realism_main", "realism_settings"]
 
 
 def realism_settings(args: list[str]) -> dict[str, Any]:
-    """Composed settings of ``simfail realism`` from ``key=value`` arguments."""
-    from simfail.cli import checked_overrides, compose
+    """Composed and type-checked settings of ``simfail realism`` from ``key=value`` arguments
+    (``data``/``out`` may still be missing: :func:`simfail.realism.edit.run_realism` checks
+    what a run needs)."""
+    import dataclasses
 
-    overrides, _ = checked_overrides(args, "realism", "realism", "simfail realism data=DIR out=DIR2 model=PATH")
-    return compose("realism", overrides)
+    from simfail.commands import get_command
+    from simfail.schema import build
+
+    cmd = get_command("realism")
+    return dataclasses.asdict(build(cmd.schema, cmd.yaml_name, args, command=cmd.name, required=False))
 
 
 def _table(summary: dict[str, Any]) -> str:
@@ -42,14 +46,18 @@ def _table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cmd_realism(args: list[str]) -> int:
-    show = "--cfg" in args
-    cfg = realism_settings([a for a in args if a != "--cfg"])
-    if show:
-        print(json.dumps(cfg, indent=2))
-        return 0
+def realism_main(cfg: Any) -> int:
+    """``run`` of ``simfail realism``: edit, write, print the per-episode table."""
+    import dataclasses
+
     from simfail.realism.edit import run_realism
 
-    summary = run_realism(cfg)
-    print(_table(summary))
+    print(_table(run_realism(dataclasses.asdict(cfg))))
     return 0
+
+
+def cmd_realism(args: list[str]) -> int:
+    """``simfail realism key=value ...`` (raises SimfailError on bad input)."""
+    from simfail.commands import invoke
+
+    return invoke("realism", args)

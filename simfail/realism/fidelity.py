@@ -55,7 +55,7 @@ class FidelityConfig:
 
     The default thresholds are the midpoints between the lowest score of appearance-preserving
     edits and the highest score of failure-destroying ones measured by
-    :mod:`simfail.realism.calibrate` (pick/place and pour, 256x256, 10 fps; see the README).
+    :mod:`simfail.realism.calibrate` (pick/place and pour, 256x256, 10 fps; see docs/realism.md).
 
     Attributes:
         enabled: False writes every episode (the scores are still computed and recorded).

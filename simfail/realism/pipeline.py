@@ -27,7 +27,7 @@ included); a test checks it reproduces ``WanVACEPipeline.__call__`` bit for bit 
 Each chunk's noise comes from its own generator seeded with its request's seed, so a chunk's
 result does not depend on what else is in its batch, up to floating-point rounding of the
 batched matrix products (on CPU float32: differences of ~1e-6 in the latents, at most a few
-grey levels in the uint8 output; see the README).
+grey levels in the uint8 output; see docs/realism.md).
 
 torch / diffusers are imported lazily (the ``realism`` extra).
 """

@@ -28,11 +28,12 @@ How a command plugs in (``generate`` does this in :mod:`simfail.scale.sharded`):
 
 from __future__ import annotations
 
+import difflib
 import os
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from simfail.errors import ConfigError, SimfailError, UnknownNameError
 
@@ -47,43 +48,44 @@ class ExecutorError(SimfailError):
 
 @dataclass
 class RayConfig:
-    """``ray.*`` settings of ``executor=ray``."""
+    """``ray.*`` settings of ``executor=ray`` (ranges in ``metadata["range"]`` are checked by
+    :func:`simfail.schema.check_ranges`; :meth:`validate` checks the address form)."""
 
     address: str = field(default="local", metadata={
         "help": "local: start a Ray instance on this machine; auto: join the running cluster "
                 "(ray start); HOST:PORT or ray://HOST:PORT: that cluster",
         "example": "ray.address=auto"})
-    workers: int = field(default=0, metadata={
-        "help": "tasks in flight at once (0: as many as the cluster's CPUs allow)", "example": "ray.workers=8"})
+    workers: Optional[int] = field(default=None, metadata={
+        "help": "tasks in flight at once (null: as many as the cluster's CPUs allow at cpus_per_worker each)",
+        "example": "ray.workers=8", "range": (1, None)})
     cpus_per_worker: float = field(default=1.0, metadata={
-        "help": "CPUs Ray reserves per task (llvmpipe renders with every core it sees)",
+        "help": "CPUs Ray reserves per task, > 0 (llvmpipe renders with every core it sees)",
         "example": "ray.cpus_per_worker=2"})
     gpus_per_worker: float = field(default=0.0, metadata={
-        "help": "GPUs Ray reserves per task (fractions share a GPU)", "example": "ray.gpus_per_worker=0.25"})
+        "help": "GPUs Ray reserves per task (fractions share a GPU)", "example": "ray.gpus_per_worker=0.25",
+        "range": (0.0, None)})
     groups_per_task: int = field(default=0, metadata={
         "help": "groups per Ray task (0: about 4 tasks per worker); a killed worker loses at most its "
-                "current group", "example": "ray.groups_per_task=10"})
+                "current group", "example": "ray.groups_per_task=10", "range": (0, None)})
     max_retries: int = field(default=3, metadata={
-        "help": "times Ray re-runs a task whose worker died", "example": "ray.max_retries=5"})
+        "help": "times Ray re-runs a task whose worker died", "example": "ray.max_retries=5", "range": (0, None)})
 
     def validate(self) -> None:
+        from simfail.schema import check_ranges
+
+        check_ranges(self, "ray.")
+        if not self.cpus_per_worker > 0:
+            raise ConfigError(f"ray.cpus_per_worker must be > 0, got {self.cpus_per_worker} (e.g. ray.cpus_per_worker=2)")
         a = self.address
         if not a:
-            raise ConfigError("ray.address must be local, auto, HOST:PORT or ray://HOST:PORT, got ''")
+            raise ConfigError("ray.address must be local, auto, HOST:PORT or ray://HOST:PORT, got '' "
+                              "(e.g. ray.address=auto)")
         if a not in ("local", "auto") and not a.startswith("ray://"):
             host, sep, port = a.rpartition(":")
             if not sep or not host or not port.isdigit():
-                raise ConfigError(f"ray.address must be local, auto, HOST:PORT or ray://HOST:PORT, got {a!r}")
-        if self.workers < 0:
-            raise ConfigError(f"ray.workers must be >= 0, got {self.workers}")
-        if not self.cpus_per_worker > 0:
-            raise ConfigError(f"ray.cpus_per_worker must be > 0, got {self.cpus_per_worker}")
-        if self.gpus_per_worker < 0:
-            raise ConfigError(f"ray.gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
-        if self.groups_per_task < 0:
-            raise ConfigError(f"ray.groups_per_task must be >= 0, got {self.groups_per_task}")
-        if self.max_retries < 0:
-            raise ConfigError(f"ray.max_retries must be >= 0, got {self.max_retries}")
+                near = difflib.get_close_matches(a, ["local", "auto"], n=1, cutoff=0.6)
+                hint = f" (did you mean {near[0]!r}?)" if near else " (e.g. ray.address=auto)"
+                raise ConfigError(f"ray.address must be local, auto, HOST:PORT or ray://HOST:PORT, got {a!r}{hint}")
 
 
 def worker_identity() -> str:

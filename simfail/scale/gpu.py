@@ -27,18 +27,26 @@ EGL_DEVICE_VAR = "MUJOCO_EGL_DEVICE_ID"
 GL_BACKENDS = ("egl",)
 
 
+def _bad_gpu(value: object) -> ConfigError:
+    import difflib
+
+    hint = " (did you mean 'auto'?)" if difflib.get_close_matches(str(value).strip().lower(), ["auto"], n=1) else \
+        " (e.g. render.gpu=0 or render.gpu=auto)"
+    return ConfigError(f"render.gpu must be auto or a GPU index >= 0, got {value!r}{hint}")
+
+
 def parse_gpu(value: str | int) -> int | None:
     """``"auto"`` -> ``None``, a device index -> that index (``ConfigError`` otherwise)."""
     if isinstance(value, bool):
-        raise ConfigError(f"render.gpu must be auto or a GPU index >= 0, got {value!r}")
+        raise _bad_gpu(value)
     if str(value).strip().lower() == "auto":
         return None
     try:
         idx = int(str(value).strip())
     except ValueError:
-        raise ConfigError(f"render.gpu must be auto or a GPU index >= 0, got {value!r}") from None
+        raise _bad_gpu(value) from None
     if idx < 0:
-        raise ConfigError(f"render.gpu must be auto or a GPU index >= 0, got {value!r}")
+        raise _bad_gpu(value)
     return idx
 
 

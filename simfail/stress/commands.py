@@ -2,7 +2,8 @@
 
 ``simfail evaluate key=value ...`` scores a reward model on a simfail dataset and writes a
 report folder (:mod:`simfail.stress.report`). Settings are composed with Hydra from
-``configs/evaluate.yaml`` (see that file for every key and its default); the main ones:
+``configs/evaluate.yaml`` against :class:`simfail.stress.settings.EvaluateConfig` (``simfail evaluate
+--help`` lists every key with its type, default and range); the main ones:
 
 ``model=NAME``
     a registered model (``oracle``, ``progress_only``, ``gvl``, ...) or ``package.module:Class``.
@@ -40,18 +41,12 @@ from pathlib import Path
 from typing import Any
 
 from simfail.config import parse_groups
-from simfail.errors import ConfigError, UnknownNameError
+from simfail.errors import ConfigError
 
-from . import metrics as M
-from .report import VIDEO_MODES, compare_reports, format_table, summary_rows, write_report
+from .report import compare_reports, format_table, summary_rows, write_report
 
-__all__ = ["cmd_compare", "cmd_evaluate", "evaluate_settings", "public_kwargs", "run_evaluate"]
-
-
-def _base_keys() -> dict[str, Any]:
-    from simfail.cli import config_keys
-
-    return config_keys("evaluate")
+__all__ = ["cmd_compare", "cmd_evaluate", "compare_main", "evaluate_main", "evaluate_settings", "public_kwargs",
+           "run_evaluate", "split_model_args"]
 
 
 def _yaml_value(text: str, what: str) -> Any:
@@ -63,22 +58,17 @@ def _yaml_value(text: str, what: str) -> Any:
         raise ConfigError(f"cannot read the value of {what}: {str(exc).splitlines()[0]}") from exc
 
 
-def _split_args(args: list[str]) -> tuple[list[str], dict[str, Any], bool]:
-    """Hydra overrides, model keyword arguments, and whether ``--cfg`` was given."""
-    base = _base_keys()
-    overrides: list[str] = []
+def split_model_args(args: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """Take ``model.KEY=VALUE`` (VALUE read as YAML) and ``model_kwargs=JSON`` out of the
+    arguments: (the other arguments, ``{"model_kwargs": {...}}`` with ``model.KEY`` merged over
+    ``model_kwargs``). The registry merges it over the composed settings."""
+    rest: list[str] = []
     kwargs: dict[str, Any] = {}
     extra: dict[str, Any] = {}
-    show = False
     for a in args:
-        if a == "--cfg":
-            show = True
-            continue
         key, sep, value = a.partition("=")
         key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"expected key=value, got {a!r} (e.g. simfail evaluate model=oracle data=DIR)")
-        if key == "model_kwargs":
+        if sep and key == "model_kwargs":
             try:
                 obj = json.loads(value)
             except ValueError:
@@ -88,48 +78,24 @@ def _split_args(args: list[str]) -> tuple[list[str], dict[str, Any], bool]:
             if not isinstance(obj, dict):
                 raise ConfigError(f"model_kwargs must be a JSON object, got {value!r}")
             kwargs.update(obj)
-            continue
-        if key.startswith("model."):
-            name = key[len("model.") :]
+        elif sep and key.startswith("model."):
+            name = key[len("model."):]
             if not name.isidentifier():
                 raise ConfigError(f"bad model argument name {name!r} in {a!r}")
             extra[name] = _yaml_value(value, key)
-            continue
-        top = key.lstrip("+").split(".", 1)[0]
-        if top not in base:
-            raise UnknownNameError("evaluate setting", top, list(base))
-        overrides.append(a)
+        else:
+            rest.append(a)
     kwargs.update(extra)
-    return overrides, kwargs, show
+    return rest, ({"model_kwargs": kwargs} if kwargs else {})
 
 
 def evaluate_settings(args: list[str]) -> dict[str, Any]:
-    """Composed and checked settings of ``simfail evaluate`` (``model_kwargs`` merged)."""
-    from simfail.cli import compose
+    """Composed and checked settings of ``simfail evaluate`` (``model_kwargs`` merged), as a dict."""
+    import dataclasses
 
-    overrides, kwargs, _ = _split_args(args)
-    cfg = compose("evaluate", overrides)
-    cfg["model_kwargs"] = {**(cfg.get("model_kwargs") or {}), **kwargs}
-    if not cfg.get("model"):
-        raise ConfigError("model= is required (a registered name or package.module:Class)")
-    cfg["model"] = str(cfg["model"])
-    if cfg.get("returns") not in M.RETURN_MODES:
-        raise UnknownNameError("return mode", str(cfg.get("returns")), M.RETURN_MODES)
-    if cfg.get("video") not in VIDEO_MODES:
-        raise UnknownNameError("video mode", str(cfg.get("video")), VIDEO_MODES)
-    for key, lo in (("bootstrap", 0), ("seed", 0), ("batch_size", 1), ("curves", 0)):
-        v = cfg.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ConfigError(f"{key} must be an integer >= {lo}, got {v!r}")
-    if cfg.get("max_groups") is not None and (not isinstance(cfg["max_groups"], int) or cfg["max_groups"] < 1):
-        raise ConfigError(f"max_groups must be a positive integer or null, got {cfg['max_groups']!r}")
-    if not 0.0 < float(cfg["confidence"]) < 1.0:
-        raise ConfigError(f"confidence must be in (0, 1), got {cfg['confidence']!r}")
-    ex = cfg.get("examples") or {}
-    for key in ("references", "failures", "frames"):
-        if not isinstance(ex.get(key), int) or ex[key] < (2 if key == "frames" else 0):
-            raise ConfigError(f"examples.{key} must be an integer >= {2 if key == 'frames' else 0}, got {ex.get(key)!r}")
-    return cfg
+    from simfail.commands import build_config
+
+    return dataclasses.asdict(build_config("evaluate", args))
 
 
 _SECRET = re.compile(r"api_?key|token|secret|password|passwd|auth", re.IGNORECASE)
@@ -232,35 +198,35 @@ def run_evaluate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     return metrics, out
 
 
-def cmd_evaluate(args: list[str]) -> int:
-    """``simfail evaluate key=value ...``: score a model, write the report, print a summary."""
-    _, _, show = _split_args(args)
-    cfg = evaluate_settings([a for a in args if a != "--cfg"])
-    if show:
-        print(json.dumps({**cfg, "model_kwargs": public_kwargs(cfg["model_kwargs"])}, indent=2, default=str))
-        return 0
-    metrics, out = run_evaluate(cfg)
+def evaluate_main(cfg: Any) -> int:
+    """``run`` of ``simfail evaluate``: score a model, write the report, print a summary."""
+    import dataclasses
+
+    metrics, out = run_evaluate(dataclasses.asdict(cfg))
     print(format_table(["metric", "value"], summary_rows(metrics)))
     print(f"report: {out}  (open {out / 'index.html'})")
     return 0
 
 
-def cmd_compare(args: list[str]) -> int:
-    """``simfail compare REPORT1 REPORT2 ... [out=DIR]``."""
-    paths: list[str] = []
-    out: str | None = None
-    for a in args:
-        key, sep, value = a.partition("=")
-        if sep and key == "out":
-            out = value
-        elif sep and "/" not in key and not Path(a).exists():
-            raise UnknownNameError("compare setting", key, ["out"])
-        else:
-            paths.append(a)
-    if not paths:
-        raise ConfigError("usage: simfail compare REPORT1 REPORT2 ... out=DIR")
-    out_dir = Path(out) if out else Path(paths[0]).resolve().parent / "compare"
+def compare_main(cfg: Any) -> int:
+    """``run`` of ``simfail compare REPORT1 REPORT2 ... [out=DIR]``."""
+    paths = list(cfg.reports)
+    out_dir = Path(cfg.out) if cfg.out else Path(paths[0]).resolve().parent / "compare"
     text, folder = compare_reports(paths, out_dir)
     print(text)
     print(f"comparison: {folder}  (open {folder / 'compare.html'})")
     return 0
+
+
+def cmd_evaluate(args: list[str]) -> int:
+    """``simfail evaluate key=value ...`` (raises SimfailError on bad input)."""
+    from simfail.commands import invoke
+
+    return invoke("evaluate", args)
+
+
+def cmd_compare(args: list[str]) -> int:
+    """``simfail compare REPORT1 REPORT2 ... [out=DIR]`` (raises SimfailError on bad input)."""
+    from simfail.commands import invoke
+
+    return invoke("compare", args)

@@ -1,0 +1,73 @@
+"""``simfail generate``, ``bench``, ``rates``, ``check`` and ``list``: the ``run(cfg) -> int``
+functions the command registry (:mod:`simfail.commands`) calls with a checked config."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from simfail.config import BenchConfig, CheckConfig, GenerateConfig, ListConfig
+
+__all__ = ["run_generate", "run_bench", "run_rates", "run_check", "run_list"]
+
+
+def run_generate(cfg: GenerateConfig) -> int:
+    from simfail.generate import run
+    from simfail.report import summary_table
+
+    summary = run(cfg)
+    print(summary_table(summary))
+    if "workers" in summary:  # executor=ray: one row per worker (simfail.scale.sharded)
+        from simfail.scale.sharded import worker_table
+
+        print(worker_table(summary))
+    return 0
+
+
+def run_bench(cfg: BenchConfig) -> int:
+    from simfail.bench import BenchConfig as BenchRun
+    from simfail.bench import bench_table, run_bench as measure
+
+    result = measure(BenchRun(generate=cfg.generate_config(), repeats=cfg.repeats))
+    print(bench_table(result))
+    if cfg.json is not None:
+        from simfail.learn.checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(cfg.json, (json.dumps(result.to_dict(), indent=2) + "\n").encode())
+    return 0
+
+
+def run_rates(cfg: GenerateConfig) -> int:
+    from simfail.core.task import get_task
+    from simfail.generate import run_tasks, task_config
+    from simfail.rates import measure_rates, rates_overview, rates_table
+
+    results = []
+    for name in run_tasks(cfg):
+        r = measure_rates(replace(task_config(cfg, get_task(name)), task=name), progress=cfg.progress)
+        results.append(r)
+        print(rates_table(r))
+    if len(results) > 1:
+        print(rates_overview(results))
+    return 0
+
+
+def run_check(cfg: CheckConfig) -> int:
+    from simfail.dataset.reader import SimfailDataset
+
+    problems = SimfailDataset(cfg.data).check()
+    for p in problems:
+        print(f"problem: {p}")
+    print("ok" if not problems else f"{len(problems)} problem(s)")
+    return 0 if not problems else 1
+
+
+def run_list(_: ListConfig) -> int:
+    from simfail.core.task import get_task, task_names
+
+    for name in task_names():
+        task = get_task(name)
+        print(f"{name}: {task.description}")
+        for pname, p in task.perturbations().items():
+            print(f"  {pname:<20} {p.description}  (detected as: {', '.join(p.intended)})")
+    return 0
