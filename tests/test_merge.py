@@ -196,3 +196,25 @@ def test_sharded_run_with_a_killed_driver_resumes_to_the_bytes_of_a_local_run(da
     assert not (out / ".shards").exists()
     _same_files(a, out)
     assert _meta_without_config(a) == _meta_without_config(out)
+
+
+def test_generate_command_prints_one_row_per_worker_after_a_sharded_run(tmp_path, monkeypatch, capsys):
+    """The registry's generate run function prints the per-worker table of a sharded run (here
+    the local executor stands in for Ray: same driver, same summary)."""
+    import simfail.generate as gen
+    from simfail.commands import invoke
+    from simfail.scale.executor import LocalExecutor
+    from simfail.scale.sharded import run_sharded
+
+    monkeypatch.setattr(gen, "run", lambda cfg: run_sharded(cfg, LocalExecutor()))
+    out = tmp_path / "sharded"
+    assert invoke("generate", ARGS + [f"out={out}", "groups=1", "ray.groups_per_task=1"]) == 0
+    printed = capsys.readouterr().out
+    assert "executor: local   merge:" in printed and "worker (host:pid)" in printed
+    import os
+    import socket
+
+    row = next(line for line in printed.splitlines() if f"{socket.gethostname()}:{os.getpid()}" in line)
+    cells = [c for c in row.replace("|", " ").split() if c]
+    assert cells[1:4] == ["1", "1", "2"], row  # one shard, one group, expert + drop
+    assert SimfailDataset(out).num_episodes == 2
