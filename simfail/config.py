@@ -11,9 +11,11 @@ from dataclasses import MISSING, dataclass, field
 from typing import Any, Dict, Optional
 
 from simfail.core.episode import VIEWS
-from simfail.errors import ConfigError
+from simfail.errors import ConfigError, UnknownNameError
 from simfail.render.backends import BACKEND_NAMES
 from simfail.render.presets import PRESET_NAMES
+from simfail.scale.executor import EXECUTORS, RayConfig
+from simfail.scale.gpu import parse_gpu
 from simfail.schema import check_ranges
 
 
@@ -46,6 +48,10 @@ class RenderConfig:
     preset: str = _f("fast", "look of the frames: fast (flat primitives on black) or lab (shadows, textured "
                      "table and floor, walls); physics unchanged", "render.preset=lab",
                      choices=list(PRESET_NAMES))
+    #: EGL device per worker: auto (round robin over the visible GPUs, none on a CPU machine)
+    #: or a device index; see simfail/scale/gpu.py and docs/scale.md.
+    gpu: str = _f("auto", "EGL device per worker: auto (round robin over the visible GPUs; none on a CPU machine) "
+                  "or a GPU index >= 0", "render.gpu=0")
 
 
 @dataclass
@@ -98,9 +104,20 @@ class GenerateConfig:
     render: RenderConfig = _f(factory=RenderConfig, help="image size, frame rate, views (render=default)")
     failures: FailuresConfig = _f(factory=FailuresConfig, help="which failure variants (failures=all | sweep | [names])")
     dataset: DatasetConfig = _f(factory=DatasetConfig, help="video encoding and layout (dataset=default)")
+    #: Where the groups run: local (this process, the default) or ray (docs/scale.md).
+    executor: str = _f("local", "where the groups run: local (this process) or ray (shards on a Ray cluster, "
+                       "merged into out; docs/scale.md)", "executor=ray", choices=list(EXECUTORS))
+    ray: RayConfig = _f(factory=RayConfig, help="Ray cluster, workers and retries (executor=ray only)")
 
     def validate(self) -> None:
+        if self.executor not in EXECUTORS:  # before the generic check: "unknown executor 'spark'"
+            raise UnknownNameError("executor", self.executor, list(EXECUTORS))
+        if self.render.backend not in BACKEND_NAMES:
+            raise UnknownNameError("render backend", self.render.backend, list(BACKEND_NAMES))
         check_ranges(self)
+        self.ray.validate()
+        self.render.gpu = str(self.render.gpu).strip()
+        parse_gpu(self.render.gpu)
         if self.resume and self.overwrite:
             raise ConfigError("resume=true and overwrite=true exclude each other")
         r = self.render
@@ -141,6 +158,9 @@ class BenchConfig(GenerateConfig):
         super().validate()
         if self.task == "all":
             raise ConfigError("bench measures one task at a time: pass task=<name> (see simfail list)")
+        if self.executor != "local":
+            raise ConfigError(f"bench measures the pipeline in this process: executor=local, got executor={self.executor} "
+                              "(a Ray run's per-worker rates are in generate's summary; docs/scale.md)")
         if self.mode == "rollout":
             if self.repeats != 1:
                 raise ConfigError("bench mode=rollout runs once (repeats=1)")
@@ -177,7 +197,8 @@ class ListConfig:
 
 def from_dict(d: dict[str, Any]) -> GenerateConfig:
     """Build a validated :class:`GenerateConfig` from a plain dict (e.g. a resolved Hydra config)."""
-    known = {"task", "groups", "seed", "out", "resume", "overwrite", "progress", "render", "failures", "dataset"}
+    known = {"task", "groups", "seed", "out", "resume", "overwrite", "progress", "render", "failures", "dataset",
+             "executor", "ray"}
     unknown = set(d) - known
     if unknown:
         raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
@@ -202,7 +223,10 @@ def from_dict(d: dict[str, Any]) -> GenerateConfig:
             render=sub(RenderConfig, "render"),
             failures=sub(FailuresConfig, "failures"),
             dataset=sub(DatasetConfig, "dataset"),
+            executor=str(d.get("executor", "local")),
+            ray=sub(RayConfig, "ray"),
         )
+        cfg.render.gpu = str(cfg.render.gpu)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):
             raise

@@ -15,7 +15,12 @@ def run_generate(cfg: GenerateConfig) -> int:
     from simfail.generate import run
     from simfail.report import summary_table
 
-    print(summary_table(run(cfg)))
+    summary = run(cfg)
+    print(summary_table(summary))
+    if "workers" in summary:  # executor=ray: one row per worker (simfail.scale.sharded)
+        from simfail.scale.sharded import worker_table
+
+        print(worker_table(summary))
     return 0
 
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from simfail.bench import BenchConfig, BenchResult, bench_table, run_bench
+from simfail.bench import BenchConfig, BenchResult, BenchRun, bench_table, run_bench
 from simfail.config import from_dict
 from simfail.core.episode import VIEWS
 
@@ -38,6 +38,7 @@ def test_counts_are_consistent(result: BenchResult) -> None:
     new_frames = sum(w.rendered_frames for w in work)
     assert run.frames_rendered == new_frames * len(VIEWS)
     assert run.ceiling_frames_rendered == run.frames_rendered
+    assert run.frames_encoded == run.frames_written  # the encoder alone gets every written frame
     assert run.frames_written == sum(w.length for w in work) * len(VIEWS)
     assert run.substeps >= 1
     simulated = sum(w.simulated_frames for w in work) + run.rejected_seeds * (n - 1)
@@ -46,7 +47,7 @@ def test_counts_are_consistent(result: BenchResult) -> None:
 
 def test_times_and_ratios(result: BenchResult) -> None:
     run = result.runs[0]
-    assert run.ceiling_physics > 0 and run.ceiling_render > 0
+    assert run.ceiling_physics > 0 and run.bound_render > 0 and run.bound_encode > 0 and run.stock_render > 0
     assert run.physics > 0 and run.render > 0 and run.write > 0
     # the main thread's critical path adds up; rendering ran on the render thread beside the
     # physics, encoding + writing on the writer thread beside the next group
@@ -57,10 +58,27 @@ def test_times_and_ratios(result: BenchResult) -> None:
     assert run.frames_wait <= run.total
     s = result.summary
     for key in ("ratio", "render_ratio", "physics_ratio", "episodes_per_hour", "written_view_frames_per_s",
-                "rendered_view_frames_per_s", "ceiling_rendered_view_frames_per_s"):
+                "rendered_view_frames_per_s", "bare_rendered_view_frames_per_s", "encoded_view_frames_per_s",
+                "speedup_vs_stock"):
         assert math.isfinite(s[key]) and s[key] > 0, key
     assert s["overhead"] == pytest.approx(s["ratio"] - 1.0)
-    assert s["ratio"] == pytest.approx(run.total / (run.ceiling_physics + run.ceiling_render))
+    assert s["ratio"] == pytest.approx(run.total / run.bound)
+
+
+def test_bound_is_the_slowest_resource_alone_not_a_sum() -> None:
+    """The definition (no timings): bound = max(bare render, bare physics, encoder alone); the
+    stock serial loop (physics + per-view mujoco.Renderer) is reported, never divided by."""
+    run = BenchRun(total=12.0, ceiling_physics=4.0, bound_render=10.0, bound_encode=3.0, stock_render=11.0, episodes=6)
+    assert run.bound == 10.0 and run.bound_resource == "render"
+    m = run.metrics()
+    assert m["bound_s"] == 10.0 and m["ratio"] == pytest.approx(1.2)
+    assert m["stock_serial_s"] == 15.0 and m["speedup_vs_stock"] == pytest.approx(15.0 / 12.0)
+    # a pipeline can never beat its bound by overlapping resources: the sum is not the bound
+    assert run.bound < run.ceiling_physics + run.bound_render
+    encode_bound = BenchRun(total=9.0, ceiling_physics=2.0, bound_render=5.0, bound_encode=8.0)
+    assert encode_bound.bound_resource == "encode" and encode_bound.metrics()["ratio"] == pytest.approx(9.0 / 8.0)
+    physics_bound = BenchRun(total=9.0, ceiling_physics=7.0, bound_render=5.0, bound_encode=1.0)
+    assert physics_bound.bound_resource == "physics"
 
 
 def test_visibility_pass_is_measured_on_its_own_line(result: BenchResult) -> None:
@@ -88,8 +106,9 @@ def test_table_has_headlines(result: BenchResult) -> None:
         assert stage in table
     assert "episodes/hour:" in table and "target >= 2000" in table
     assert "frames/s:" in table
-    assert "ratio vs ceiling:" in table and "target <= 1.25" in table
-    assert "rendering vs ceiling render:" in table
+    assert "ratio vs bound (slowest resource alone:" in table and "target <= 1.15" in table
+    assert "rendering vs bare render:" in table
+    assert "<- bound" in table and "stock serial loop" in table and "encoder alone" in table
     assert "MUJOCO_GL=" in table
 
 

@@ -300,7 +300,7 @@ def test_bench_writes_its_result_as_json(capsys, workdir):
     rc = main(["bench", "groups=1", "progress=false", "render.width=64", "render.height=64",
                "failures=[drop]", "json=bench.json"])
     out, _ = capsys.readouterr()
-    assert rc == 0 and "ratio vs ceiling:" in out
+    assert rc == 0 and "ratio vs bound" in out
     d = json.loads((workdir / "bench.json").read_text())
     assert d["counts"]["episodes"] == 2 and d["runs"][0]["metrics"]["ratio"] > 0
     assert d["settings"]["width"] == 64

@@ -154,6 +154,8 @@ class Page:
             if not (any(k == "failures" and (v.startswith("[") or v not in ("all", "sweep")) for k, v in kv.items())
                     or "failures.names" in kv):
                 kv["failures.names"] = f"[{first_operator(kv.get('task', 'pick_place'))}]"
+        elif name == "merge":  # datasets the page generated are kept; a placeholder is the shared one
+            pos = [self.existing_or(p, data) for p in pos]
         elif name in ("check", "calibrate", "view"):
             pos = [self.existing_or(p, data) for p in pos]
             if name == "view" and serves_forever(argv):

@@ -195,6 +195,19 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
+def _link_or_copy(src: Path, dst: Path, *, link: bool) -> None:
+    """``dst`` becomes a durable copy of ``src``: a hard link when ``link`` and the file system
+    allow it (same bytes, no copy), else a byte copy flushed to disk."""
+    if link:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(src, dst)
+    _fsync_file(dst)
+
+
 def _list_column(table: pa.Table, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """A (possibly nested) list column whose rows all have ``shape`` as ``(N, *shape)``."""
     arr = table.column(name).combine_chunks()
@@ -750,6 +763,107 @@ class DatasetWriter:
         shutil.rmtree(stage, ignore_errors=True)
         self._tidy_staging()
         return ep_indices
+
+    def adopt_group(self, group_id: int, data: pa.Table, episodes: pa.Table, videos: dict[str, Path],
+                    *, link: bool = False) -> list[int]:
+        """Commit a group written by another :class:`DatasetWriter` (a shard, another dataset)
+        as the next group of this one, atomically, without re-encoding its videos.
+
+        ``data`` and ``episodes`` are the group's ``data/`` and ``meta/episodes/`` tables,
+        ``videos`` its mp4 file per video key (one file per group: every episode's
+        ``from_timestamp`` / ``to_timestamp`` stays valid as is). Episode, frame and task
+        indices, the group id, the chunk/file locations and the statistics of the index
+        columns are rewritten; ``sim.qpos`` / ``sim.qvel`` narrower than this dataset's are
+        zero-padded (with their statistics), as ``task=all`` does; everything else is kept bit for bit, so a group adopted into the
+        same position gives the same bytes as writing it directly. ``link=True`` hard-links
+        the videos when the file system allows (the caller then must not modify the sources).
+        """
+        group_id = int(group_id)
+        if group_id in self._group_ids:
+            raise ValueError(f"group {group_id} is already in the dataset at {self.root}")
+        if set(videos) != set(self.video_keys):
+            raise ValueError(f"group {group_id}: videos {sorted(videos)} != {self.video_keys}")
+        lengths = [int(v) for v in episodes.column("length").to_pylist()]
+        if data.num_rows != sum(lengths):
+            raise DatasetFormatError(f"group {group_id}: {data.num_rows} data rows, episodes hold {sum(lengths)} frames")
+        k = len(self._groups)
+        chunk, file = L.group_location(k, self.chunks_size)
+        n_eps = len(lengths)
+        ep_indices = np.arange(self._next_episode, self._next_episode + n_eps, dtype=np.int64)
+        tasks = dict(self._tasks)
+        instructions = [t[0] for t in episodes.column("tasks").to_pylist()]
+        task_indices = np.asarray([tasks.setdefault(t, len(tasks)) for t in instructions], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64) + self._next_index
+
+        cols = {name: data.column(name).combine_chunks() for name in self.features}
+        widths = {"sim.qpos": self.nq, "sim.qvel": self.nv}
+        padded: dict[str, int] = {}  # column -> zeros appended (a narrower task's sim state)
+        for name, width in widths.items():
+            have = cols[name].type.list_size
+            if have > width:
+                raise ValueError(f"group {group_id}: {name} has {have} entries, this dataset {width}")
+            if have < width:
+                flat = cols[name].flatten().to_numpy(zero_copy_only=False).reshape(-1, have)
+                flat = np.pad(flat, ((0, 0), (0, width - have)))
+                cols[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), type=pa.float64()), width)
+                padded[name] = width - have
+        cols["episode_index"] = pa.array(np.repeat(ep_indices, lengths))
+        cols["index"] = pa.array(np.arange(starts[0], starts[-1], dtype=np.int64))
+        cols["task_index"] = pa.array(np.repeat(task_indices, lengths))
+        data_table = pa.Table.from_arrays([cols[name] for name in self.features], schema=self._data_schema)
+
+        ep_cols = {f.name: episodes.column(f.name).combine_chunks() for f in self._episodes_schema}
+        i64 = pa.int64()
+        ep_cols["episode_index"] = pa.array(ep_indices, type=i64)
+        ep_cols["dataset_from_index"] = pa.array(starts[:-1], type=i64)
+        ep_cols["dataset_to_index"] = pa.array(starts[1:], type=i64)
+        located = ["data", "meta/episodes"] + [f"videos/{key}" for key in self.video_keys]
+        for prefix in located:
+            ep_cols[f"{prefix}/chunk_index"] = pa.array([chunk] * n_eps, type=i64)
+            ep_cols[f"{prefix}/file_index"] = pa.array([file] * n_eps, type=i64)
+        ep_cols["simfail.group_id"] = pa.array([group_id] * n_eps, type=i64)
+        for name, extra in padded.items():  # the zeros' statistics are exact: all 0, count unchanged
+            for s in L.STAT_NAMES:
+                if s != "count":
+                    key = f"stats/{name}/{s}"
+                    rows = [list(v) + [0.0] * extra for v in ep_cols[key].to_pylist()]
+                    ep_cols[key] = pa.array(rows, type=self._episodes_schema.field(key).type)
+        index_values = {
+            "episode_index": lambda j: np.full(lengths[j], ep_indices[j]),
+            "index": lambda j: np.arange(starts[j], starts[j + 1], dtype=np.int64),
+            "task_index": lambda j: np.full(lengths[j], task_indices[j]),
+        }
+        for name, values in index_values.items():
+            per = [numeric_stats(values(j)) for j in range(n_eps)]
+            for s in L.STAT_NAMES:
+                field = self._episodes_schema.field(f"stats/{name}/{s}")
+                ep_cols[f"stats/{name}/{s}"] = pa.array([np.asarray(st[s]).tolist() for st in per], type=field.type)
+        ep_table = pa.Table.from_arrays([ep_cols[f.name] for f in self._episodes_schema], schema=self._episodes_schema)
+
+        stage = self.root / L.STAGING_NAME / f"group-{k:06d}"
+        shutil.rmtree(stage, ignore_errors=True)
+        try:
+            stage.mkdir(parents=True)
+            staged: list[tuple[Path, Path]] = []
+            data_tmp = stage / "data.parquet"
+            _write_file(data_tmp, _parquet_bytes(data_table))
+            staged.append((data_tmp, self.root / L.data_path(chunk, file)))
+            for key in self.video_keys:
+                tmp = stage / f"{key}.mp4"
+                _link_or_copy(Path(videos[key]), tmp, link=link)
+                staged.append((tmp, self.root / L.video_path(key, chunk, file)))
+            ep_tmp = stage / "episodes.parquet"
+            _write_file(ep_tmp, _parquet_bytes(ep_table))
+            staged.append((ep_tmp, self.root / L.episodes_path(chunk, file)))
+            _fsync_dir(stage)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        self._commit(staged)
+        self._register_group(ep_table, k)
+        shutil.rmtree(stage, ignore_errors=True)
+        self._tidy_staging()
+        return ep_indices.tolist()
 
     def _tidy_staging(self) -> None:
         try:

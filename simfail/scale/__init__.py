@@ -1,0 +1,1 @@
+"""Scale-out: executors (local, Ray), sharded generation, GPU selection."""
