@@ -112,8 +112,6 @@ class GenerateConfig:
     def validate(self) -> None:
         if self.executor not in EXECUTORS:  # before the generic check: "unknown executor 'spark'"
             raise UnknownNameError("executor", self.executor, list(EXECUTORS))
-        if self.render.backend not in BACKEND_NAMES:
-            raise UnknownNameError("render backend", self.render.backend, list(BACKEND_NAMES))
         check_ranges(self)
         self.ray.validate()
         self.render.gpu = str(self.render.gpu).strip()

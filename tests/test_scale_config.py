@@ -79,7 +79,7 @@ def test_local_run_sets_the_chosen_egl_device(monkeypatch, tmp_path):
         raise KeyboardInterrupt
 
     monkeypatch.delenv(EGL_DEVICE_VAR, raising=False)
-    monkeypatch.setattr(gen, "make_group_env", stop)
+    monkeypatch.setattr(gen, "make_group_runner", stop)
     from simfail.commands import build_config
 
     with pytest.raises(KeyboardInterrupt):

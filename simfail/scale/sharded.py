@@ -78,7 +78,7 @@ def generate_shard(spec: ShardSpec, report: Report) -> dict[str, Any]:
     episodes=n)`` after each group is committed. Runs in the worker process."""
     from simfail.dataset.writer import DatasetWriter
     from simfail.generate import (
-        ACTION_NAMES, STATE_NAMES, GroupSink, _meta, generate_group, make_group_env, summarize, task_config,
+        ACTION_NAMES, STATE_NAMES, GroupSink, _meta, generate_group, make_group_runner, summarize, task_config,
     )
     from simfail.core.task import get_task
 
@@ -86,7 +86,7 @@ def generate_shard(spec: ShardSpec, report: Report) -> dict[str, Any]:
     cfg = spec.cfg
     names = list(dict.fromkeys(t for t, _ in spec.groups))
     tasks = {t: get_task(t) for t in names}
-    envs = {t: make_group_env(tasks[t], task_config(cfg, tasks[t])) for t in names}
+    envs = {t: make_group_runner(tasks[t], task_config(cfg, tasks[t])) for t in names}
     probes = {t: envs[t].prototype_model for t in names}
     root = Path(spec.root)
     mode = "resume" if root.is_dir() and any(root.iterdir()) else "new"
@@ -113,7 +113,7 @@ def generate_shard(spec: ShardSpec, report: Report) -> dict[str, Any]:
             if g in done:
                 continue
             task = tasks[name]
-            res = generate_group(task, task_config(cfg, task), g, env=envs[name], defer_frames=True)
+            res = generate_group(task, task_config(cfg, task), g, runner=envs[name], defer_frames=True)
             seeds[g] = {"task": name, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
                         "instruction": res.episodes[0].instruction}
             if res.unstable_variants:
@@ -158,14 +158,14 @@ def run_sharded(cfg: GenerateConfig, executor: Executor, *, log: Callable[[str],
     from simfail.dataset.merge import MergeItem, merge_items, open_source
     from simfail.dataset.writer import DatasetWriter
     from simfail.generate import (
-        ACTION_NAMES, STATE_NAMES, _meta, group_plan, make_group_env, run_tasks, task_config, validate_failures,
+        ACTION_NAMES, STATE_NAMES, _meta, group_plan, make_group_runner, run_tasks, task_config, validate_failures,
     )
 
     t_start = time.perf_counter()
     validate_failures(cfg)
     names = run_tasks(cfg)
     tasks = {t: get_task(t) for t in names}
-    probes = {t: make_group_env(tasks[t], task_config(cfg, tasks[t])).prototype_model for t in names}
+    probes = {t: make_group_runner(tasks[t], task_config(cfg, tasks[t])).prototype_model for t in names}
     nq = max(m.nq for m in probes.values())
     nv = max(m.nv for m in probes.values())
     mode = "resume" if cfg.resume else "overwrite" if cfg.overwrite else "new"
