@@ -42,7 +42,6 @@ def tiny(argv: list[str]) -> list[str]:
     return kept + [f"{k}={v}" for k, v in over.items()]
 
 
-@pytest.mark.slow  # ~50 s on the shared 2-core machine; tests/test_real_mixed.py covers the same paths fast
 def test_every_command_of_the_real_data_docs_runs(tmp_path, monkeypatch, capsys):
     cmds = doc_commands()
     assert len(cmds) >= 6 and {c.split()[1] for c in cmds} >= {"import-real", "check", "evaluate", "train-reward", "experiment"}
