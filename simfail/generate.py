@@ -261,10 +261,22 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
         if worker is not None:
             worker.close(cancel=True)
         raise
+    return finish_group(group_id, seed, rejected, episodes, timing, unstable, worker, frames, seen, defer_frames)
+
+
+def finish_group(group_id: int, seed: int, rejected: list[int], episodes: list[EpisodeRecord],
+                 timing: GroupTiming, unstable: list[dict[str, str]], worker: RenderWorker | None,
+                 frames: list[Future], seen: list[Future | None], defer_frames: bool,
+                 **extra: Any) -> GroupResult:
+    """The :class:`GroupResult` of a group's episodes: ranks them by score (competition
+    ranking), counts the frames written (episode frames x views), sets ``extra`` attributes,
+    and hands over the render worker's frame futures (waited for unless ``defer_frames``)."""
     for ep, rank in zip(episodes, competition_ranks([e.score for e in episodes])):
         ep.rank = rank
     timing.frames_written = sum(e.length for e in episodes) * len(VIEWS)
     result = GroupResult(group_id, seed, rejected, episodes, timing, unstable)
+    for name, value in extra.items():
+        setattr(result, name, value)
     if worker is not None:
         assert len(frames) == len(episodes), "one frame future per written episode"
         timing.frames_rendered = worker.frames_rendered
