@@ -261,10 +261,22 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
         if worker is not None:
             worker.close(cancel=True)
         raise
+    return finish_group(group_id, seed, rejected, episodes, timing, unstable, worker, frames, seen, defer_frames)
+
+
+def finish_group(group_id: int, seed: int, rejected: list[int], episodes: list[EpisodeRecord],
+                 timing: GroupTiming, unstable: list[dict[str, str]], worker: RenderWorker | None,
+                 frames: list[Future], seen: list[Future | None], defer_frames: bool,
+                 **extra: Any) -> GroupResult:
+    """The :class:`GroupResult` of a group's episodes: ranks them by score (competition
+    ranking), counts the frames written (episode frames x views), sets ``extra`` attributes,
+    and hands over the render worker's frame futures (waited for unless ``defer_frames``)."""
     for ep, rank in zip(episodes, competition_ranks([e.score for e in episodes])):
         ep.rank = rank
     timing.frames_written = sum(e.length for e in episodes) * len(VIEWS)
     result = GroupResult(group_id, seed, rejected, episodes, timing, unstable)
+    for name, value in extra.items():
+        setattr(result, name, value)
     if worker is not None:
         assert len(frames) == len(episodes), "one frame future per written episode"
         timing.frames_rendered = worker.frames_rendered
@@ -563,12 +575,7 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
     with GroupSink(writer, nq, nv) as sink:
         for name, g in bar:
             task = tasks[name]
-            res = generate_group(task, task_config(cfg, task), g, runner=runners[name], defer_frames=True)
-            seeds[g] = {"task": name, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
-                        "instruction": res.episodes[0].instruction}
-            if res.unstable_variants:
-                seeds[g]["unstable_variants"] = res.unstable_variants
-            sink.submit_result(res, _meta(cfg, probes, dict(seeds)))
+            res = write_group(sink, cfg, probes, seeds, task, name, g, runners[name])
             results.append(res)
             bar.set_postfix(task=name, episodes=sum(len(r.episodes) for r in results))
     t_write = [sink.write_s + sink.finalize_s]
@@ -583,6 +590,23 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
                              "write_encode": t_write[0]},
                     "out": str(writer.root)})
     return summary
+
+
+def write_group(sink: GroupSink, cfg: GenerateConfig, models: dict[str, mujoco.MjModel],
+                seeds: dict[int, dict[str, Any]], task: Task, task_name: str, group_id: int,
+                runner: SceneRunner) -> GroupResult:
+    """Generate group ``group_id`` of ``task`` on ``runner`` and hand it to ``sink`` for writing.
+
+    Records the group's seed entry (task, seed, rejected expert seeds, instruction, unstable
+    variants if any) in ``seeds`` (updated in place) and submits the result with a meta
+    snapshot holding the seeds so far; frames are deferred to the sink."""
+    res = generate_group(task, task_config(cfg, task), group_id, runner=runner, defer_frames=True)
+    seeds[group_id] = {"task": task_name, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
+                       "instruction": res.episodes[0].instruction}
+    if res.unstable_variants:
+        seeds[group_id]["unstable_variants"] = res.unstable_variants
+    sink.submit_result(res, _meta(cfg, models, dict(seeds)))
+    return res
 
 
 def _meta(cfg: GenerateConfig, models: dict[str, mujoco.MjModel], seeds: dict[int, dict[str, Any]]) -> dict[str, Any]:

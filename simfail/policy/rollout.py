@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from simfail.core.episode import VIEWS, EpisodeRecord, competition_ranks
+from simfail.core.episode import VIEWS, EpisodeRecord
 from simfail.core.observation import Observer
 from simfail.core.rollout import RolloutResult, frame_count
 from simfail.core.runner import HOME_ACTION, SceneRunner
@@ -337,18 +337,8 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
         if worker is not None:
             worker.close(cancel=True)
         raise
-    for ep, rank in zip(episodes, competition_ranks([e.score for e in episodes])):
-        ep.rank = rank
-    timing.frames_written = sum(e.length for e in episodes) * len(VIEWS)
-    result = gen.GroupResult(group_id, seed, start.rejected, episodes, timing, unstable)
-    result.policy_errors = errors
-    result.policy_time = ptime
-    if worker is not None:
-        timing.frames_rendered = worker.frames_rendered
-        result._render, result._frames, result._visibility = worker, frames, seen
-        if not defer_frames:
-            result.wait_frames()
-    return result
+    return gen.finish_group(group_id, seed, start.rejected, episodes, timing, unstable, worker, frames, seen,
+                            defer_frames, policy_errors=errors, policy_time=ptime)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def generate_shard(spec: ShardSpec, report: Report) -> dict[str, Any]:
     episodes=n)`` after each group is committed. Runs in the worker process."""
     from simfail.dataset.writer import DatasetWriter
     from simfail.generate import (
-        ACTION_NAMES, STATE_NAMES, GroupSink, _meta, generate_group, make_group_runner, summarize, task_config,
+        ACTION_NAMES, STATE_NAMES, GroupSink, _meta, make_group_runner, summarize, task_config, write_group,
     )
     from simfail.core.task import get_task
 
@@ -113,12 +113,7 @@ def generate_shard(spec: ShardSpec, report: Report) -> dict[str, Any]:
             if g in done:
                 continue
             task = tasks[name]
-            res = generate_group(task, task_config(cfg, task), g, runner=envs[name], defer_frames=True)
-            seeds[g] = {"task": name, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
-                        "instruction": res.episodes[0].instruction}
-            if res.unstable_variants:
-                seeds[g]["unstable_variants"] = res.unstable_variants
-            sink.submit_result(res, _meta(cfg, probes, dict(seeds)))
+            res = write_group(sink, cfg, probes, seeds, task, name, g, envs[name])
             results.append(res)
     writer.finalize(_meta(cfg, probes, seeds))
     timing = Counter()

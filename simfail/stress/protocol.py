@@ -13,7 +13,6 @@ Models are found by name through a small registry (:func:`register_model`,
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -22,6 +21,7 @@ import numpy as np
 
 from simfail.core.episode import VIEWS
 from simfail.errors import ConfigError, RewardModelError, UnknownNameError
+from simfail.registry import NamedRegistry
 
 #: What a model's output means. ``dense``: one value per frame it was given, shape ``(T,)``.
 #: ``episode``: one value for the whole episode, shape ``()`` or ``(1,)``. ``pairwise``: the
@@ -196,10 +196,21 @@ class StochasticRewardModel(Protocol):
 
 # --------------------------------------------------------------------------- registry
 
-_REGISTRY: dict[str, Callable[..., Any]] = {}
+def _model_import_error(spec: str, mod_name: str, exc: ImportError) -> Exception | None:
+    """A missing model module is an unknown name; an import failing inside it is re-raised."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name is not None and mod_name.startswith(exc.name):
+        err = UnknownNameError("model module", mod_name, [])
+        err.args = (f"unknown model module {mod_name!r}: it cannot be imported (model=package.module:ClassName)",)
+        return err
+    return None
 
-#: Modules whose import registers the built-in models.
-_BUILTIN_MODULES: tuple[str, ...] = ("simfail.stress.baselines", "simfail.stress.gvl", "simfail.stress.rewind_model")
+
+#: The reward models by name; importing the built-in modules registers the built-in models.
+MODELS = NamedRegistry(
+    "model",
+    ("simfail.stress.baselines", "simfail.stress.gvl", "simfail.stress.rewind_model"),
+    import_error=_model_import_error,
+)
 
 
 def register_model(name: str) -> Callable[[Any], Any]:
@@ -208,33 +219,12 @@ def register_model(name: str) -> Callable[[Any], Any]:
     Registering a different object under a name already taken raises :class:`ConfigError`;
     re-registering the same qualified name (a module reload) replaces the entry.
     """
-
-    if not isinstance(name, str) or not name or ":" in name:
-        raise ConfigError(f"model names must be non-empty strings without ':', got {name!r}")
-
-    def deco(obj: Any) -> Any:
-        old = _REGISTRY.get(name)
-        if old is not None and _qualname(old) != _qualname(obj):
-            raise ConfigError(f"model name {name!r} is already registered to {_qualname(old)}")
-        _REGISTRY[name] = obj
-        return obj
-
-    return deco
-
-
-def _qualname(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
-
-
-def _load_builtins() -> None:
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(mod)
+    return MODELS.register(name)
 
 
 def available_models() -> list[str]:
     """Sorted names of the registered models (built-ins included)."""
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def load_model(spec: str, **kwargs: Any) -> RewardModel:
@@ -245,32 +235,7 @@ def load_model(spec: str, **kwargs: Any) -> RewardModel:
     :class:`RewardModel`.
     """
 
-    if not isinstance(spec, str) or not spec:
-        raise ConfigError(f"model spec must be a non-empty string, got {spec!r}")
-    if ":" in spec:
-        mod_name, _, attr = spec.partition(":")
-        try:
-            module = importlib.import_module(mod_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and mod_name.startswith(exc.name):
-                err = UnknownNameError("model module", mod_name, [])
-                err.args = (f"unknown model module {mod_name!r}: it cannot be imported (model=package.module:ClassName)",)
-                raise err from exc
-            raise
-        obj: Any = module
-        for part in attr.split("."):
-            if not part or not hasattr(obj, part):
-                known = [n for n in dir(module) if not n.startswith("_")]
-                raise UnknownNameError(f"attribute of {mod_name}", attr, known)
-            obj = getattr(obj, part)
-        factory = obj
-    else:
-        _load_builtins()
-        if spec not in _REGISTRY:
-            raise UnknownNameError("model", spec, list(_REGISTRY))
-        factory = _REGISTRY[spec]
-    if not callable(factory):
-        raise ConfigError(f"{spec!r} is not a class or factory")
+    factory = MODELS.resolve(spec)
     model = factory(**kwargs)
     if not isinstance(model, RewardModel):
         raise ConfigError(f"{spec!r} does not implement the RewardModel protocol (name, requirements, predict)")
