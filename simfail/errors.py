@@ -12,6 +12,13 @@ class ConfigError(SimfailError, ValueError):
     """A configuration value is unknown or out of range."""
 
 
+def _plural(kind: str) -> str:
+    """``policy`` -> ``policies``, ``task`` -> ``tasks`` (the last word of ``kind``)."""
+    if kind.endswith("y") and not kind.endswith(("ay", "ey", "oy", "uy")):
+        return kind[:-1] + "ies"
+    return kind + ("es" if kind.endswith(("s", "x", "ch", "sh")) else "s")
+
+
 class UnknownNameError(ConfigError, KeyError):
     """A task, failure, view or model name is not registered."""
 
@@ -22,7 +29,7 @@ class UnknownNameError(ConfigError, KeyError):
         near = difflib.get_close_matches(str(name), [str(k) for k in self.known], n=1, cutoff=0.6)
         self.suggestion = near[0] if near else None
         hint = f" (did you mean {self.suggestion!r}?)" if self.suggestion else ""
-        super().__init__(f"unknown {kind} {name!r}{hint}; known {kind}s: {', '.join(self.known)}")
+        super().__init__(f"unknown {kind} {name!r}{hint}; known {_plural(kind)}: {', '.join(self.known)}")
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return self.args[0]
