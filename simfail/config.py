@@ -54,6 +54,17 @@ class RenderConfig:
                   "or a GPU index >= 0", "render.gpu=0")
 
 
+def check_json_path(path: Optional[str]) -> None:
+    """A ``json=PATH`` result file: ``None`` (none asked for) or a path in a writable folder."""
+    if path is None:
+        return
+    if not path:
+        raise ConfigError("json= needs a file path")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"json: cannot write to {folder}")
+
+
 @dataclass
 class FailuresConfig:
     #: Failure operator names, or ["all"] for every operator of the task.
@@ -169,12 +180,7 @@ class BenchConfig(GenerateConfig):
                 raise ConfigError("visibility=false applies to bench mode=generate only")
         elif self.policy != "expert" or self.policy_kwargs:
             raise ConfigError("policy= and policy.KEY= apply to bench mode=rollout only")
-        if self.json is not None:
-            if not self.json:
-                raise ConfigError("json= needs a file path")
-            folder = os.path.dirname(os.path.abspath(self.json))
-            if not os.access(folder, os.W_OK):
-                raise ConfigError(f"json: cannot write to {folder}")
+        check_json_path(self.json)
 
     def generate_config(self) -> GenerateConfig:
         names = {f.name for f in dataclasses.fields(GenerateConfig)}

@@ -749,19 +749,11 @@ class DatasetWriter:
             ep_table = pa.Table.from_arrays(
                 [pa.array(rows[f.name], type=f.type) for f in self._episodes_schema], schema=self._episodes_schema
             )
-            ep_tmp = stage / "episodes.parquet"
-            _write_file(ep_tmp, _parquet_bytes(ep_table))
-            staged.append((ep_tmp, self.root / L.episodes_path(chunk, file)))
-            _fsync_dir(stage)
+            self._stage_episodes_file(stage, staged, ep_table, chunk, file)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
-
-        self._commit(staged)
-        # committed: the episodes file is in place
-        self._register_group(ep_table, k)
-        shutil.rmtree(stage, ignore_errors=True)
-        self._tidy_staging()
+        self._commit_staged(stage, staged, ep_table, k)
         return ep_indices
 
     def adopt_group(self, group_id: int, data: pa.Table, episodes: pa.Table, videos: dict[str, Path],
@@ -852,17 +844,11 @@ class DatasetWriter:
                 tmp = stage / f"{key}.mp4"
                 _link_or_copy(Path(videos[key]), tmp, link=link)
                 staged.append((tmp, self.root / L.video_path(key, chunk, file)))
-            ep_tmp = stage / "episodes.parquet"
-            _write_file(ep_tmp, _parquet_bytes(ep_table))
-            staged.append((ep_tmp, self.root / L.episodes_path(chunk, file)))
-            _fsync_dir(stage)
+            self._stage_episodes_file(stage, staged, ep_table, chunk, file)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
-        self._commit(staged)
-        self._register_group(ep_table, k)
-        shutil.rmtree(stage, ignore_errors=True)
-        self._tidy_staging()
+        self._commit_staged(stage, staged, ep_table, k)
         return ep_indices.tolist()
 
     def _tidy_staging(self) -> None:
@@ -870,6 +856,22 @@ class DatasetWriter:
             os.rmdir(self.root / L.STAGING_NAME)  # only when empty
         except OSError:
             pass
+
+    def _stage_episodes_file(self, stage: Path, staged: list[tuple[Path, Path]], ep_table, chunk: int,
+                             file: int) -> None:
+        """Stage a group's episodes file (the commit marker, moved into place last) and sync the stage."""
+        ep_tmp = stage / "episodes.parquet"
+        _write_file(ep_tmp, _parquet_bytes(ep_table))
+        staged.append((ep_tmp, self.root / L.episodes_path(chunk, file)))
+        _fsync_dir(stage)
+
+    def _commit_staged(self, stage: Path, staged: list[tuple[Path, Path]], ep_table, k: int) -> None:
+        """Move a staged group into place (episodes file last), then register it and tidy up."""
+        self._commit(staged)
+        # committed: the episodes file is in place
+        self._register_group(ep_table, k)
+        shutil.rmtree(stage, ignore_errors=True)
+        self._tidy_staging()
 
     def _commit(self, staged: list[tuple[Path, Path]]) -> None:
         """Move staged files into place, the last one (the episodes file) as commit marker."""

@@ -116,14 +116,9 @@ class RolloutConfig:
         if dup:
             raise ConfigError(f"policy labels must be unique, {dup} repeats: name them, "
                               "e.g. policies=[low=noisy_expert,high=noisy_expert]")
-        if self.json is not None:
-            import os
+        from simfail.config import check_json_path
 
-            if not self.json:
-                raise ConfigError("json= needs a file path")
-            folder = os.path.dirname(os.path.abspath(self.json))
-            if not os.access(folder, os.W_OK):
-                raise ConfigError(f"json: cannot write to {folder}")
+        check_json_path(self.json)
         if REFERENCE_POLICY in labels:
             raise ConfigError(f"the policy label {REFERENCE_POLICY!r} is reserved for include_expert=true")
         for s in specs:  # unknown names / unimportable modules: one error before any work
