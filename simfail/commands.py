@@ -311,6 +311,8 @@ for _c in (
     Command("experiment", "run a named experiment (simfail experiment --help lists them)", None, None,
             example="simfail experiment real_plus_sim real=DIR sim=DIR out=DIR",
             variants="simfail.stress.experiments:commands"),
+    Command("benchmark", "the frozen reward-model benchmark: build, run, compare (simfail benchmark --help)", None, None,
+            example="simfail benchmark run model=oracle data=DIR", variants="simfail.benchmark:commands"),
     Command("view", "browse a dataset in a web browser: serve it, export a folder (out=) or draw the figure (figure=)",
             "simfail.viewer.commands:ViewConfig", "simfail.viewer.commands:run",
             example="simfail view DIR out=HTML_DIR"),
