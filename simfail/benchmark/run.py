@@ -373,7 +373,7 @@ def draw_figure3(results: dict[str, Any], path: Path) -> Path:
     cats = list(results["categories"])
     models = results["models"]
     width = 0.8 / max(len(models), 1)
-    fig, ax = plt.subplots(figsize=(1.4 + 1.2 * max(len(cats), 1), 3.6))
+    fig, ax = plt.subplots(figsize=(max(6.0, 3.0 + 1.2 * len(cats)), 3.8))
     x = np.arange(len(cats))
     for k, (lab, m) in enumerate(models.items()):
         a = [m["by_category"][c]["A"] for c in cats]
@@ -386,7 +386,7 @@ def draw_figure3(results: dict[str, Any], path: Path) -> Path:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("preference ordering accuracy A")
     ax.set_title("A by task, increasing complexity (paper fig. 3)")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     import io
 
