@@ -41,7 +41,7 @@ def test_run_writes_leaderboard_results_and_figure(data, tmp_path, capsys):
                  "constant", "A(ties=1/2)"):
         assert word in text, word
     res = json.loads((out / "results.json").read_text())
-    assert res["dataset"]["groups"] == [2, 3] and res["dataset"]["content_hash"].startswith("sha256:")
+    assert res["dataset"]["groups"] == {".": [2, 3]} and res["dataset"]["content_hash"].startswith("sha256:")
     assert res["dataset"]["held_out_operators"] == ["perturb_2"]
     models = res["models"]
     assert set(models) == {"progress_only mode=progress", "random seed=0", "constant"}
@@ -63,7 +63,7 @@ def test_split_errors_and_whole_dataset_without_metadata(data, tmp_path, capsys)
     (bare / "benchmark.json").unlink()
     assert _run(bare, tmp_path / "r2", "model=oracle", "figure=false", "baselines=[]") == 0
     res = json.loads((tmp_path / "r2" / "results.json").read_text())
-    assert res["dataset"]["groups"] == [0, 1, 2, 3] and "no benchmark metadata" in res["dataset"]["groups_note"]
+    assert res["dataset"]["groups"] == {".": [0, 1, 2, 3]} and "no benchmark metadata" in res["dataset"]["groups_note"]
     assert res["models"]["oracle"]["by_category"]["all"]["A"] > 0.9
 
 

@@ -28,6 +28,30 @@ class BenchmarkMeta:
     held_out_operators: list[str] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
 
+    def sources(self, split: str | None, root: Path, all_groups: Any) -> tuple[list[tuple[str, Path, list[int] | None]], str]:
+        """``[(name, dataset folder, groups or None for all)]`` to score, and a note. A built
+        benchmark (``simfail benchmark build``: one dataset per split and category, listed in
+        ``splits.<split>.datasets``) gives the split's datasets; a single dataset gives itself
+        with the split's groups (:meth:`groups`)."""
+        split_info = (self.raw.get("splits") or {}).get(split) if self.path is not None else None
+        if isinstance(split_info, dict) and isinstance(split_info.get("datasets"), list):
+            rels = [str(r) for r in split_info["datasets"]]
+            return [(r, root / r, None) for r in rels], f"split {split!r} of {self.path.name}: {len(rels)} datasets"
+        if self.path is not None and isinstance(self.raw.get("datasets"), dict) and split in (None, "", "all"):
+            rels = sorted(self.raw["datasets"])
+            return [(r, root / r, None) for r in rels], f"every dataset of {self.path.name}"
+        if self.path is not None and isinstance(self.raw.get("datasets"), dict):
+            have = ", ".join(sorted(self.raw.get("splits") or {})) or "no splits"
+            raise ConfigError(f"split={split!r} is not in {self.path} (it has {have})")
+        groups, note = self.groups(split, all_groups())
+        return [("", root, groups)], note
+
+    def roles(self, rel: str) -> dict[int, list[str]]:
+        """``{episode_index: roles}`` of one dataset of a built benchmark (empty when absent)."""
+        ds = (self.raw.get("datasets") or {}).get(rel) or {}
+        return {int(e["episode_index"]): list(e.get("roles") or []) for e in ds.get("episodes") or []
+                if isinstance(e, dict) and "episode_index" in e}
+
     def groups(self, split: str | None, all_groups: list[int]) -> tuple[list[int], str]:
         """The groups of ``split`` and a note saying where they came from. Without metadata
         every group is used (``split`` is then only a label)."""

@@ -26,6 +26,7 @@ paper's figure 3: ``A`` per category for each model, dashed chance line) and ``s
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import sys
@@ -128,6 +129,35 @@ def _score(spec: str, kwargs: dict[str, Any], cfg: BenchmarkRunConfig, groups: l
         raise ConfigError(f"model {spec!r} is pairwise: benchmark run scores dense or episode-level models "
                           "(use simfail evaluate for pairwise models)")
     return drun, info
+
+
+def _context(rel: str, group: Any) -> Any:
+    """A group's context key, unique over the datasets of a split."""
+    return f"{rel}#{int(group)}" if rel else int(group)
+
+
+@dataclass
+class ScoredSet:
+    """A model's scores over every dataset of a split, joined: one :class:`RunResult` whose
+    contexts are :func:`_context` keys (``run``), and the counts of the parts."""
+
+    run: Any
+    model_key: str
+    indices: list[int]
+    indices_by_source: list[list[int]]
+    n_computed: int
+    n_cached: int
+
+    @classmethod
+    def join(cls, parts: list[tuple[str, Any, dict[str, Any]]]) -> "ScoredSet":
+        outcomes, indices = [], []
+        for rel, drun, _ in parts:
+            outcomes += [dataclasses.replace(o, context=_context(rel, o.context)) for o in drun.run.outcomes]
+            indices += list(drun.indices)
+        first = parts[0][1]
+        return cls(dataclasses.replace(first.run, outcomes=outcomes), first.model_key, indices,
+                   [list(d.indices) for _, d, _ in parts], sum(d.n_computed for _, d, _ in parts),
+                   sum(d.n_cached for _, d, _ in parts))
 
 
 def _values(drun: Any) -> np.ndarray:
@@ -237,37 +267,58 @@ def benchmark_run(cfg: BenchmarkRunConfig) -> tuple[dict[str, Any], Path]:
     from .subsets import episode_meta, hard_pairs
 
     data = Path(str(cfg.data))
-    ds = SimfailDataset(data)
     meta = load_benchmark_meta(data)
-    groups, groups_note = meta.groups(cfg.split, sorted(ds.groups()))
+    sources, groups_note = meta.sources(cfg.split, data, lambda: sorted(SimfailDataset(data).groups()))
     label = model_label(cfg.model, cfg.model_kwargs)
     out = Path(cfg.out) if cfg.out else _default_out(data, label)
     if (out / L.INFO_PATH).is_file() or (out / L.MARKER_NAME).is_file():
         raise ConfigError(f"out={out} is a dataset folder; choose another results folder")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={out} exists and is not a folder")
-    scores_dir = out / "scores"
+
+    datasets = []
+    for rel, path, groups in sources:
+        if not (path / L.INFO_PATH).is_file():
+            raise ConfigError(f"{path} is not a simfail dataset (listed by {meta.path})")
+        ds = SimfailDataset(path)
+        datasets.append((rel, path, ds, groups if groups is not None else sorted(ds.groups())))
+    fps = datasets[0][2].fps
+
+    def score_all(spec: str, kw: dict[str, Any]) -> tuple[ScoredSet, dict[str, Any]]:
+        parts = []
+        for rel, path, _, groups in datasets:
+            sub_cfg = dataclasses.replace(cfg, data=str(path))
+            parts.append((rel, *_score(spec, kw, sub_cfg, groups, out / "scores" / (rel or "."))))
+        return ScoredSet.join(parts), parts[0][2]
 
     scored: dict[str, tuple[Any, dict[str, Any]]] = {}
     for spec, kw in _entries(cfg):
-        scored[model_label(spec, kw)] = _score(spec, kw, cfg, groups, scores_dir)
+        scored[model_label(spec, kw)] = score_all(spec, kw)
     first = next(iter(scored.values()))[0]
-    rows = ds.episodes
-    metas = [episode_meta(rows[i], ds.fps) for i in first.indices]
+    metas = []
+    for (rel, _, ds, _), idx in zip(datasets, first.indices_by_source):
+        rows, roles = ds.episodes, meta.roles(rel)
+        for i in idx:
+            metas.append(episode_meta(rows[i], ds.fps, roles=roles.get(i) if roles else None,
+                                      group=_context(rel, rows[i]["simfail.group_id"]), index=len(metas)))
     present = sorted({m.category for m in metas})
     categories = [c for c in PAPER_ORDER if c in present] + [c for c in present if c not in PAPER_ORDER]
     operators = sorted({m.operator for m in metas if not m.reference and m.variant != "expert"})
 
     hard_label = model_label(*HARD_REFERENCE)
-    hard_drun, hard_info = scored[hard_label] if hard_label in scored else _score(*HARD_REFERENCE, cfg, groups, scores_dir)
+    hard_drun, hard_info = scored[hard_label] if hard_label in scored else score_all(*HARD_REFERENCE)
     hv = _values(hard_drun)
     hard = hard_pairs(metas, hv) if np.isfinite(hv).any() else None
+    hashes = {rel or ".": dataset_content_hash(path) for rel, path, _, _ in datasets}
+    content_hash = next(iter(hashes.values())) if len(hashes) == 1 else "sha256:" + hashlib.sha256(
+        "\n".join(f"{k} {v}" for k, v in sorted(hashes.items())).encode()).hexdigest()
 
     results: dict[str, Any] = {
         "benchmark_run_version": RUN_VERSION,
         "dataset": {
-            "root": str(data.resolve()), "content_hash": dataset_content_hash(data), "split": cfg.split,
-            "groups": groups, "groups_note": groups_note, "n_episodes": len(metas), "fps": ds.fps,
+            "root": str(data.resolve()), "content_hash": content_hash, "content_hashes": hashes, "split": cfg.split,
+            "groups": {rel or ".": g for rel, _, _, g in datasets}, "groups_note": groups_note,
+            "n_episodes": len(metas), "fps": fps,
             "benchmark_meta": str(meta.path) if meta.path else None,
             "held_out_operators": meta.held_out_operators,
         },
@@ -280,7 +331,7 @@ def benchmark_run(cfg: BenchmarkRunConfig) -> tuple[dict[str, Any], Path]:
         "models": {},
     }
     for lab, (drun, info) in scored.items():
-        results["models"][lab] = _model_results(drun, info, metas, categories, operators, hard, cfg, ds.fps)
+        results["models"][lab] = _model_results(drun, info, metas, categories, operators, hard, cfg, fps)
     text = leaderboard_text(results)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "results.json", (json.dumps(results, indent=2, allow_nan=False, default=str) + "\n").encode())
@@ -321,7 +372,7 @@ def leaderboard_text(results: dict[str, Any]) -> str:
     models = results["models"]
     d = results["dataset"]
     parts = [f"dataset {d['root']}  {d['content_hash'][:23]}  split={d['split']} ({d['groups_note']}; "
-             f"{len(d['groups'])} groups, {d['n_episodes']} episodes)",
+             f"{sum(len(g) for g in d['groups'].values())} groups, {d['n_episodes']} episodes)",
              "A: ties count as disagreements (the paper's formula); A(ties=1/2): a tie is half a point; "
              "[95% cluster bootstrap over groups]"]
     head = ["model", "A [CI]", "A(ties=1/2)", "ties", "mean D_c", "VOC", "FP rate", "timing lag (detected)", "pairs"]

@@ -54,7 +54,7 @@ class EpisodeMeta:
     """What the subset rules read about one episode. Frames are episode frame indices."""
 
     index: int
-    group: int
+    group: Any
     category: str
     variant: str
     operator: str
@@ -113,18 +113,29 @@ def _events(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [e for e in obj if isinstance(e, dict)]
 
 
-def episode_meta(row: Mapping[str, Any], fps: float) -> EpisodeMeta:
-    """:class:`EpisodeMeta` of one row of ``SimfailDataset.episodes``."""
+def episode_meta(row: Mapping[str, Any], fps: float, *, roles: list[str] | None = None, group: Any = None,
+                 index: int | None = None) -> EpisodeMeta:
+    """:class:`EpisodeMeta` of one row of ``SimfailDataset.episodes``. ``roles`` (from a built
+    benchmark's ``benchmark.json``) decide ``delayed`` when given; otherwise the first failure
+    (earliest visible) must become visible ``DELAY_S`` or more after the perturbation's onset
+    (the event's own onset when the perturbation has none). ``group``/``index`` override the
+    row's (a context key unique over several datasets)."""
     pert = _perturbation(row)
     variant = str(row.get("simfail.variant") or "")
     events = _events(row)
-    delay = max(1, int(round(DELAY_S * fps)))
-    delayed = bool(pert.get("delayed")) or any(
-        int(e.get("visible_frame", 0)) - int(e.get("onset_frame", 0)) >= delay for e in events)
+    if roles is not None:
+        delayed = "delayed" in roles
+    elif events:
+        first = min(events, key=lambda e: int(e.get("visible_frame", 0)))
+        onset = int(pert.get("onset_frame", first.get("onset_frame", 0)))
+        delayed = bool(pert.get("delayed")) or int(first.get("visible_frame", 0)) - onset >= DELAY_S * fps
+    else:
+        delayed = False
     kind = str(pert.get("kind") or ("expert" if variant == "expert" else ""))
     operator = str(pert.get("policy") if kind == "rollout" else pert.get("name") or variant.split(":")[0].split("@")[0])
     return EpisodeMeta(
-        index=int(row["episode_index"]), group=int(row["simfail.group_id"]), category=str(row.get("simfail.task") or ""),
+        index=int(row["episode_index"]) if index is None else int(index),
+        group=int(row["simfail.group_id"]) if group is None else group, category=str(row.get("simfail.task") or ""),
         variant=variant, operator=operator, kind=kind, success=bool(row.get("simfail.success")), n_events=len(events),
         score=float(row["simfail.score"]), delayed=delayed, perturbation=pert,
     )
