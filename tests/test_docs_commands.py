@@ -172,6 +172,8 @@ class Page:
                 kv["model.checkpoint"] = self.existing_or(kv["model.checkpoint"], lambda: self.fixture("checkpoint"))
         elif name == "rollout":
             kv.update(ROLLOUT_TINY)
+        elif name == "benchmark" and pos[:1] == ["run"]:  # data= not built by the page: the shared dataset
+            kv.update({"bootstrap": "20", "progress": "false"})
         elif name == "train-reward":
             pytest.importorskip("torch")
             kv.update(dict(a.split("=", 1) for a in TRAIN_TINY))
