@@ -127,7 +127,7 @@ def test_subsets_follow_labels_and_metadata():
     assert m["expert"].reference and m["alt:pause"].reference and m["alt:pause"].clean_alternative
     assert not m["alt:detour"].reference  # an alternative the physics did not confirm clean
     assert m["unstable_placement"].delayed and not m["drop"].delayed
-    assert m["bc#0"].operator == "bc" and m["drop:near_miss"].operator == "drop"
+    assert m["bc#0"].operator == "policy:bc" and m["drop:near_miss"].operator == "drop"
     assert m["shaky"].bad_but_successful
 
     def pairs(name):

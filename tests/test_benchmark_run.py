@@ -234,3 +234,43 @@ def test_lerobot_adapter_refuses_remote_and_bad_output(data, tmp_path, capsys):
     ep, _ = next(iter(DatasetEpisodes(SimfailDataset(data), bad.requirements).iter_items([0])))
     with pytest.raises(RewardModelError, match="shape"):
         bad.predict(ep)
+
+
+def test_built_benchmark_layout_pools_datasets_and_reads_roles(tmp_path, capsys):
+    """A split of a built benchmark is one dataset per category (benchmark.json lists them):
+    they are scored and pooled with their groups kept apart, and benchmark.json's roles decide
+    the delayed subset."""
+    from simfail.dataset.synthetic import synthetic_episode
+
+    root = tmp_path / "bench"
+    for cat in ("pick_place", "push_pull"):
+        w = DatasetWriter(root / "test" / cat, fps=10, image_size=(64, 64), state_names=STATE_NAMES,
+                          action_names=ACTION_NAMES, nq=20, nv=18)
+        for g in range(2):
+            eps = synthetic_group(g, scores=(100.0, 20.0), lengths=(8, 8))
+            alt = synthetic_episode(g, "alt:pause", length=8, seed=1000 + g, variant_seed=9, score=100.0, task=cat,
+                                    perturbation={"name": "pause", "kind": "clean_alternative"}, rank=1)
+            for e in eps:
+                e.task = cat
+            w.write_group(g, [*eps, alt])
+        w.finalize({})
+    episodes = [{"episode_index": 1, "roles": ["failure", "unsuccessful", "delayed"]}]
+    (root / "benchmark.json").write_text(json.dumps({
+        "splits": {"test": {"datasets": ["test/pick_place", "test/push_pull"]}},
+        "held_out_operators": {"push_pull": ["perturb_1"]},
+        "datasets": {"test/pick_place": {"episodes": episodes}, "test/push_pull": {"episodes": []}}}))
+    out = tmp_path / "run"
+    assert main(["benchmark", "run", "model=oracle", f"data={root}", f"out={out}", "bootstrap=20", "progress=false",
+                 "figure=false"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["categories"] == ["pick_place", "push_pull"]
+    assert set(res["dataset"]["content_hashes"]) == {"test/pick_place", "test/push_pull"}
+    oracle = res["models"]["oracle"]
+    assert oracle["by_category"]["all"]["n_groups"] == 4  # group 0 of each dataset is its own context
+    assert oracle["by_category"]["pick_place"]["n_groups"] == 2
+    assert oracle["subsets"]["delayed"]["n_pairs"] == 2  # only the episode benchmark.json marks delayed
+    assert oracle["subsets"]["nuisance"]["n_pairs"] == 4  # clean alternative vs the failure, per group
+    assert res["dataset"]["held_out_operators"] == ["perturb_1"]
+    assert "held-out operators" in capsys.readouterr().out
+    assert main(["benchmark", "run", "model=oracle", f"data={root}", "split=val", f"out={out}", "progress=false"]) == 2
+    assert "split='val' is not in" in capsys.readouterr().err

@@ -132,7 +132,8 @@ def episode_meta(row: Mapping[str, Any], fps: float, *, roles: list[str] | None 
     else:
         delayed = False
     kind = str(pert.get("kind") or ("expert" if variant == "expert" else ""))
-    operator = str(pert.get("policy") if kind == "rollout" else pert.get("name") or variant.split(":")[0].split("@")[0])
+    operator = (f"policy:{pert.get('policy')}" if kind == "rollout"
+                else str(pert.get("name") or variant.split(":")[0].split("@")[0]))
     return EpisodeMeta(
         index=int(row["episode_index"]) if index is None else int(index),
         group=int(row["simfail.group_id"]) if group is None else group, category=str(row.get("simfail.task") or ""),
