@@ -61,7 +61,9 @@ def test_split_errors_and_whole_dataset_without_metadata(data, tmp_path, capsys)
     bare = tmp_path / "bare"
     shutil.copytree(data, bare)
     (bare / "benchmark.json").unlink()
-    assert _run(bare, tmp_path / "r2", "model=oracle", "figure=false", "baselines=[]") == 0
+    assert _run(bare, tmp_path / "r2", "model=oracle", "figure=false", "baselines=[random]") == 2
+    assert "leaves out constant" in capsys.readouterr().err
+    assert _run(bare, tmp_path / "r2", "model=oracle", "figure=false") == 0
     res = json.loads((tmp_path / "r2" / "results.json").read_text())
     assert res["dataset"]["groups"] == {".": [0, 1, 2, 3]} and "no benchmark metadata" in res["dataset"]["groups_note"]
     assert res["models"]["oracle"]["by_category"]["all"]["A"] > 0.9
@@ -274,3 +276,43 @@ def test_built_benchmark_layout_pools_datasets_and_reads_roles(tmp_path, capsys)
     assert "held-out operators" in capsys.readouterr().out
     assert main(["benchmark", "run", "model=oracle", f"data={root}", "split=val", f"out={out}", "progress=false"]) == 2
     assert "split='val' is not in" in capsys.readouterr().err
+
+
+class PairwiseModel:
+    name = "tiny_pairwise"
+
+    def __init__(self) -> None:
+        self.requirements = ModelRequirements(views=(), output="pairwise")
+
+    def predict(self, ep):
+        raise AssertionError("never called")
+
+    def compare(self, a, b):
+        return 0.5
+
+
+class FlakyModel:
+    """Fails on the episodes of group 3 (a RewardModelError), a ramp elsewhere."""
+
+    name = "tiny_flaky"
+
+    def __init__(self) -> None:
+        self.requirements = ModelRequirements(views=(), value_range=(0.0, 1.0))
+
+    def predict(self, ep):
+        if ep.episode_id in ("ep000009", "ep000010", "ep000011"):
+            raise RewardModelError(f"cannot score {ep.episode_id}")
+        return np.linspace(0.0, 1.0, ep.length)
+
+
+def test_pairwise_refused_before_anything_is_written_and_errors_counted(data, tmp_path, capsys):
+    out = tmp_path / "pw"
+    assert _run(data, out, "model=test_benchmark_run:PairwiseModel") == 2
+    assert "is pairwise" in capsys.readouterr().err and not out.exists()
+    out = tmp_path / "flaky"
+    assert _run(data, out, "model=test_benchmark_run:FlakyModel", "figure=false") == 0
+    text = capsys.readouterr().out
+    assert "model errors (episodes left out of the pairs): test_benchmark_run:FlakyModel: 3" in text
+    res = json.loads((out / "results.json").read_text())
+    row = res["models"]["test_benchmark_run:FlakyModel"]["by_category"]["all"]
+    assert row["n_errors"] == 3 and row["n_missing"] == 3 and row["n_pairs"] == 3  # group 2 alone keeps its pairs

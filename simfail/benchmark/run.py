@@ -49,6 +49,9 @@ HARD_REFERENCE: tuple[str, dict[str, Any]] = ("progress_only", {"mode": "progres
 
 RUN_VERSION = 1
 
+#: Baselines every leaderboard shows (honest numbers: chance and all-ties beside every model).
+MANDATORY_BASELINES: tuple[str, ...] = ("random", "constant")
+
 
 def _f(default: Any = None, help: str = "", example: str = "", factory: Any = None, **meta: Any) -> Any:
     md = {"help": help, "example": example, **meta}
@@ -68,9 +71,9 @@ class BenchmarkRunConfig:
     split: str = _f("test", "split of the benchmark's benchmark.json (all: every group; a dataset without "
                     "benchmark metadata is scored whole)", "split=validation")
     out: Optional[str] = _f(None, "results folder (default DATA/benchmark_runs/<model>)", "out=RUN")
-    baselines: List[str] = _f(factory=lambda: ["random", "constant"], help="baseline models scored beside it "
-                              "(random: seeded per-frame rewards; constant: the same reward everywhere)",
-                              example="baselines=[random,constant]")
+    baselines: List[str] = _f(factory=lambda: ["random", "constant"], help="baseline models scored beside it; "
+                              "random (seeded per-frame rewards) and constant (the same reward everywhere) are "
+                              "always among them, more may be added", example="baselines=[random,constant,oracle]")
     returns: str = _f("sum", "episode return from a dense reward (sum, last, mean)", "returns=last")
     bootstrap: int = _f(1000, "cluster-bootstrap replicates over groups (0: no intervals)", "bootstrap=200",
                         range=(0, None))
@@ -97,6 +100,10 @@ class BenchmarkRunConfig:
             raise UnknownNameError("return mode", str(self.returns), M.RETURN_MODES)
         if not 0.0 < self.confidence < 1.0:
             raise ConfigError(f"confidence must be in (0, 1), got {self.confidence!r}")
+        missing = [b for b in MANDATORY_BASELINES if b not in self.baselines]
+        if missing:
+            raise ConfigError(f"baselines={list(self.baselines)} leaves out {', '.join(missing)}: every table shows the "
+                              "random and constant baselines (add models, do not remove these)")
         known = available_models()
         for b in self.baselines:
             if b not in known and ":" not in b:
@@ -124,11 +131,14 @@ def _score(spec: str, kwargs: dict[str, Any], cfg: BenchmarkRunConfig, groups: l
                 returns=cfg.returns, bootstrap=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed,
                 tie_tol=cfg.tie_tol, timing_threshold=cfg.timing_threshold, batch_size=cfg.batch_size,
                 cache=cfg.cache, progress=cfg.progress, curves=0, video="none")
-    drun, info, _ = score_evaluate(ecfg)
-    if drun.run.requirements.output == "pairwise":
-        raise ConfigError(f"model {spec!r} is pairwise: benchmark run scores dense or episode-level models "
-                          "(use simfail evaluate for pairwise models)")
+    drun, info, _ = score_evaluate(ecfg, accept=_not_pairwise)
     return drun, info
+
+
+def _not_pairwise(model: Any) -> None:
+    if model.requirements.output == "pairwise":
+        raise ConfigError(f"model {model.name!r} is pairwise: benchmark run scores dense or episode-level models "
+                          "(use simfail evaluate for pairwise models)")
 
 
 def _context(rel: str, group: Any) -> Any:
@@ -375,6 +385,10 @@ def leaderboard_text(results: dict[str, Any]) -> str:
              f"{sum(len(g) for g in d['groups'].values())} groups, {d['n_episodes']} episodes)",
              "A: ties count as disagreements (the paper's formula); A(ties=1/2): a tie is half a point; "
              "[95% cluster bootstrap over groups]"]
+    errs = {lab: m["by_category"]["all"].get("n_errors", 0) for lab, m in models.items()}
+    if any(errs.values()):
+        parts.append("model errors (episodes left out of the pairs): "
+                     + ", ".join(f"{lab}: {n}" for lab, n in errs.items() if n))
     head = ["model", "A [CI]", "A(ties=1/2)", "ties", "mean D_c", "VOC", "FP rate", "timing lag (detected)", "pairs"]
     for cat in ["all", *results["categories"]]:
         rows = []

@@ -132,11 +132,13 @@ def run_evaluate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     return metrics, out
 
 
-def score_evaluate(cfg: dict[str, Any]) -> tuple[Any, dict[str, Any], Path]:
+def score_evaluate(cfg: dict[str, Any], accept: Any = None) -> tuple[Any, dict[str, Any], Path]:
     """The scoring half of ``simfail evaluate`` (also the one scoring path of ``simfail
     benchmark run``): load the model, select the episodes, score them through the cache.
     Returns ``(DatasetRun, info, report folder)``; ``info["model"]["identity"]`` and
-    ``info["dataset"]["content_hash"]`` name what the scores depend on."""
+    ``info["dataset"]["content_hash"]`` name what the scores depend on. ``accept(model)``, when
+    given, is called right after loading (it raises ConfigError for a model the caller cannot
+    use), before anything is scored or written."""
     from simfail.dataset import layout as L
     from simfail.dataset.reader import SimfailDataset
 
@@ -148,6 +150,8 @@ def score_evaluate(cfg: dict[str, Any]) -> tuple[Any, dict[str, Any], Path]:
         model = load_model(cfg["model"], **cfg["model_kwargs"])
     except TypeError as exc:
         raise ConfigError(f"model {cfg['model']!r} does not accept the arguments {public_kwargs(cfg['model_kwargs'])}: {exc}") from exc
+    if accept is not None:
+        accept(model)
     if cfg.get("data") in (None, ""):
         raise ConfigError("data=DIR is required (a simfail dataset folder)")
     if isinstance(cfg["data"], (list, tuple)) or cfg.get("split") not in (None, ""):
