@@ -64,6 +64,11 @@ def run_rates(cfg: GenerateConfig) -> int:
 def run_check(cfg: CheckConfig) -> int:
     from simfail.dataset.reader import SimfailDataset
 
+    if cfg.benchmark is not None:  # a whole benchmark folder against its published hashes
+        from simfail.benchmark.check import check_benchmark
+
+        return check_benchmark(cfg.benchmark, cfg.data)
+
     problems = SimfailDataset(cfg.data).check()
     for p in problems:
         print(f"problem: {p}")
