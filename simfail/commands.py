@@ -312,7 +312,7 @@ for _c in (
     Command("experiment", "run a named experiment (simfail experiment --help lists them)", None, None,
             example="simfail experiment real_plus_sim real=DIR sim=DIR out=DIR",
             variants="simfail.stress.experiments:commands"),
-    Command("benchmark", "the frozen reward-model benchmark: build (simfail benchmark --help lists the sub-commands)",
+    Command("benchmark", "the frozen reward-model benchmark (simfail benchmark --help lists its sub-commands: build ...)",
             None, None, example="simfail benchmark build version=v1 out=DIR size=128",
             variants="simfail.benchmark:commands"),
     Command("view", "browse a dataset in a web browser: serve it, export a folder (out=) or draw the figure (figure=)",
