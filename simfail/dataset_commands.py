@@ -84,4 +84,9 @@ def run_list(_: ListConfig) -> int:
         print(f"{name}: {task.description}")
         for pname, p in task.perturbations().items():
             print(f"  {pname:<20} {p.description}  (detected as: {', '.join(p.intended)})")
+    from simfail.perturbations.nuisance import ALTERNATIVES
+
+    print("clean alternatives (every task; failures.alternatives=[...], docs/benchmark.md):")
+    for pname, p in ALTERNATIVES.items():
+        print(f"  {pname:<20} {p.description}")
     return 0
