@@ -200,6 +200,8 @@ class CheckConfig:
     """``simfail check DIR``."""
 
     data: Optional[str] = _f(None, "the dataset folder to verify", "data=DIR", positional=True, required=True)
+    benchmark: Optional[str] = _f(None, "verify DIR as a copy of this published benchmark (its files against "
+                                  "benchmarks/<id>.sha256; --benchmark ID works too)", "benchmark=v1-128")
 
 
 @dataclass

@@ -535,6 +535,7 @@ def task_config(cfg: GenerateConfig, task: Task) -> GenerateConfig:
 def validate_failures(cfg: GenerateConfig) -> None:
     """Raise UnknownNameError for a failure name that none of the run's tasks offers."""
     tasks = [get_task(t) for t in run_tasks(cfg)]
+    alternative_plan(cfg, 0)  # unknown clean-alternative names
     if len(tasks) == 1:
         variant_plan(tasks[0], cfg, 0)
         return

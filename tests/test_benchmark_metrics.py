@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from simfail.benchmark.subsets import SUBSETS, episode_meta, hard_pairs, operator_pairs, subset_pairs
+from simfail.benchmark.pairs import SUBSETS, episode_meta, hard_pairs, operator_pairs, subset_pairs
 from simfail.stress import metrics as M
 from simfail.stress.baselines import ConstantModel, RandomModel
 from simfail.stress.harness import evaluate, run_model

@@ -155,6 +155,10 @@ class Page:
                 kv["failures.names"] = f"[{first_operator(kv.get('task', 'pick_place'))}]"
         elif name == "merge":  # datasets the page generated are kept; a placeholder is the shared one
             pos = [self.existing_or(p, data) for p in pos]
+        elif name == "check" and "--benchmark" in args:  # a benchmark copy: the tiny one the page built
+            bench_id = args[args.index("--benchmark") + 1]
+            pos = [str(self.local(p)) for p in pos if p != bench_id]
+            flags = ["--benchmark", "tiny"]
         elif name in ("check", "calibrate", "view"):
             pos = [self.existing_or(p, data) for p in pos]
             if name == "view" and serves_forever(argv):
@@ -180,6 +184,9 @@ class Page:
         elif name == "train-policy":
             pytest.importorskip("torch")
             kv.update(TRAIN_POLICY_TINY)
+        elif name == "benchmark" and pos[:1] == ["build"]:  # the tiny recipe (configs/benchmark/tiny.yaml)
+            kv.update({"version": "tiny", "progress": "false"})
+            kv.pop("size", None)
         elif name == "render-speed":
             kv.update({"size": "64", "frames": "4"})
         elif name == "render-preview":

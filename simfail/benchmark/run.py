@@ -12,7 +12,7 @@ score_evaluate`: the same model loading, episode inputs, output checks and score
   ``D_c``, VOC on expert episodes, the false-positive rate, and the failure-timing lag
   (median seconds from the failure becoming visible to the reward falling 10% of its range,
   with the share of failures detected at all);
-* per subset (:mod:`simfail.benchmark.subsets`): ``A`` on the pairs each subset holds;
+* per subset (:mod:`simfail.benchmark.pairs`): ``A`` on the pairs each subset holds;
 * per operator: ``A`` of references vs that operator's episodes, held-out operators marked
   (from the dataset's ``benchmark.json``; :mod:`simfail.benchmark.meta`).
 
@@ -190,7 +190,7 @@ def _pairs_accuracy(metas: list[Any], values: np.ndarray, pair_map: dict[int, li
                     cfg: BenchmarkRunConfig) -> dict[str, Any]:
     from simfail.stress import metrics as M
 
-    from .subsets import group_members
+    from .pairs import group_members
 
     pos = {m.index: k for k, m in enumerate(metas)}
     contexts = {}
@@ -233,7 +233,7 @@ def _category_row(drun: Any, category: str | None, cfg: BenchmarkRunConfig, fps:
 
 def _model_results(drun: Any, info: dict[str, Any], metas: list[Any], categories: list[str], operators: list[str],
                    hard: dict[int, list[tuple[int, int]]] | None, cfg: BenchmarkRunConfig, fps: float) -> dict[str, Any]:
-    from .subsets import SUBSETS, operator_pairs, subset_pairs
+    from .pairs import SUBSETS, operator_pairs, subset_pairs
 
     values = _values(drun)
     subsets = {name: _pairs_accuracy(metas, values, subset_pairs(metas, rule), cfg) for name, rule in SUBSETS.items()}
@@ -274,7 +274,7 @@ def benchmark_run(cfg: BenchmarkRunConfig) -> tuple[dict[str, Any], Path]:
     from simfail.stress.identity import dataset_content_hash
 
     from .meta import load_benchmark_meta
-    from .subsets import episode_meta, hard_pairs
+    from .pairs import episode_meta, hard_pairs
 
     data = Path(str(cfg.data))
     meta = load_benchmark_meta(data)
@@ -399,7 +399,7 @@ def leaderboard_text(results: dict[str, Any]) -> str:
             rows.append([lab, _ci(r["A"], r["ci"]), _num(r["A_ties_half"]), _num(r["tie_rate"], 2), _num(r["mean_D_c"]),
                          _num(r["voc"]), _num(r["false_positive_rate"]), _lag(r), r["n_pairs"]])
         parts += ["", f"== {cat} ==", format_table(head, rows)]
-    from .subsets import SUBSET_ORDER
+    from .pairs import SUBSET_ORDER
 
     rows = []
     for lab, m in models.items():
