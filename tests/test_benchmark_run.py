@@ -316,3 +316,28 @@ def test_pairwise_refused_before_anything_is_written_and_errors_counted(data, tm
     res = json.loads((out / "results.json").read_text())
     row = res["models"]["test_benchmark_run:FlakyModel"]["by_category"]["all"]
     assert row["n_errors"] == 3 and row["n_missing"] == 3 and row["n_pairs"] == 3  # group 2 alone keeps its pairs
+
+
+def test_compare_refuses_other_metric_settings(data, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _run(data, a, "model=oracle", "figure=false") == 0
+    assert _run(data, b, "model=oracle", "figure=false", "returns=last") == 0
+    capsys.readouterr()
+    assert main(["benchmark", "compare", str(a), str(b)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "returns=last" in err[0]
+
+
+def test_dataset_regenerated_in_place_is_scored_afresh(data, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    ckpt = tmp_path / "model.json"
+    ckpt.write_text(json.dumps({"scale": 1.0}))
+    first, _ = _score(copy, tmp_path / "rep", ckpt)
+    assert first.n_computed == 12
+    video = sorted((copy / "videos").rglob("*.mp4"))[0]
+    raw = bytearray(video.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # other pixels, same labels, same path
+    video.write_bytes(bytes(raw))
+    again, info = _score(copy, tmp_path / "rep", ckpt)
+    assert again.n_computed == 12 and "belonged to another dataset" in capsys.readouterr().err

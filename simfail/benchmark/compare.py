@@ -1,9 +1,10 @@
 """``simfail benchmark compare RUN1 RUN2 ... [out=DIR]``: several ``benchmark run`` results
 side by side (every table of :func:`simfail.benchmark.run.leaderboard_text`, one row per model).
 
-Results are only comparable on the same data: runs whose datasets have different content
-hashes (:func:`simfail.stress.identity.dataset_content_hash`) or different splits are refused
-with one line. A model present in several runs with the same identity (name, arguments,
+Results are only comparable on the same data and metric definitions: runs whose datasets have
+different content hashes (:func:`simfail.stress.identity.dataset_content_hash`), different
+splits, or other ``returns`` / ``tie_tol`` / ``timing_threshold`` / ``confidence`` settings are
+refused with one line. A model present in several runs with the same identity (name, arguments,
 weights hash) is shown once; two different identities under one label get a ``#2`` suffix.
 """
 
@@ -55,6 +56,10 @@ def load_run(path: str | Path) -> dict[str, Any]:
     return obj
 
 
+#: Settings that change what the numbers mean: runs must agree on them.
+_SAME_SETTINGS: tuple[str, ...] = ("returns", "tie_tol", "timing_threshold", "confidence")
+
+
 def _same_identity(a: dict[str, Any], b: dict[str, Any]) -> bool:
     keys = ("spec", "args", "weights_hash")
     return all(a.get(k) == b.get(k) for k in keys)
@@ -74,6 +79,10 @@ def compare_runs(paths: list[str]) -> dict[str, Any]:
                               "(different data; rerun both on the same benchmark copy)")
         if s != s0 or r["dataset"]["groups"] != base["dataset"]["groups"]:
             raise ConfigError(f"cannot compare: {p} scored split {s!r}, {base_path} split {s0!r} (other groups)")
+        for key in _SAME_SETTINGS:
+            a, b = base["settings"].get(key), r["settings"].get(key)
+            if a != b:
+                raise ConfigError(f"cannot compare: {p} used {key}={b}, {base_path} {key}={a} (other metric definitions)")
     models: dict[str, Any] = {}
     for _, r in runs:
         for lab, m in r["models"].items():
