@@ -341,3 +341,29 @@ def test_dataset_regenerated_in_place_is_scored_afresh(data, tmp_path, capsys):
     video.write_bytes(bytes(raw))
     again, info = _score(copy, tmp_path / "rep", ckpt)
     assert again.n_computed == 12 and "belonged to another dataset" in capsys.readouterr().err
+
+
+TRAIN_TINY = ["epochs=1", "batches_per_epoch=2", "batch_size=4", "clip_frames=8", "frame_size=16", "net.feat_dim=16",
+              "net.width=8", "net.hidden=16", "text.dim=16", "progress=false"]
+
+
+@pytest.mark.slow  # ~22 s (two trainings); the python-model cache test covers the rule in the default suite
+def test_rewind_checkpoint_retrained_in_place_misses_the_cache(data, tmp_path):
+    """The real checkpoint path: ``simfail train-reward`` writes a tiny rewind model, the
+    benchmark scores it, the same weights hit the cache, a retrain to the same folder misses."""
+    pytest.importorskip("torch")
+    ckpt, out = tmp_path / "model", tmp_path / "run"
+
+    def run_counts():
+        assert _run(data, out, "model=rewind", f"model.checkpoint={ckpt}", "figure=false") == 0
+        m = json.loads((out / "results.json").read_text())["models"][f"rewind checkpoint={ckpt}"]
+        return m["n_computed"], m["identity"]["weights_hash"]
+
+    assert main(["train-reward", f"data={data}", f"out={ckpt}", "seed=0", *TRAIN_TINY]) == 0
+    computed, first = run_counts()
+    assert computed == 6
+    assert run_counts() == (0, first)  # same weights: every score from the cache
+    shutil.rmtree(ckpt)
+    assert main(["train-reward", f"data={data}", f"out={ckpt}", "seed=1", *TRAIN_TINY]) == 0
+    computed, second = run_counts()
+    assert computed == 6 and second != first
