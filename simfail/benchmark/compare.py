@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional
 
 from simfail.commands import Command
+from simfail.config import _f
 from simfail.errors import ConfigError
 
 __all__ = ["BenchmarkCompareConfig", "COMMAND", "compare_runs", "load_run", "main"]
-
-
-def _f(default: Any = None, help: str = "", example: str = "", factory: Any = None, **meta: Any) -> Any:
-    md = {"help": help, "example": example, **meta}
-    return field(default_factory=factory, metadata=md) if factory is not None else field(default=default, metadata=md)
 
 
 @dataclass

@@ -30,13 +30,14 @@ import hashlib
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 from simfail.commands import Command
+from simfail.config import _f
 from simfail.errors import ConfigError
 
 __all__ = ["BenchmarkRunConfig", "COMMAND", "PAPER_ORDER", "benchmark_run", "leaderboard_text", "main", "model_label"]
@@ -51,11 +52,6 @@ RUN_VERSION = 1
 
 #: Baselines every leaderboard shows (honest numbers: chance and all-ties beside every model).
 MANDATORY_BASELINES: tuple[str, ...] = ("random", "constant")
-
-
-def _f(default: Any = None, help: str = "", example: str = "", factory: Any = None, **meta: Any) -> Any:
-    md = {"help": help, "example": example, **meta}
-    return field(default_factory=factory, metadata=md) if factory is not None else field(default=default, metadata=md)
 
 
 @dataclass
