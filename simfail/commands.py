@@ -311,6 +311,10 @@ for _c in (
     Command("experiment", "run a named experiment (simfail experiment --help lists them)", None, None,
             example="simfail experiment real_plus_sim real=DIR sim=DIR out=DIR",
             variants="simfail.stress.experiments:commands"),
+    Command("replay", "replay demonstrations (a LeRobot dataset of actions) in their scenes, verify them against "
+            "their sim.qpos and branch counterfactual variants from them", "simfail.replay.command:ReplayConfig",
+            "simfail.replay.command:replay_main", split="simfail.replay.command:split_args",
+            example="simfail replay demos=DIR failures=[gripper_release,push] out=DIR2"),
     Command("view", "browse a dataset in a web browser: serve it, export a folder (out=) or draw the figure (figure=)",
             "simfail.viewer.commands:ViewConfig", "simfail.viewer.commands:run",
             example="simfail view DIR out=HTML_DIR"),
