@@ -23,7 +23,7 @@ from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -32,11 +32,12 @@ from simfail.core.runner import SceneRunner
 from simfail.core.scene import StageConfig
 from simfail.errors import ConfigError, SimulationUnstableError
 from simfail.replay.demos import DemoEpisode, DemoSet, load_demos
-from simfail.replay.verify import Replayed, replay_demo
+from simfail.replay.verify import ReplayDivergenceError, Replayed, replay_demo
 
 #: Variant name of a group's reference episode: the replayed demo itself.
 REFERENCE_VARIANT = "demo"
 CONTINUATIONS = ("open_loop",)
+ON_DIVERGENCE = ("raise", "skip")
 
 
 def _f(default: Any, help: str, example: str, **meta: Any) -> Any:
@@ -54,14 +55,20 @@ class ReplayConfig:
     demos: str = _f("", "the demo dataset: a LeRobot v3 folder with 8-wide actions, simfail.task and simfail.seed "
                     "per episode (docs/replay.md)", "demos=data/demos", required=True)
     episodes: List[int] = _f(list, "demo episode indices to replay (default: every episode)", "episodes=[0,3]")
-    failures: List[str] = _f(list, "generic operators that branch variants from every demo (simfail list)",
+    failures: List[str] = _f(list, "generic operators that branch variants from every demo (simfail list); "
+                             "OPERATOR.KEY=VALUE sets one of its parameters (push.object=red_cube)",
                              "failures=[gripper_release,push]")
+    operator_params: Dict[str, Any] = _f(dict, "operator parameters: OPERATOR.KEY=VALUE (VALUE read as YAML)",
+                                         "gripper_release.onset=0.5")
     continuation: str = _f("open_loop", "after the onset: open_loop replays the rest of the demo's actions",
                            "continuation=open_loop", choices=list(CONTINUATIONS))
     near_misses: bool = _f(True, "also a near-miss variant per operator (magnitude in its near-miss range)",
                            "near_misses=false")
     seed: int = _f(0, "seed of the variants' magnitudes and onsets (mixed with the scene seed)", "seed=3",
                    range=(0, None))
+    on_divergence: str = _f("raise", "a demo that leaves its sim.qpos: raise (one error, nothing written) or skip "
+                            "(leave it out, count it in the summary and the meta)", "on_divergence=skip",
+                            choices=list(ON_DIVERGENCE))
     tolerance: float = _f(0.0, "largest |qpos - demo sim.qpos| accepted at any frame (rad / m); 0: bit for bit",
                           "tolerance=1e-6", range=(0, None))
     out: Optional[str] = _f(None, "output dataset folder (none: verify and label only, nothing written)",
@@ -87,6 +94,10 @@ class ReplayConfig:
             raise ConfigError(f"render.width and render.height must be even, got {self.width}x{self.height}")
         if self.resume and self.overwrite:
             raise ConfigError("resume=true and overwrite=true exclude each other")
+        if self.on_divergence not in ON_DIVERGENCE:
+            from simfail.errors import UnknownNameError
+
+            raise UnknownNameError("on_divergence mode", self.on_divergence, ON_DIVERGENCE)
         if self.continuation not in CONTINUATIONS:
             from simfail.errors import UnknownNameError
 
@@ -98,9 +109,11 @@ class ReplayConfig:
         dup = sorted({e for e in self.episodes if self.episodes.count(e) > 1})
         if dup:
             raise ConfigError(f"episodes lists {dup} more than once")
-        from simfail.replay.branching import check_operator_names
+        from simfail.replay.branching import check_operators
 
-        check_operator_names(self.failures)
+        if not isinstance(self.failures, list):
+            raise ConfigError(f"failures must be a list, e.g. failures=[gripper_release,push], got {self.failures!r}")
+        check_operators(list(self.failures), dict(self.operator_params))
         check_json_path(self.json)
 
 
@@ -130,9 +143,9 @@ def verify_demo(runner: SceneRunner, demo: DemoEpisode, cfg: ReplayConfig, where
     """Pass 1 for one demo: replay, check against ``sim.qpos``, label, check the onsets."""
     from simfail.replay.branching import plan_variants
 
-    rep = replay_demo(runner, demo, tolerance=float(cfg.tolerance), keep_states=False, where=where)
+    rep = replay_demo(runner, demo, tolerance=float(cfg.tolerance), keep_states=bool(cfg.failures), where=where)
     success, events = runner.task.detect(rep.trace, runner.scene.layout)
-    plan_variants(runner, rep, cfg)  # raises for an onset past the end, an unknown object ...
+    plan_variants(runner, rep, cfg, {})  # raises for an onset past the end, an unknown object ...
     return DemoCheck(demo, demo.length, rep.max_abs_diff, bool(success), sorted({e.type for e in events}))
 
 
@@ -152,7 +165,7 @@ def replay_group(runner: SceneRunner, demo: DemoEpisode, cfg: ReplayConfig, root
     from simfail.core.episode import VIEWS
     from simfail.labels.visibility import SEG_SIZE
     from simfail.render.worker import RenderWorker
-    from simfail.replay.branching import branch, plan_variants
+    from simfail.replay.branching import branch_variant, plan_variants, realized
 
     task, fps, group_id = runner.task, runner.fps, demo.index
     timing = gen.GroupTiming()
@@ -165,24 +178,24 @@ def replay_group(runner: SceneRunner, demo: DemoEpisode, cfg: ReplayConfig, root
     see, seen = gen.visibility_hook(worker, scene.model, runner)
     frames: list[Future] = []
     unstable: list[dict[str, str]] = []
-    realized: dict[str, list[int]] = {}
+    realizations: dict[str, list[int]] = {}
     try:
         ref_frames = worker.submit(rep.trace.qpos) if worker is not None else None
         if ref_frames is not None:
             frames.append(ref_frames)
         t0 = time.perf_counter()
         ref_res = RolloutResult(rep.trace)
-        success, _ = task.detect(rep.trace, scene.layout)
+        success, ref_events = task.detect(rep.trace, scene.layout)
         ref = gen._record(task, scene, ref_res, group_id, REFERENCE_VARIANT,
                           reference_params(demo, root, rep, success), fps)
         timing.labels += time.perf_counter() - t0
         episodes = [ref]
         see(ref, ref_res)
-        plan = plan_variants(runner, rep, cfg)
+        source, plan = plan_variants(runner, rep, cfg, {"dataset": str(root)})
         for spec in plan:
             t0 = time.perf_counter()
             try:
-                res, params = branch(runner, rep, spec, cfg, root)
+                res, params = branch_variant(runner, source, spec, cfg.continuation)
             except SimulationUnstableError as exc:
                 timing.physics += time.perf_counter() - t0
                 unstable.append({"variant": spec.name, "error": str(exc)})
@@ -195,15 +208,16 @@ def replay_group(runner: SceneRunner, demo: DemoEpisode, cfg: ReplayConfig, root
             timing.labels += time.perf_counter() - t0
             episodes.append(ep)
             see(ep, res)
-            counts = realized.setdefault(spec.operator, [0, 0])
-            counts[0] += int(bool(ep.failures) or not ep.success)
-            counts[1] += 1
+            if spec.kind == "failure":
+                counts = realizations.setdefault(spec.operator, [0, 0])
+                counts[0] += int(realized(spec.operator, ep.failures, ref_events))
+                counts[1] += 1
     except BaseException:
         if worker is not None:
             worker.close(cancel=True)
         raise
     return gen.finish_group(group_id, demo.scene_seed, [], episodes, timing, unstable, worker, frames, seen,
-                            defer_frames, replayed=rep, realized=realized)
+                            defer_frames, replayed=rep, realized=realizations)
 
 
 # ------------------------------------------------------------------------------ the command
@@ -218,7 +232,7 @@ class _MetaConfig:
 
 
 def _meta(cfg: ReplayConfig, demos: DemoSet, runners: dict[str, SceneRunner],
-          groups: dict[int, dict[str, Any]]) -> dict[str, Any]:
+          groups: dict[int, dict[str, Any]], divergent: list[dict[str, Any]]) -> dict[str, Any]:
     from simfail import generate as gen
 
     models = {t: r.prototype_model for t, r in runners.items()}
@@ -227,7 +241,7 @@ def _meta(cfg: ReplayConfig, demos: DemoSet, runners: dict[str, SceneRunner],
     meta["config"] = gen.config_dict(cfg)
     meta["replay"] = {
         "demos": str(demos.root), "fps": demos.fps, "continuation": cfg.continuation, "failures": list(cfg.failures),
-        "tolerance": float(cfg.tolerance),
+        "tolerance": float(cfg.tolerance), "left_out_diverged": divergent,
         "reference": f"variant {REFERENCE_VARIANT!r}: the replayed demo, labelled by the physics; it is not an "
                      "expert episode (a demo that fails is labelled a failure); group id = demo episode index",
     }
@@ -259,10 +273,17 @@ def run(cfg: ReplayConfig, *, log=print) -> dict[str, Any]:
     runners = make_runners(demos, cfg)
     where = f" of {demos.root}"
     checks: list[DemoCheck] = []
+    divergent: list[dict[str, Any]] = []
     for demo in tqdm(demos.episodes, desc="simfail replay: verify", unit="demo", disable=not cfg.progress):
-        checks.append(verify_demo(runners[demo.task], demo, cfg, where))
-    summary: dict[str, Any] = {"demos": len(checks), "verified": sum(c.max_abs_diff is not None for c in checks),
-                               "divergences": 0,
+        try:
+            checks.append(verify_demo(runners[demo.task], demo, cfg, where))
+        except ReplayDivergenceError as exc:
+            if cfg.on_divergence == "raise":
+                raise
+            divergent.append({"episode": demo.index, "error": str(exc)})
+    kept = {c.demo.index for c in checks}
+    summary: dict[str, Any] = {"demos": len(demos.episodes), "verified": sum(c.max_abs_diff is not None for c in checks)
+                               + len(divergent), "divergences": len(divergent), "divergent": divergent,
                                "max_abs_qpos_diff": max((c.max_abs_diff for c in checks if c.max_abs_diff is not None),
                                                         default=None),
                                "demo_success": sum(c.success for c in checks),
@@ -281,7 +302,7 @@ def run(cfg: ReplayConfig, *, log=print) -> dict[str, Any]:
     meta_path = writer.root / "meta" / "simfail.json"
     if meta_path.exists():
         groups = {int(k): v for k, v in json.loads(meta_path.read_text()).get("groups", {}).items()}
-    todo = [d for d in demos.episodes if d.index not in done]
+    todo = [d for d in demos.episodes if d.index not in done and d.index in kept]
     realized: dict[str, list[int]] = {}
     n_groups = n_variants = 0
     bar = tqdm(todo, desc="simfail replay: write", unit="group", disable=not cfg.progress)
@@ -290,7 +311,7 @@ def run(cfg: ReplayConfig, *, log=print) -> dict[str, Any]:
             runner = runners[demo.task]
             res = replay_group(runner, demo, cfg, demos.root, render=True, defer_frames=True)
             groups[demo.index] = _group_entry(res, demo, runner)
-            sink.submit_result(res, _meta(cfg, demos, runners, dict(groups)))
+            sink.submit_result(res, _meta(cfg, demos, runners, dict(groups), divergent))
             n_groups += 1
             n_variants += len(res.episodes) - 1
             for op, (k, n) in res.realized.items():
@@ -298,9 +319,9 @@ def run(cfg: ReplayConfig, *, log=print) -> dict[str, Any]:
                 acc[0] += k
                 acc[1] += n
             bar.set_postfix(variants=n_variants)
-    writer.finalize(_meta(cfg, demos, runners, groups))
+    writer.finalize(_meta(cfg, demos, runners, groups, divergent))
     summary.update({"groups": n_groups, "variants": n_variants,
-                    "realized": {op: {"failed": k, "variants": n} for op, (k, n) in sorted(realized.items())},
+                    "realized": {op: {"realized": k, "variants": n} for op, (k, n) in sorted(realized.items())},
                     "skipped_groups": sorted(done & {d.index for d in demos.episodes}), "out": str(writer.root),
                     "seconds": time.perf_counter() - t_start})
     return summary
@@ -319,11 +340,14 @@ def summary_table(s: dict[str, Any]) -> str:
             f"time: {s.get('seconds', 0.0):.1f} s"]
     if s["demo_failures"]:
         head.append("demo failures (demos): " + ", ".join(f"{k} {v}" for k, v in sorted(s["demo_failures"].items())))
-    rows = [[op, str(r["variants"]), str(r["failed"]), f"{100 * r['failed'] / r['variants']:.0f}%"]
+    if s.get("divergent"):
+        head.append("left out (diverged): " + "; ".join(d["error"] for d in s["divergent"]))
+    rows = [[op, str(r["variants"]), str(r["realized"]), f"{100 * r['realized'] / r['variants']:.0f}%"]
             for op, r in s["realized"].items()]
     if not rows:
         return "\n".join(head)
-    return "\n".join(head) + "\n\n" + table(rows, ["operator", "variants", "realized (failure)", "realization"])
+    return "\n".join(head) + "\n\n" + table(rows, ["operator", "failure variants", "realized",
+                                                     "realization (a new intended event)"])
 
 
 #: ``key=`` spellings shared with ``simfail generate`` -> the replay setting they set.
@@ -331,12 +355,29 @@ ALIASES = {"render.width": "width", "render.height": "height", "dataset.crf": "c
 
 
 def split_args(args: list[str]) -> tuple[list[str], dict[str, Any]]:
-    """Rename generate's spellings (``render.width=`` -> ``width=``, see :data:`ALIASES`)."""
-    out = []
+    """Rename generate's spellings (``render.width=`` -> ``width=``, see :data:`ALIASES`) and take
+    ``OPERATOR.KEY=VALUE`` (VALUE read as YAML) out into ``{"operator_params": {OPERATOR: {KEY:
+    VALUE}}}``; ``failures=`` is read as YAML too (``failures=[push]`` or ``failures=push``)."""
+    from simfail.stress.commands import _yaml_value
+
+    out: list[str] = []
+    params: dict[str, dict[str, Any]] = {}
+    updates: dict[str, Any] = {}
     for a in args:
         key, sep, value = a.partition("=")
-        out.append(f"{ALIASES[key.strip()]}={value}" if sep and key.strip() in ALIASES else a)
-    return out, {}
+        key = key.strip()
+        head, dot, rest = key.partition(".")
+        if sep and key in ALIASES:
+            out.append(f"{ALIASES[key]}={value}")
+        elif sep and dot and head not in ("render", "dataset", "operator_params") and head.isidentifier():
+            if not rest.isidentifier():
+                raise ConfigError(f"bad operator parameter {a!r}: use OPERATOR.KEY=VALUE, e.g. push.object=red_cube")
+            params.setdefault(head, {})[rest] = _yaml_value(value, key)
+        else:
+            out.append(a)
+    if params:
+        updates["operator_params"] = params
+    return out, updates
 
 
 def replay_main(cfg: ReplayConfig) -> int:
