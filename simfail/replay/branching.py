@@ -124,7 +124,7 @@ def plan_variants(runner, rep, cfg, origin: dict[str, Any]):
             try:
                 edit = op.make_edit(source, m, rng, **dict(cfg.operator_params.get(name, {})))
             except ConfigError as exc:
-                raise type(exc)(f"demo episode {rep.demo.index} ({rep.demo.length} frames): {exc}") from None
+                raise ConfigError(f"demo episode {rep.demo.index} ({rep.demo.length} frames): {exc}") from None
             vname = name if kind == "failure" else f"{name}:near_miss"
             out.append(DemoVariant(vname, name, kind, m, edit, int(edit.onset)))
     return source, out

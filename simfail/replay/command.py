@@ -369,6 +369,13 @@ def split_args(args: list[str]) -> tuple[list[str], dict[str, Any]]:
         head, dot, rest = key.partition(".")
         if sep and key in ALIASES:
             out.append(f"{ALIASES[key]}={value}")
+        elif sep and key == "failures":  # operator names, not generate's failures config group
+            v = _yaml_value(value, key)
+            v = [] if v is None else [v] if isinstance(v, str) else v
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise ConfigError(f"failures must be a list of operator names, e.g. failures=[gripper_release,push], "
+                                  f"got {value!r}")
+            updates["failures"] = v
         elif sep and dot and head not in ("render", "dataset", "operator_params") and head.isidentifier():
             if not rest.isidentifier():
                 raise ConfigError(f"bad operator parameter {a!r}: use OPERATOR.KEY=VALUE, e.g. push.object=red_cube")
