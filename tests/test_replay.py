@@ -301,3 +301,20 @@ def test_the_recorder_refuses_bad_episodes(tmp_path):
     with pytest.raises(ConfigError, match="no episodes"):
         rec.close()
     assert not (tmp_path / "d").exists()
+
+
+def test_an_unusable_out_is_refused_before_any_replay(small_demo, tmp_path, capsys):
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "notes.txt").write_text("mine")
+    rc, _, err = run_cli([f"demos={small_demo}", f"out={full}", *SMALL], capsys)
+    assert rc == 2 and "is not empty" in one_error(err)
+    assert [p.name for p in full.iterdir()] == ["notes.txt"]
+    out = tmp_path / "out"
+    assert run_cli([f"demos={small_demo}", "episodes=[0]", f"out={out}", *SMALL], capsys)[0] == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    rc, _, err = run_cli([f"demos={small_demo}", f"out={out}", "resume=true", "seed=4", *SMALL], capsys)
+    assert rc == 2 and "with other settings: seed was 0, now 4" in one_error(err)
+    rc, _, err = run_cli([f"demos={tmp_path}", f"out={out}", "resume=true", *SMALL], capsys)
+    assert rc == 2 and "cannot resume" in one_error(err)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before

@@ -238,7 +238,6 @@ def _meta(cfg: ReplayConfig, demos: DemoSet, runners: dict[str, SceneRunner],
     models = {t: r.prototype_model for t, r in runners.items()}
     task = demos.tasks[0] if len(demos.tasks) == 1 else "all"
     meta = gen._meta(_MetaConfig(task, cfg), models, groups)  # generate's meta: versions, joints, label rules
-    meta["config"] = gen.config_dict(cfg)
     meta["replay"] = {
         "demos": str(demos.root), "fps": demos.fps, "continuation": cfg.continuation, "failures": list(cfg.failures),
         "tolerance": float(cfg.tolerance), "left_out_diverged": divergent,
@@ -260,6 +259,46 @@ def _group_entry(res, demo: DemoEpisode, runner: SceneRunner) -> dict[str, Any]:
     return entry
 
 
+#: Settings a resumed run must share with the run that started the dataset.
+RESUME_KEYS = ("failures", "operator_params", "continuation", "near_misses", "seed", "tolerance")
+
+
+def check_out(cfg: ReplayConfig) -> None:
+    """Refuse an unusable ``out`` before any physics (the writer opens it after the verify
+    pass): a file, a non-empty folder without ``resume``/``overwrite``, or a resumed dataset made
+    from other demos or with other variant settings."""
+    from simfail.errors import OutputDirError
+
+    if cfg.out is None:
+        return
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise OutputDirError(f"output path {out} exists and is not a directory")
+    if not cfg.resume and not cfg.overwrite and out.is_dir() and any(out.iterdir()):
+        raise OutputDirError(f"output directory {out} is not empty; pass resume=true to continue the dataset in it "
+                             "or overwrite=true to replace it")
+    meta_path = out / "meta" / "simfail.json"
+    if cfg.resume and meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            return  # the writer reports an unreadable dataset
+        old, new = meta.get("config", {}).get("replay"), gen_config(cfg)
+        if not isinstance(old, dict):
+            raise OutputDirError(f"cannot resume in {out}: it was not written by simfail replay")
+        if Path(str(meta.get("replay", {}).get("demos", ""))).resolve() != Path(cfg.demos).resolve():
+            raise ConfigError(f"cannot resume in {out}: it replays {meta['replay'].get('demos')}, not {cfg.demos}")
+        diff = [k for k in RESUME_KEYS if old.get(k) != new.get(k)]
+        if diff:
+            raise ConfigError(f"cannot resume in {out} with other settings: {', '.join(f'{k} was {old.get(k)!r}, now {new.get(k)!r}' for k in diff)}")
+
+
+def gen_config(cfg: ReplayConfig) -> dict[str, Any]:
+    from simfail import generate as gen
+
+    return gen.config_dict(cfg)
+
+
 def run(cfg: ReplayConfig, *, log=print) -> dict[str, Any]:
     """Verify every selected demo, then (with ``out=``) write one group per demo; the summary."""
     from tqdm import tqdm
@@ -269,6 +308,7 @@ def run(cfg: ReplayConfig, *, log=print) -> dict[str, Any]:
 
     cfg.validate()
     t_start = time.perf_counter()
+    check_out(cfg)
     demos = load_demos(cfg.demos, cfg.episodes or None)
     runners = make_runners(demos, cfg)
     where = f" of {demos.root}"
