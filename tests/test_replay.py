@@ -318,3 +318,13 @@ def test_an_unusable_out_is_refused_before_any_replay(small_demo, tmp_path, caps
     rc, _, err = run_cli([f"demos={tmp_path}", f"out={out}", "resume=true", *SMALL], capsys)
     assert rc == 2 and "cannot resume" in one_error(err)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+@pytest.mark.slow
+def test_a_policy_rollout_dataset_replays_bit_for_bit(tmp_path, capsys):
+    """simfail rollout datasets are demo datasets too (policy commands, not IK targets)."""
+    roll = tmp_path / "roll"
+    assert main(["rollout", "policy=noisy_expert", "task=stack", "seeds=1", "samples=2", "render.fps=5",
+                 f"out={roll}", *SMALL]) == 0
+    rc, text, _ = run_cli([f"demos={roll}", *SMALL], capsys)
+    assert rc == 0 and "checked against sim.qpos: 2   divergences: 0   max |qpos diff|: 0" in text, text
