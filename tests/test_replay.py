@@ -143,8 +143,11 @@ def test_demos_become_groups_with_the_demo_as_reference_not_an_expert(generated,
         pert = json.loads(r["simfail.perturbation"])
         assert pert["expert"] is False and pert["source"]["episode"] == i
     meta = ds.simfail_meta
-    assert meta["groups"]["1"]["reference_success"] is False           # the dropping demo fails ...
-    assert meta["groups"]["1"]["reference_failures"] == ["drop"]       # ... and is labelled so
+    for i in range(3):  # each demo is labelled by the physics, as its source episode was
+        assert meta["groups"][str(i)]["reference_success"] == src.episode(i)["simfail.success"]
+        assert meta["groups"][str(i)]["reference_failures"] == sorted({e.type for e in src.failures(i)})
+    assert meta["groups"]["2"]["reference_success"] is False            # the no_release demo fails ...
+    assert meta["groups"]["2"]["reference_failures"] == ["no_release"]  # ... and is labelled so
     assert all(g["reference_is_expert"] is False for g in meta["groups"].values())
     assert "not an expert" in meta["replay"]["reference"]
 
@@ -296,8 +299,10 @@ def test_the_recorder_refuses_bad_episodes(tmp_path):
         rec.add("pick_place", 0, np.full((4, 8), np.nan))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
-    with pytest.raises(OutputDirError):
+    with pytest.raises(OutputDirError, match="not an empty folder"):
         DemoRecorder(tmp_path / "full", fps=5)
+    with pytest.raises(OutputDirError, match="refusing to overwrite"):
+        DemoRecorder(tmp_path / "full", fps=5, overwrite=True)  # not a dataset: never deleted
     with pytest.raises(ConfigError, match="no episodes"):
         rec.close()
     assert not (tmp_path / "d").exists()

@@ -58,8 +58,13 @@ class DemoRecorder:
             raise ConfigError(f"fps must be a whole number >= 1, got {fps!r}")
         self.fps = int(fps)
         self.overwrite = bool(overwrite)
-        if self.root.exists() and not self.overwrite and (not self.root.is_dir() or any(self.root.iterdir())):
-            raise OutputDirError(f"{self.root} exists and is not an empty folder (overwrite=True replaces it)")
+        if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
+            if not self.overwrite:
+                raise OutputDirError(f"{self.root} exists and is not an empty folder (overwrite=True replaces a "
+                                     "dataset)")
+            if not (self.root / L.INFO_PATH).is_file():
+                raise OutputDirError(f"refusing to overwrite {self.root}: it is not a LeRobot dataset "
+                                     f"(no {L.INFO_PATH})")
         self._episodes: list[dict] = []
 
     def add(self, task: str, scene_seed: int, actions: np.ndarray, qpos: np.ndarray | None = None,

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simfail.core.runner import HOME_ACTION, RunnerState, SceneRunner
+from simfail.counterfactual.source import DEMO_PHASE
 from simfail.errors import SimfailError
 from simfail.labels.trace import Trace
 from simfail.replay.demos import DemoEpisode
 
-#: Phase label of replayed frames in the trace.
-REPLAY_PHASE = "replay"
+#: Phase label of replayed frames in the trace (a demo carries no phases of its own): the
+#: label :meth:`simfail.counterfactual.source.SourceEpisode.from_actions` gives them too.
+REPLAY_PHASE = DEMO_PHASE
 
 
 class ReplayDivergenceError(SimfailError):
