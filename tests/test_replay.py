@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -19,7 +18,7 @@ from simfail.core.runner import HOME_ACTION, SceneRunner
 from simfail.core.scene import StageConfig
 from simfail.core.task import get_task
 from simfail.dataset.reader import SimfailDataset
-from simfail.replay.demos import DemoFormatError, load_demos
+from simfail.replay.demos import load_demos
 from simfail.replay.recorder import DemoRecorder
 from simfail.replay.verify import ReplayDivergenceError, replay_demo
 

@@ -17,7 +17,7 @@ pass, before anything is written.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,7 +48,6 @@ class DemoVariant:
     magnitude: float
     edit: Any
     onset_frame: int
-    params: dict[str, Any] = field(default_factory=dict)
 
 
 def _operators():
@@ -57,10 +56,6 @@ def _operators():
     except ImportError as exc:  # pragma: no cover - simfail.counterfactual ships with simfail
         raise ConfigError(f"failures= needs simfail.counterfactual's generic operators: {exc}") from exc
     return operators
-
-
-def operator_names() -> list[str]:
-    return list(_operators().operator_names())
 
 
 def check_operators(names: list[str], params: dict[str, Any]) -> None:
