@@ -229,3 +229,40 @@ def match_duration(applied: Applied, expert: Program, duration: float) -> tuple[
     matched = Applied(new, applied.onset_time, applied.params)
     return matched, {**info, "duration_matched": active_end(new) <= t_e + 1e-6, "time_scale": round(scale, 4),
                      "active_end_s": round(active_end(new), 4)}
+
+
+def retime_edit(edit: Any, expert: Program, duration: float) -> dict[str, Any]:
+    """Apply the matched-duration rule to a variant's edit before it runs.
+
+    A keyframe-program edit (:class:`~simfail.counterfactual.edit.ProgramEdit`) is retimed in
+    place by :func:`match_duration` and its fields are returned. Any other edit (a generic
+    operator acting on the source's commands) keeps the expert's timeline or not by its
+    nature; nothing is changed and ``{}`` is returned: :func:`command_timing` then measures,
+    from the commands actually issued, whether it ends in time.
+    """
+    program = getattr(edit, "program", None)
+    if program is None:
+        return {}
+    applied, fields = match_duration(Applied(program, program.t_branch, {}), expert, duration)
+    edit.program = applied.program
+    return fields
+
+
+def command_end(actions: Any, fps: int, tol: float = 1e-6) -> float:
+    """Time [s] of the last frame whose command still differs from the episode's final
+    command by more than ``tol`` (the end of the last active move, from commands alone)."""
+    a = np.asarray(actions, float)
+    moving = np.flatnonzero(np.abs(a - a[-1]).max(axis=1) > tol)
+    return float(moving[-1] + 1) / fps if moving.size else 0.0
+
+
+def command_timing(trace: Any, expert_trace: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """The matched-duration fields of a variant that was not retimed as a program: its active
+    end measured from its commands against the expert's (``duration_matched`` holds when it
+    ends no later, within one frame). Fields from :func:`retime_edit` are returned as they are."""
+    if fields:
+        return fields
+    fps = trace.fps
+    t_v, t_e = command_end(trace.action, fps), command_end(expert_trace.action, fps)
+    return {"duration_matched": t_v <= t_e + 1.0 / fps, "time_scale": 1.0, "active_end_s": round(t_v, 4),
+            "expert_active_end_s": round(t_e, 4)}

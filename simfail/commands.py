@@ -315,6 +315,10 @@ for _c in (
     Command("benchmark", "the frozen reward-model benchmark (simfail benchmark --help lists its sub-commands: build ...)",
             None, None, example="simfail benchmark build version=v1 out=DIR size=128",
             variants="simfail.benchmark:commands"),
+    Command("replay", "replay demonstrations (a LeRobot dataset of actions) in their scenes, verify them against "
+            "their sim.qpos and branch counterfactual variants from them", "simfail.replay.command:ReplayConfig",
+            "simfail.replay.command:replay_main", split="simfail.replay.command:split_args",
+            example="simfail replay demos=DIR failures=[gripper_release,push] out=DIR2"),
     Command("view", "browse a dataset in a web browser: serve it, export a folder (out=) or draw the figure (figure=)",
             "simfail.viewer.commands:ViewConfig", "simfail.viewer.commands:run",
             example="simfail view DIR out=HTML_DIR"),

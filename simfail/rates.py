@@ -2,8 +2,11 @@
 
 * expert success rate: share of scene seeds whose expert succeeds with no failure event;
 * realization rate of a perturbation: share of its variants in which the detectors confirm
-  one of the operator's ``intended`` event types. Variants are labelled by what happened
-  either way; this measures how reliably each operator produces its failure.
+  one of the operator's ``intended`` event types (any failure event for the generic operators
+  whose ``intended`` is empty: freeze, speedup, delay, truncate, push), split into failure-range
+  variants and near misses, with the task success of the failure-range variants. Variants are
+  labelled by what happened either way; this measures how reliably each operator produces its
+  failure.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 from simfail.config import GenerateConfig
 from simfail.core.task import get_task
-from simfail.generate import generate_group, make_group_runner
+from simfail.generate import available_operators, generate_group, make_group_runner
 from simfail.report import table
 
 
@@ -24,6 +27,10 @@ class Rates:
     expert_attempts: int
     expert_successes: int
     realized: dict[str, list[int]] = field(default_factory=dict)  # name -> [realized, total]
+    #: name -> variant kind (failure, near_miss, sweep) -> [realized, total]
+    realized_by_kind: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    #: name -> variant kind -> [task successes, total]
+    success_by_kind: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     success_of_variants: dict[str, list[int]] = field(default_factory=dict)
     mean_score: dict[str, float] = field(default_factory=dict)
     #: variants left out because their physics diverged, by operator
@@ -40,7 +47,8 @@ class Rates:
         return {
             "task": self.task, "groups": self.groups, "expert_attempts": self.expert_attempts,
             "expert_successes": self.expert_successes, "expert_success_rate": self.expert_success_rate,
-            "realized": self.realized, "variant_success": self.success_of_variants, "mean_score": self.mean_score,
+            "realized": self.realized, "realized_by_kind": self.realized_by_kind,
+            "success_by_kind": self.success_by_kind, "variant_success": self.success_of_variants, "mean_score": self.mean_score,
             "diverged": self.diverged,
             "sweep_mean_score": {n: {k: sum(v) / len(v) for k, v in d.items()} for n, d in self.sweep_scores.items()},
         }
@@ -50,7 +58,7 @@ def measure_rates(cfg: GenerateConfig, progress: bool = True) -> Rates:
     from tqdm import tqdm
 
     task = get_task(cfg.task)
-    perts = task.perturbations()
+    perts = available_operators(task)
     rates = Rates(cfg.task, cfg.groups, 0, 0)
     scores: dict[str, list[float]] = {}
     runner = make_group_runner(task, cfg)
@@ -73,10 +81,16 @@ def measure_rates(cfg: GenerateConfig, progress: bool = True) -> Rates:
             if kind in ("sweep", "near_miss"):
                 label = "near miss" if kind == "near_miss" else f"{float(ep.perturbation['magnitude']):.2f}"
                 rates.sweep_scores.setdefault(name, {}).setdefault(label, []).append(ep.score)
-            hit = any(e.type in perts[name].intended for e in ep.failures)
+            hit = perts[name].realized(ep.failures)
             rates.realized.setdefault(name, [0, 0])
             rates.realized[name][0] += int(hit)
             rates.realized[name][1] += 1
+            per_kind = rates.realized_by_kind.setdefault(name, {}).setdefault(str(kind), [0, 0])
+            per_kind[0] += int(hit)
+            per_kind[1] += 1
+            ok_kind = rates.success_by_kind.setdefault(name, {}).setdefault(str(kind), [0, 0])
+            ok_kind[0] += int(ep.success)
+            ok_kind[1] += 1
     rates.mean_score = {k: float(sum(v) / len(v)) for k, v in scores.items()}
     return rates
 
@@ -85,12 +99,17 @@ def rates_table(r: Rates) -> str:
     rows = []
     for name, (hit, n) in r.realized.items():
         s, sn = r.success_of_variants[name]
-        rows.append([name, f"{hit}/{n}", f"{hit / n:.0%}", f"{s}/{sn}", f"{r.mean_score[name]:.1f}"])
+        by_kind = r.realized_by_kind.get(name, {})
+        split = [f"{by_kind[k][0]}/{by_kind[k][1]}" if k in by_kind else "-" for k in ("failure", "near_miss")]
+        ok_kind = r.success_by_kind.get(name, {}).get("failure")
+        rows.append([name, f"{hit}/{n}", f"{hit / n:.0%}", *split, f"{s}/{sn}",
+                     f"{ok_kind[0]}/{ok_kind[1]}" if ok_kind else "-", f"{r.mean_score[name]:.1f}"])
     head = (f"task {r.task}: expert success {r.expert_successes}/{r.expert_attempts} seeds "
             f"({r.expert_success_rate:.1%}); expert mean score {r.mean_score.get('expert', 0):.1f}\n")
     if r.diverged:
         head += f"variants left out because the physics diverged: {r.diverged}\n"
-    out = head + table(rows, ["failure", "realized", "rate", "task success", "mean score"])
+    out = head + table(rows, ["failure", "realized", "rate", "of failure variants", "of near misses", "task success",
+                              "of failure variants", "mean score"])
     if r.sweep_scores:
         out += "\n" + sweep_table(r)
     return out

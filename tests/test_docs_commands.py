@@ -106,6 +106,7 @@ TRAIN_TINY = ["epochs=1", "batches_per_epoch=2", "batch_size=4", "clip_frames=8"
 TRAIN_POLICY_TINY = {"steps": "4", "batch_size": "8", "hidden": "16", "layers": "1", "chunk": "3", "width": "4",
                      "progress": "false"}
 EVALUATE_TINY = {"bootstrap": "20", "curves": "1", "video": "none", "progress": "false"}
+REPLAY_TINY = {"render.width": "64", "render.height": "64", "progress": "false"}
 ROLLOUT_TINY = {"seeds": "1", "samples": "1", "render.width": "64", "render.height": "64", "progress": "false"}
 REALISM_TINY = {"steps": "2", "strength": "0.7", "guidance_scale": "1.5", "resolution": "[32,96]", "chunk_frames": "9",
                 "overlap": "2", "device": "cpu", "dtype": "float32", "fidelity.enabled": "false", "progress": "false"}
@@ -178,6 +179,11 @@ class Page:
             kv.update(ROLLOUT_TINY)
         elif name == "benchmark" and pos[:1] == ["run"]:  # data= not built by the page: the shared dataset
             kv.update({"bootstrap": "20", "progress": "false"})
+        elif name == "replay":  # demos the page generated are kept; a placeholder is the shared dataset
+            kv.update(REPLAY_TINY)
+            kv.setdefault("episodes", "[0]")  # one demo, one group
+            if "demos" in kv:
+                kv["demos"] = self.existing_or(kv["demos"], data)
         elif name == "train-reward":
             pytest.importorskip("torch")
             kv.update(dict(a.split("=", 1) for a in TRAIN_TINY))
