@@ -41,7 +41,7 @@ from simfail.scale.driver import DriveResult, drive_shards, remove_shards
 from simfail.scale.executor import Executor, Report, worker_identity
 from simfail.scale.gpu import egl_device_env
 
-__all__ = ["ShardSpec", "generate_shard", "run_sharded", "worker_table"]
+__all__ = ["ShardSpec", "generate_shard", "run_sharded", "worker_rates", "worker_table"]
 
 @dataclass
 class ShardSpec:
@@ -169,7 +169,6 @@ def _summary(cfg: GenerateConfig, run: DriveResult, writer, skipped: list[int], 
     variants: dict[str, list[int]] = {}
     totals = Counter()
     timing = Counter()
-    workers: dict[str, dict[str, float]] = {}
     for r in run.shard_results:
         s = r["summary"]
         for k in ("episodes", "groups", "success"):
@@ -180,13 +179,7 @@ def _summary(cfg: GenerateConfig, run: DriveResult, writer, skipped: list[int], 
             v[0] += a
             v[1] += b
         timing.update(r["time"])
-        w = workers.setdefault(r["worker"], {"episodes": 0, "groups": 0, "seconds": 0.0, "shards": 0})
-        w["episodes"] += s["episodes"]
-        w["groups"] += s["groups"]
-        w["seconds"] += r["seconds"]
-        w["shards"] += 1
-    for w in workers.values():
-        w["episodes_per_hour"] = w["episodes"] * 3600.0 / w["seconds"] if w["seconds"] > 0 else 0.0
+    workers = worker_rates(run.shard_results, lambda r: r["summary"]["episodes"], lambda r: r["summary"]["groups"])
     return {
         "episodes": totals["episodes"], "groups": totals["groups"], "success": totals["success"],
         "failures_by_type": dict(sorted(by_type.items())), "variants": variants,
@@ -197,6 +190,22 @@ def _summary(cfg: GenerateConfig, run: DriveResult, writer, skipped: list[int], 
         "executor": executor.name, "workers": workers,
         "merge_seconds": run.merge_seconds, "verify_seconds": run.verify_seconds,
     }
+
+
+def worker_rates(shard_results: list[dict[str, Any]], episodes_of: Callable[[dict], int],
+                 groups_of: Callable[[dict], int]) -> dict[str, dict[str, float]]:
+    """Per worker (``host:pid``): shards, groups, episodes, busy seconds and episodes/hour, from
+    the work items' results (each with ``worker`` and ``seconds``)."""
+    workers: dict[str, dict[str, float]] = {}
+    for r in shard_results:
+        w = workers.setdefault(r["worker"], {"episodes": 0, "groups": 0, "seconds": 0.0, "shards": 0})
+        w["episodes"] += episodes_of(r)
+        w["groups"] += groups_of(r)
+        w["seconds"] += r["seconds"]
+        w["shards"] += 1
+    for w in workers.values():
+        w["episodes_per_hour"] = w["episodes"] * 3600.0 / w["seconds"] if w["seconds"] > 0 else 0.0
+    return workers
 
 
 def worker_table(summary: dict[str, Any]) -> str:
