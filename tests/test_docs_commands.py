@@ -106,6 +106,8 @@ TRAIN_TINY = ["epochs=1", "batches_per_epoch=2", "batch_size=4", "clip_frames=8"
 TRAIN_POLICY_TINY = {"steps": "4", "batch_size": "8", "hidden": "16", "layers": "1", "chunk": "3", "width": "4",
                      "progress": "false"}
 EVALUATE_TINY = {"bootstrap": "20", "curves": "1", "video": "none", "progress": "false"}
+SCALE_REPORT_TINY = {"groups": "1", "width": "64", "height": "64", "fps": "5", "operators": "[drop]",
+                     "executor": "local", "update": "[]", "progress": "false"}
 ROLLOUT_TINY = {"seeds": "1", "samples": "1", "render.width": "64", "render.height": "64", "progress": "false"}
 REALISM_TINY = {"steps": "2", "strength": "0.7", "guidance_scale": "1.5", "resolution": "[32,96]", "chunk_frames": "9",
                 "overlap": "2", "device": "cpu", "dtype": "float32", "fidelity.enabled": "false", "progress": "false"}
@@ -172,6 +174,8 @@ class Page:
                 kv["model.checkpoint"] = self.existing_or(kv["model.checkpoint"], lambda: self.fixture("checkpoint"))
         elif name == "rollout":
             kv.update(ROLLOUT_TINY)
+        elif name == "scale-report":  # one tiny group in this process; the page's files stay as they are
+            kv.update(SCALE_REPORT_TINY)
         elif name == "train-reward":
             pytest.importorskip("torch")
             kv.update(dict(a.split("=", 1) for a in TRAIN_TINY))
