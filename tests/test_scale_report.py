@@ -53,3 +53,13 @@ def test_update_rewrites_only_the_marked_block(tmp_path):
     bare.write_text("no block")
     with pytest.raises(ConfigError, match="no <!-- scale-report --> ... <!-- /scale-report --> block"):
         update_block(bare, "x")
+
+
+def test_a_file_without_the_block_is_one_error_before_any_measuring(tmp_path, capsys):
+    from simfail.cli import main
+
+    bare = tmp_path / "bare.md"
+    bare.write_text("no block")
+    assert main(["scale-report", f"out={tmp_path / 'work'}", f"update=[{bare}]", "executor=local"]) == 2
+    assert "no <!-- scale-report -->" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()

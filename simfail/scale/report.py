@@ -81,10 +81,14 @@ class ScaleReportConfig:
         if not self.machines or not all(isinstance(m, int) and m >= 1 for m in self.machines):
             raise ConfigError(f"machines must be a list of whole numbers >= 1, got {self.machines!r}")
         check_json_path(self.json)
-        for p in self.update:
-            text = Path(p).read_text() if Path(p).is_file() else ""
-            if BEGIN not in text or END not in text:
-                raise ConfigError(f"update={p}: the file has no {BEGIN} ... {END} block to rewrite")
+
+
+def check_update_files(paths: list[str]) -> None:
+    """Every ``update=`` file exists and has the marked block (checked before any measuring)."""
+    for p in paths:
+        text = Path(p).read_text() if Path(p).is_file() else ""
+        if BEGIN not in text or END not in text:
+            raise ConfigError(f"update={p}: the file has no {BEGIN} ... {END} block to rewrite")
 
 
 def _load() -> float | None:
@@ -227,6 +231,7 @@ def update_block(path: str | Path, block: str) -> None:
 
 def run(cfg: ScaleReportConfig) -> int:
     """``simfail scale-report``: measure, project, print, save and update the docs blocks."""
+    check_update_files(cfg.update)
     m = measure(cfg)
     rows = project(m, list(cfg.machines), cfg.target, cfg.workers_per_machine)
     block = markdown(m, rows, cfg.target)
