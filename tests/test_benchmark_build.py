@@ -219,9 +219,35 @@ def test_match_duration_retimes_a_long_variant(programs):
     assert b.program.duration == pytest.approx(task.duration)
     for t in np.linspace(0.0, a.onset_time, 5):
         assert np.allclose(b.program.pose_at(t)[0], expert.pose_at(t)[0])
-    drop = task.perturbations()["drop"].apply(task, layout, expert, 0.8, np.random.default_rng(0))
-    same, info = match_duration(drop, expert, task.duration)
-    assert same is drop and info["duration_matched"] and info["time_scale"] == 1.0
+    early = task.perturbations()["wrong_placement"].apply(task, layout, expert, 0.0, np.random.default_rng(0))
+    if active_end(early.program) <= active_end(expert):
+        same, info = match_duration(early, expert, task.duration)
+        assert same is early and info["duration_matched"] and info["time_scale"] == 1.0
+
+
+def test_generic_edits_are_timed_from_their_commands():
+    """A generic operator's variant is not retimed; its active end is measured from the commands
+    it issued: a release in the carry keeps the expert's timeline, a long freeze does not."""
+    from simfail.perturbations.nuisance import command_end, command_timing
+
+    fps = 10
+    expert = np.zeros((81, 8))
+    expert[:50, 0] = np.linspace(0.0, 1.0, 50)
+    expert[50:, 0] = 1.0
+
+    class T:
+        pass
+
+    ex, same, late = T(), T(), T()
+    ex.fps = same.fps = late.fps = fps
+    ex.action, same.action = expert, expert.copy()
+    same.action[30:, 7] = 0.0  # the gripper command changes, not the timing
+    late.action = np.concatenate([expert[:20], np.repeat(expert[20:21], 15, 0), expert[20:66]])
+    assert command_end(expert, fps) == pytest.approx(5.0)
+    assert command_timing(same, ex, {})["duration_matched"]
+    info = command_timing(late, ex, {})
+    assert not info["duration_matched"] and info["active_end_s"] > info["expert_active_end_s"]
+    assert command_timing(late, ex, {"duration_matched": True}) == {"duration_matched": True}
 
 
 def test_recipe_errors():

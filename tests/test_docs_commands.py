@@ -107,6 +107,8 @@ TRAIN_POLICY_TINY = {"steps": "4", "batch_size": "8", "hidden": "16", "layers": 
                      "progress": "false"}
 EVALUATE_TINY = {"bootstrap": "20", "curves": "1", "video": "none", "progress": "false"}
 REPLAY_TINY = {"render.width": "64", "render.height": "64", "progress": "false"}
+SCALE_REPORT_TINY = {"groups": "1", "width": "64", "height": "64", "fps": "5", "operators": "[drop]",
+                     "executor": "local", "update": "[]", "progress": "false"}
 ROLLOUT_TINY = {"seeds": "1", "samples": "1", "render.width": "64", "render.height": "64", "progress": "false"}
 REALISM_TINY = {"steps": "2", "strength": "0.7", "guidance_scale": "1.5", "resolution": "[32,96]", "chunk_frames": "9",
                 "overlap": "2", "device": "cpu", "dtype": "float32", "fidelity.enabled": "false", "progress": "false"}
@@ -184,6 +186,8 @@ class Page:
             kv.setdefault("episodes", "[0]")  # one demo, one group
             if "demos" in kv:
                 kv["demos"] = self.existing_or(kv["demos"], data)
+        elif name == "scale-report":  # one tiny group in this process; the page's files stay as they are
+            kv.update(SCALE_REPORT_TINY)
         elif name == "train-reward":
             pytest.importorskip("torch")
             kv.update(dict(a.split("=", 1) for a in TRAIN_TINY))
