@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "simfail", "configs", "scenes", "perturbations", "assets")
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "simfail", "configs", "scenes", "perturbations", "assets", "benchmarks")
 REQUIRED = (
     "simfail/configs/generate.yaml",
     "simfail/configs/task/pick_place.yaml",
@@ -23,6 +23,9 @@ REQUIRED = (
     "simfail/scenes/robots/panda.xml",
     "simfail/scenes/pick_place.py",
     "simfail/perturbations/pick_place.py",
+    "simfail/configs/benchmark/v1.yaml",
+    "simfail/benchmarks/v1-128.sha256",
+    "simfail/benchmarks/tiny.sha256",
     "simfail/perturbations/base.py",
     "simfail/cli.py",
     "simfail/core/task.py",
