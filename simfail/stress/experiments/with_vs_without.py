@@ -21,7 +21,8 @@ table ``docs/experiments.md`` shows:
 
 Resumable: datasets move into place when complete, each model (``models/<spec hash>/``) is
 reused when its ``spec.json`` (training episodes, settings, seed) matches, and each
-evaluation's per-episode returns are cached atomically in ``evals/<model hash>/``. A killed run
+evaluation's per-episode returns are cached atomically in ``evals/<model hash>/``, keyed by the
+hash of the model's weights and of the dataset's files. A killed run
 re-run with the same ``out=`` and settings redoes only what is missing.
 """
 
@@ -45,6 +46,9 @@ CATEGORIES = ["open_close", "pick_place", "pour", "push_pull", "reorient", "stac
 SETTINGS_NAME = "experiment.json"
 #: settings that do not change the results (left out of experiment.json's comparison)
 RUNTIME_KEYS = ("out", "overwrite", "progress", "threads")
+#: settings the datasets in ``out/data`` depend on (a resumed run must keep them)
+DATA_KEYS = ("operators", "holdout_operators", "train_groups", "test_groups", "train_seed", "test_seed", "render_size", "fps",
+             "closed_loop_policy", "closed_loop_args", "closed_loop_samples")
 
 
 def _f(default: Any, help_: str, example: str, factory: Any = None, **meta: Any) -> Any:
@@ -308,9 +312,23 @@ def evaluate_model(cfg: WithVsWithoutConfig, model_dir: Path, data: Path, report
              "value": float(r["returns"][cfg.returns]), "failure_types": r["failure_types"]} for r in metrics["episodes"]]
 
 
-def _ensure_eval(cfg: WithVsWithoutConfig, key: str, data_name: str, out: Path) -> tuple[list[dict[str, Any]], bool]:
+def content_hash(folder: Path) -> str:
+    """sha256 over every file of a folder (relative path and bytes, in path order)."""
+    h = hashlib.sha256()
+    for p in sorted(x for x in folder.rglob("*") if x.is_file()):
+        h.update(p.relative_to(folder).as_posix().encode() + b"\0")
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _ensure_eval(cfg: WithVsWithoutConfig, key: str, data_name: str, out: Path, data_hashes: dict[str, str]
+                 ) -> tuple[list[dict[str, Any]], bool]:
     path = out / "evals" / key / (data_name.replace("/", "__") + ".json")
-    want = {"model": key, "data": data_name, "returns": cfg.returns}
+    if data_name not in data_hashes:
+        data_hashes[data_name] = content_hash(out / "data" / data_name)
+    weights = hashlib.sha256((out / "models" / key / "model.pt").read_bytes()).hexdigest()[:16]
+    want = {"model": key, "weights": weights, "data": data_name, "data_content": data_hashes[data_name],
+            "returns": cfg.returns}
     got = _read_json(path)
     if got is not None and got.get("key") == want:
         return got["rows"], True
@@ -412,13 +430,14 @@ def run(cfg: WithVsWithoutConfig) -> dict[str, Any]:
     cache = EpisodeCache(out / "data", cfg)
     evals: dict[tuple[str, int, str, str], list[dict[str, Any]]] = {}
     models: dict[str, dict[str, Any]] = {}
+    data_hashes: dict[str, str] = {}
     reused = {"models": 0, "evaluations": 0, "trained": 0, "evaluated": 0}
     for i, job in enumerate(jobs, 1):
         key, summary, hit = _ensure_model(cfg, job, out, cache)
         reused["models" if hit else "trained"] += 1
         models[job.name] = {"study": job.study, "hash": key, **summary}
         for d in job.evals:
-            rows, ehit = _ensure_eval(cfg, key, d, out)
+            rows, ehit = _ensure_eval(cfg, key, d, out, data_hashes)
             reused["evaluations" if ehit else "evaluated"] += 1
             evals[(job.study, job.seed, job.arm.name, d)] = rows
         say(f"[{i}/{len(jobs)}] {job.name} ({job.study}): {'reused' if hit else 'trained'}, "
@@ -457,17 +476,23 @@ def _groups(path: Path) -> dict[int, list[int]]:
 
 
 def _prepare_out(cfg: WithVsWithoutConfig, out: Path) -> None:
+    """Create ``out`` or resume in it. The datasets in ``out/data`` depend on the data settings
+    (:data:`DATA_KEYS`): a folder built with other data settings is refused (``overwrite=true``
+    replaces it). Models and evaluations are keyed by their own content, so other training or
+    evaluation settings simply train and score what they need beside the old ones."""
     if out.exists() and not out.is_dir():
         raise OutputDirError(f"out={out} exists and is not a folder")
     settings = json.loads(json.dumps(cfg.settings(), default=str))
     mine = out / SETTINGS_NAME
     if out.is_dir() and any(out.iterdir()):
         old = _read_json(mine)
-        if old != settings:
+        same = isinstance(old, dict) and all(old.get(k) == settings[k] for k in DATA_KEYS)
+        if not same:
             if not cfg.overwrite:
-                what = "another with_vs_without run (other settings)" if old is not None else "other files"
-                raise OutputDirError(f"out={out} holds {what}; pass overwrite=true to replace it, or use the same settings "
-                                     "to resume")
+                what = "a with_vs_without run with other data settings" if old is not None else "other files"
+                diff = [k for k in DATA_KEYS if isinstance(old, dict) and old.get(k) != settings[k]]
+                raise OutputDirError(f"out={out} holds {what}{' (' + ', '.join(diff) + ')' if diff else ''}; pass "
+                                     "overwrite=true to replace it, or the same data settings to resume")
             shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     _write_json(mine, settings)
