@@ -33,7 +33,7 @@ import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, Optional
 
 from simfail.errors import ConfigError, OutputDirError
 
@@ -59,7 +59,7 @@ def _f(default: Any, help_: str, example: str, factory: Any = None, **meta: Any)
 
 @dataclass
 class WithVsWithoutConfig:
-    out: Any = _f(None, "results folder (data, models, evaluations, results.json, margins.png)", "out=exp/wvw",
+    out: Optional[str] = _f(None, "results folder (data, models, evaluations, results.json, margins.png)", "out=exp/wvw",
                   required=True)
     categories: List[str] = _f(None, "task categories of the experiment", "categories=[pick_place,stack]",
                                factory=lambda: list(CATEGORIES))

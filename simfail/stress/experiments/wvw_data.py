@@ -94,6 +94,7 @@ def build_data(cfg: Any, root: Path, *, held_out: list[str], progress: Callable[
     from simfail.dataset.reader import SimfailDataset
 
     lay = DataLayout(root, list(cfg.categories))
+    shutil.rmtree(root / ".partial", ignore_errors=True)  # what a killed run left half written
     log = root / "commands.log"
     size = [f"render.width={cfg.render_size}", f"render.height={cfg.render_size}", f"render.fps={cfg.fps}"]
     for c in cfg.categories:
