@@ -64,6 +64,11 @@ def run_rates(cfg: GenerateConfig) -> int:
 def run_check(cfg: CheckConfig) -> int:
     from simfail.dataset.reader import SimfailDataset
 
+    if cfg.benchmark is not None:  # a whole benchmark folder against its published hashes
+        from simfail.benchmark.check import check_benchmark
+
+        return check_benchmark(cfg.benchmark, cfg.data)
+
     problems = SimfailDataset(cfg.data).check()
     for p in problems:
         print(f"problem: {p}")
@@ -79,4 +84,9 @@ def run_list(_: ListConfig) -> int:
         print(f"{name}: {task.description}")
         for pname, p in task.perturbations().items():
             print(f"  {pname:<20} {p.description}  (detected as: {', '.join(p.intended)})")
+    from simfail.perturbations.nuisance import ALTERNATIVES
+
+    print("clean alternatives (every task; failures.alternatives=[...], docs/benchmark.md):")
+    for pname, p in ALTERNATIVES.items():
+        print(f"  {pname:<20} {p.description}")
     return 0

@@ -155,6 +155,10 @@ class Page:
                 kv["failures.names"] = f"[{first_operator(kv.get('task', 'pick_place'))}]"
         elif name == "merge":  # datasets the page generated are kept; a placeholder is the shared one
             pos = [self.existing_or(p, data) for p in pos]
+        elif name == "check" and "--benchmark" in args:  # a benchmark copy: the tiny one the page built
+            bench_id = args[args.index("--benchmark") + 1]
+            pos = [str(self.local(p)) for p in pos if p != bench_id]
+            flags = ["--benchmark", "tiny"]
         elif name in ("check", "calibrate", "view"):
             pos = [self.existing_or(p, data) for p in pos]
             if name == "view" and serves_forever(argv):
@@ -172,6 +176,8 @@ class Page:
                 kv["model.checkpoint"] = self.existing_or(kv["model.checkpoint"], lambda: self.fixture("checkpoint"))
         elif name == "rollout":
             kv.update(ROLLOUT_TINY)
+        elif name == "benchmark" and pos[:1] == ["run"]:  # data= not built by the page: the shared dataset
+            kv.update({"bootstrap": "20", "progress": "false"})
         elif name == "train-reward":
             pytest.importorskip("torch")
             kv.update(dict(a.split("=", 1) for a in TRAIN_TINY))
@@ -185,6 +191,9 @@ class Page:
                        "epochs": "1", "batches_per_epoch": "2", "batch_size": "4", "clip_frames": "4", "frame_size": "8",
                        "net_width": "4", "net_hidden": "8", "net_feat_dim": "8", "text_dim": "8", "bootstrap": "50",
                        "progress": "false"})
+        elif name == "benchmark" and pos[:1] == ["build"]:  # the tiny recipe (configs/benchmark/tiny.yaml)
+            kv.update({"version": "tiny", "progress": "false"})
+            kv.pop("size", None)
         elif name == "render-speed":
             kv.update({"size": "64", "frames": "4"})
         elif name == "render-preview":
