@@ -237,3 +237,27 @@ def test_out_holding_another_run_is_refused(tiny, tmp_path):
     (tmp_path / "e" / "x.txt").write_text("x")
     with pytest.raises(OutputDirError, match="other files"):
         _run(tmp_path / "e")
+
+
+@pytest.mark.slow
+def test_a_built_benchmark_replaces_the_generated_train_and_test_scenes(tmp_path):
+    """``data=`` a tiny ``simfail benchmark build``: its train/test datasets are used in place,
+    its held-out operators are never trained on, extra experts and rollouts use its scenes."""
+    pytest.importorskip("torch")
+    from simfail.cli import main
+
+    bench = tmp_path / "bench"
+    assert main(["benchmark", "build", "version=tiny", f"out={bench}", "progress=false"]) == 0
+    out = tmp_path / "wvw"
+    tiny = {k: v for k, v in TINY.items() if k not in ("operators", "holdout_operators")}
+    res = _run(out, **{**tiny, "data": str(bench), "seeds": "[0]"})
+    meta = json.loads((bench / "benchmark.json").read_text())
+    assert res["data"]["train/pick_place"] == str(bench / "train" / "pick_place")
+    assert res["data"]["test/pick_place"] == str(bench / "test" / "pick_place")
+    assert set(meta["held_out_operators"]["pick_place"]) <= set(res["held_out_operators"])
+    assert res["benchmark"]["seeds"] == {"train": meta["splits"]["train"]["seed"], "test": meta["splits"]["test"]["seed"]}
+    trained = {v for m in (out / "models").glob("*/spec.json") for *_, v in json.loads(m.read_text())["spec"]["episodes"]}
+    assert not trained & set(res["held_out_operators"])
+    assert res["models"]["expert_only_s0"]["n_episodes"] == res["models"]["with_failures_s0"]["n_episodes"]
+    with pytest.raises(ConfigError, match="brings its own"):
+        _cfg(out=tmp_path / "x", data=str(bench), operators="[drop]", holdout_operators="[drop]")

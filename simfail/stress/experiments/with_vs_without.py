@@ -48,7 +48,7 @@ SETTINGS_NAME = "experiment.json"
 #: settings that do not change the results (left out of experiment.json's comparison)
 RUNTIME_KEYS = ("out", "overwrite", "progress", "threads")
 #: settings the datasets in ``out/data`` depend on (a resumed run must keep them)
-DATA_KEYS = ("operators", "holdout_operators", "train_groups", "test_groups", "train_seed", "test_seed", "render_size", "fps",
+DATA_KEYS = ("data", "operators", "holdout_operators", "train_groups", "test_groups", "train_seed", "test_seed", "render_size", "fps",
              "closed_loop_policy", "closed_loop_args", "closed_loop_samples")
 
 
@@ -59,6 +59,9 @@ def _f(default: Any, help_: str, example: str, factory: Any = None, **meta: Any)
 
 @dataclass
 class WithVsWithoutConfig:
+    data: Optional[str] = _f(None, "a built benchmark (simfail benchmark build): its train and test splits replace the "
+                             "generated training and test scenes, its held-out operators join holdout_operators",
+                             "data=bench/v1")
     out: Optional[str] = _f(None, "results folder (data, models, evaluations, results.json, margins.png)", "out=exp/wvw",
                   required=True)
     categories: List[str] = _f(None, "task categories of the experiment", "categories=[pick_place,stack]",
@@ -133,6 +136,8 @@ class WithVsWithoutConfig:
                 raise ConfigError("operators: give [all] alone or a list of operator names")
             if not set(self.holdout_operators) <= set(self.operators):
                 raise ConfigError(f"holdout_operators={list(self.holdout_operators)} must be among operators")
+        if self.data not in (None, "") and self.operators != ["all"]:
+            raise ConfigError("operators= selects the operators of generated data; a benchmark (data=) brings its own")
         if not self.holdout_operators:
             raise ConfigError("holdout_operators needs at least one operator (the held-out-operator test)")
         for a in self.closed_loop_args:
@@ -198,7 +203,8 @@ def _spec(cfg: WithVsWithoutConfig, job: Job) -> dict[str, Any]:
     return {"episodes": [e.to_list() for e in sorted(job.arm.episodes)], "train": cfg.train_settings(), "seed": job.seed,
             "data": {k: getattr(cfg, k) for k in ("categories", "operators", "holdout_operators", "train_groups", "train_seed",
                                                   "render_size", "fps", "closed_loop_policy", "closed_loop_args",
-                                                  "closed_loop_samples")}}
+                                                  "closed_loop_samples")},
+            **({"benchmark": str(Path(str(cfg.data)).resolve())} if cfg.data not in (None, "") else {})}
 
 
 def _hash(obj: Any) -> str:
@@ -224,10 +230,10 @@ def _read_json(path: Path) -> Any:
 class EpisodeCache:
     """Decoded, resized, labelled training episodes, loaded once per run and shared by all models."""
 
-    def __init__(self, root: Path, cfg: WithVsWithoutConfig):
+    def __init__(self, paths: dict[str, Path], cfg: WithVsWithoutConfig):
         from simfail.learn.text import HashedText
 
-        self.root, self.cfg = root, cfg
+        self.paths, self.cfg = paths, cfg
         self.text = HashedText(cfg.text_dim)
         self.items: dict[tuple[str, int, bool], Any] = {}
 
@@ -240,7 +246,7 @@ class EpisodeCache:
             if (r.dataset, r.index, r.expert) not in self.items:
                 missing.setdefault(r.dataset, []).append(r)
         for name, rs in sorted(missing.items()):
-            ds = SimfailDataset(self.root / name)
+            ds = SimfailDataset(self.paths[name])
             ex = sorted({r.index for r in rs if r.expert})
             fa = sorted({r.index for r in rs if not r.expert})
             pool = load_pool(ds, Selection(ex, fa, []), view=self.cfg.view, frame_size=(self.cfg.frame_size,) * 2,
@@ -322,18 +328,18 @@ def content_hash(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _ensure_eval(cfg: WithVsWithoutConfig, key: str, data_name: str, out: Path, data_hashes: dict[str, str]
-                 ) -> tuple[list[dict[str, Any]], bool]:
+def _ensure_eval(cfg: WithVsWithoutConfig, key: str, data_name: str, out: Path, data_path: Path,
+                 data_hashes: dict[str, str]) -> tuple[list[dict[str, Any]], bool]:
     path = out / "evals" / key / (data_name.replace("/", "__") + ".json")
     if data_name not in data_hashes:
-        data_hashes[data_name] = content_hash(out / "data" / data_name)
+        data_hashes[data_name] = content_hash(data_path)
     weights = hashlib.sha256((out / "models" / key / "model.pt").read_bytes()).hexdigest()[:16]
     want = {"model": key, "weights": weights, "data": data_name, "data_content": data_hashes[data_name],
             "returns": cfg.returns}
     got = _read_json(path)
     if got is not None and got.get("key") == want:
         return got["rows"], True
-    rows = evaluate_model(cfg, out / "models" / key, out / "data" / data_name,
+    rows = evaluate_model(cfg, out / "models" / key, data_path,
                           out / "reports" / key / data_name.replace("/", "__"))
     _write_json(path, {"key": want, "rows": rows})
     return rows, False
@@ -384,7 +390,7 @@ class Comparison:
 def _comparisons(cfg: WithVsWithoutConfig, lay: Any) -> list[Comparison]:
     test = [f"test/{c}" for c in cfg.categories]
     closed = [f"closed_test/{c}" for c in cfg.categories if lay.has("closed_test", c)]
-    held = list(cfg.holdout_operators)
+    held = list(lay.held_out)
     out = [Comparison("held-out scenes", "main", "expert_only", "with_failures", test),
            Comparison(f"held-out operators ({', '.join(held)})", "main", "expert_only", "with_failures", test, held)]
     out += [Comparison(f"  operator {o}", "main", "expert_only", "with_failures", test, [o]) for o in held]
@@ -424,11 +430,11 @@ def run(cfg: WithVsWithoutConfig) -> dict[str, Any]:
     out = Path(str(cfg.out))
     _prepare_out(cfg, out)
     say = (lambda s: print(s, flush=True)) if cfg.progress else (lambda s: None)
-    held = list(cfg.holdout_operators)
-    lay = build_data(cfg, out / "data", held_out=held, progress=say)
-    cat = catalog(lay, held)
+    lay = build_data(cfg, out / "data", progress=say)
+    held = lay.held_out
+    cat = catalog(lay)
     jobs, budgets = _jobs(cfg, cat, lay)
-    cache = EpisodeCache(out / "data", cfg)
+    cache = EpisodeCache(lay.paths, cfg)
     evals: dict[tuple[str, int, str, str], list[dict[str, Any]]] = {}
     models: dict[str, dict[str, Any]] = {}
     data_hashes: dict[str, str] = {}
@@ -438,7 +444,7 @@ def run(cfg: WithVsWithoutConfig) -> dict[str, Any]:
         reused["models" if hit else "trained"] += 1
         models[job.name] = {"study": job.study, "hash": key, **summary}
         for d in job.evals:
-            rows, ehit = _ensure_eval(cfg, key, d, out, data_hashes)
+            rows, ehit = _ensure_eval(cfg, key, d, out, lay.paths[d], data_hashes)
             reused["evaluations" if ehit else "evaluated"] += 1
             evals[(job.study, job.seed, job.arm.name, d)] = rows
         say(f"[{i}/{len(jobs)}] {job.name} ({job.study}): {'reused' if hit else 'trained'}, "
@@ -459,7 +465,9 @@ def run(cfg: WithVsWithoutConfig) -> dict[str, Any]:
                             "batch_size": cfg.batch_size, "arms": _arm_names(study)}
                     for study, b in budgets.items()},
         "arms": {j.name: j.arm.summary() for j in jobs if j.seed == cfg.seeds[0]},
-        "data": {k: str(v.relative_to(out)) for k, v in sorted(lay.paths.items())},
+        "data": {k: str(v) for k, v in sorted(lay.paths.items())},
+        "held_out_operators": held,
+        "benchmark": lay.benchmark,
         "test_groups": {f"test/{c}": len(_groups(lay.path("test", c))) for c in cfg.categories},
         "models": models,
         "comparisons": comparisons,

@@ -19,8 +19,10 @@ A folder is generated into ``OUT/data/.partial/`` and moved into place when comp
 killed run leaves either a finished dataset (reused) or a partial one (rebuilt). The scene
 seeds of every training dataset are checked disjoint from the test scenes'.
 
-:func:`build_data` is the one place that knows where the data comes from: a built benchmark
-(``simfail benchmark build``) can replace it by returning the same :class:`DataLayout`.
+:func:`build_data` is the one place that knows where the data comes from. With ``data=DIR`` (a
+``simfail benchmark build`` folder, :mod:`simfail.benchmark`) the benchmark's ``train/C`` and
+``test/C`` datasets are used in place of the generated ones, its held-out operators join
+``holdout_operators``, and ``experts/C`` and the rollouts use its split seeds, image size and fps.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class DataLayout:
     root: Path
     categories: list[str]
     paths: dict[str, Path] = field(default_factory=dict)  # "role/category" -> dataset folder
+    held_out: list[str] = field(default_factory=list)  # operators never trained on
+    benchmark: dict[str, Any] | None = None  # id, version, size and split seeds of data= (None: generated)
 
     def path(self, role: str, category: str) -> Path:
         return self.paths[f"{role}/{category}"]
@@ -89,42 +93,78 @@ def _scripted_operators(category: str, operators: list[str]) -> list[str]:
     return offered if operators == ["all"] else [o for o in operators if o in offered]
 
 
-def build_data(cfg: Any, root: Path, *, held_out: list[str], progress: Callable[[str], None] = lambda s: None) -> DataLayout:
-    """Build (or reuse) every dataset of the experiment under ``root`` (see the module docstring)."""
+def _benchmark(cfg: Any) -> dict[str, Any]:
+    """``benchmark.json`` of ``data=`` (a ``simfail benchmark build`` folder), checked for what
+    the experiment needs: the categories, and the train and test splits' datasets and seeds."""
+    root = Path(str(cfg.data))
+    try:
+        bench = json.loads((root / "benchmark.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"data={root} is not a built benchmark (no readable benchmark.json: simfail benchmark build)") from exc
+    missing = [c for c in cfg.categories if c not in bench.get("categories", [])]
+    if missing:
+        raise ConfigError(f"data={root}: the benchmark has no category {missing} (it has {bench.get('categories')}); "
+                          "choose categories= among them")
+    for split in ("train", "test"):
+        if split not in bench.get("splits", {}):
+            raise ConfigError(f"data={root}: the benchmark has no {split} split")
+    return bench
+
+
+def build_data(cfg: Any, root: Path, *, progress: Callable[[str], None] = lambda s: None) -> DataLayout:
+    """Build (or reuse) every dataset of the experiment under ``root`` (see the module docstring).
+    With ``cfg.data`` (a built benchmark) its ``train/C`` and ``test/C`` datasets are used as
+    they are, and the extra experts and the closed-loop rollouts are made on the benchmark's
+    scenes at its image size and fps."""
     from simfail.dataset.reader import SimfailDataset
 
-    lay = DataLayout(root, list(cfg.categories))
+    lay = DataLayout(root, list(cfg.categories), held_out=list(cfg.holdout_operators))
     shutil.rmtree(root / ".partial", ignore_errors=True)  # what a killed run left half written
     log = root / "commands.log"
-    size = [f"render.width={cfg.render_size}", f"render.height={cfg.render_size}", f"render.fps={cfg.fps}"]
+    px, fps = cfg.render_size, cfg.fps
+    seeds = {"train": cfg.train_seed, "test": cfg.test_seed}
+    groups = {"train": cfg.train_groups, "test": cfg.test_groups}
+    if cfg.data not in (None, ""):
+        bench = _benchmark(cfg)
+        px, fps = int(bench["size"]), int(bench["fps"])
+        for split in ("train", "test"):
+            seeds[split] = int(bench["splits"][split]["seed"])
+            groups[split] = int(bench["splits"][split]["groups_per_category"])
+        lay.held_out = sorted(set(lay.held_out) | {o for ops in bench.get("held_out_operators", {}).values() for o in ops})
+        lay.benchmark = {"path": str(Path(str(cfg.data)).resolve()), "id": bench.get("id"), "version": bench.get("version"),
+                         "size": px, "fps": fps, "seeds": seeds, "groups_per_category": groups}
+    size = [f"render.width={px}", f"render.height={px}", f"render.fps={fps}"]
     for c in cfg.categories:
-        ops = _scripted_operators(c, list(cfg.operators))
-        if not ops:
-            raise ConfigError(f"operators={list(cfg.operators)}: none is an operator of {c}")
-        fail = f"failures=[{','.join(ops)}]"
-        progress(f"data: train/{c}")
-        lay.paths[f"train/{c}"] = _ensure(root, f"train/{c}", "generate",
-                                          [f"task={c}", f"groups={cfg.train_groups}", f"seed={cfg.train_seed}", fail, *size], log)
-        cat = _catalog_train(SimfailDataset(lay.path("train", c)), f"train/{c}", c, held_out)
+        if lay.benchmark is None:
+            ops = _scripted_operators(c, list(cfg.operators))
+            if not ops:
+                raise ConfigError(f"operators={list(cfg.operators)}: none is an operator of {c}")
+            fail = f"failures=[{','.join(ops)}]"
+            progress(f"data: train/{c}")
+            lay.paths[f"train/{c}"] = _ensure(root, f"train/{c}", "generate",
+                                              [f"task={c}", f"groups={groups['train']}", f"seed={seeds['train']}", fail, *size], log)
+            progress(f"data: test/{c}")
+            lay.paths[f"test/{c}"] = _ensure(root, f"test/{c}", "generate",
+                                             [f"task={c}", f"groups={groups['test']}", f"seed={seeds['test']}", fail, *size], log)
+        else:
+            for split in ("train", "test"):
+                lay.paths[f"{split}/{c}"] = Path(str(cfg.data)) / split / c
+        cat = _catalog_train(SimfailDataset(lay.path("train", c)), f"train/{c}", c, lay.held_out)
         n_extra = len(cat[1])
         if n_extra:
             progress(f"data: experts/{c}")
             lay.paths[f"experts/{c}"] = _ensure(root, f"experts/{c}", "generate",
-                                                [f"task={c}", f"groups={n_extra}", f"seed={cfg.train_seed + 1}",
+                                                [f"task={c}", f"groups={n_extra}", f"seed={seeds['train'] + 1}",
                                                  "failures.failure_variants=false", *size], log)
-        progress(f"data: test/{c}")
-        lay.paths[f"test/{c}"] = _ensure(root, f"test/{c}", "generate",
-                                         [f"task={c}", f"groups={cfg.test_groups}", f"seed={cfg.test_seed}", fail, *size], log)
         if cfg.closed_loop:
             pol = [f"policy={cfg.closed_loop_policy}", *(f"policy.{k}={v}" for k, v in sorted(cfg.closed_loop_kwargs.items())),
-                   f"samples={cfg.closed_loop_samples}", f"task={c}", "on_policy_error=skip",
-                   f"render.width={cfg.render_size}", f"render.height={cfg.render_size}", f"render.fps={cfg.fps}"]
+                   f"samples={cfg.closed_loop_samples}", f"task={c}", "on_policy_error=skip", *size]
             progress(f"data: closed_train/{c}")
             lay.paths[f"closed_train/{c}"] = _ensure(root, f"closed_train/{c}", "rollout",
-                                                     [*pol, f"seeds={cfg.train_groups}", f"seed={cfg.train_seed}"], log)
+                                                     [*pol, f"seeds={groups['train']}", f"seed={seeds['train']}"], log)
             progress(f"data: closed_test/{c}")
             lay.paths[f"closed_test/{c}"] = _ensure(root, f"closed_test/{c}", "rollout",
-                                                    [*pol, f"seeds={cfg.test_groups}", f"seed={cfg.test_seed}",
+                                                    [*pol, f"seeds={groups['test']}", f"seed={seeds['test']}",
                                                      "include_expert=true"], log)
     _check_disjoint_scenes(lay)
     return lay
@@ -166,13 +206,13 @@ def _catalog_train(ds: Any, name: str, c: str, held_out: list[str]) -> tuple[lis
             [EpisodeRef(name, e, False, c, var(e)) for e in sel.failures])
 
 
-def catalog(lay: DataLayout, held_out: list[str]) -> Catalog:
+def catalog(lay: DataLayout) -> Catalog:
     """The training episodes of every category (:class:`~.budget.Catalog`)."""
     from simfail.dataset.reader import SimfailDataset
 
     cat = Catalog()
     for c in lay.categories:
-        cat.experts[c], cat.failures[c] = _catalog_train(SimfailDataset(lay.path("train", c)), f"train/{c}", c, held_out)
+        cat.experts[c], cat.failures[c] = _catalog_train(SimfailDataset(lay.path("train", c)), f"train/{c}", c, lay.held_out)
         cat.extra_experts[c] = []
         if lay.has("experts", c):
             ds = SimfailDataset(lay.path("experts", c))

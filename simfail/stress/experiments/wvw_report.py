@@ -18,13 +18,14 @@ def table(result: dict[str, Any]) -> str:
             "margin B - A [95% CI]", "groups", "pairs/seed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in result["comparisons"]:
+        name = c["name"].replace("  ", "&nbsp;&nbsp;") if c["name"].startswith("  ") else c["name"]
         if "error" in c:
-            lines.append(f"| {c['name']} | {c['arm_a']} | {c['arm_b']} | - | - | - | - | - ({c['error']}) | - | - |")
+            lines.append(f"| {name} | {c['arm_a']} | {c['arm_b']} | - | - | - | - | - ({c['error']}) | - | - |")
             continue
         ps = c["per_seed"]
         lo, hi = c["ci"]
         lines.append("| " + " | ".join([
-            c["name"].replace("  ", "&nbsp;&nbsp;") if c["name"].startswith("  ") else c["name"], c["arm_a"], c["arm_b"],
+            name, c["arm_a"], c["arm_b"],
             " / ".join(_fmt(p["accuracy_a"]) for p in ps), " / ".join(_fmt(p["accuracy_b"]) for p in ps),
             _fmt(c["accuracy_a"]), _fmt(c["accuracy_b"]),
             f"{c['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]", str(c["n_contexts"]), str(c["n_pairs_per_seed"])]) + " |")
