@@ -111,6 +111,7 @@ def test_group_counts_count_ties_as_disagreements_and_select_operator_pairs():
     assert group_counts(rows, "t") == {"t/0": (3, 1), "t/1": (1, 1)}
     assert group_counts(rows, "t", ["drop"]) == {"t/0": (1, 1), "t/1": (1, 1)}
     assert group_counts(rows, "t", ["collision"]) == {"t/0": (1, 0)}
+    assert group_counts(rows, "t", ties=True) == {"t/0": (3, 1, 0), "t/1": (1, 1, 1)}
 
 
 # ----------------------------------------------------------------------------- settings

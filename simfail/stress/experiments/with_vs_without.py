@@ -345,10 +345,12 @@ def _ensure_eval(cfg: WithVsWithoutConfig, key: str, data_name: str, out: Path, 
     return rows, False
 
 
-def group_counts(rows: list[dict[str, Any]], prefix: str, operators: list[str] | None = None) -> dict[str, tuple[int, int]]:
+def group_counts(rows: list[dict[str, Any]], prefix: str, operators: list[str] | None = None, *,
+                 ties: bool = False) -> dict[str, tuple[int, ...]]:
     """Group -> ``(n_pairs, n_disagree)`` of the paper's preference accuracy (a model tie is a
-    disagreement), keys ``prefix/group``. ``operators``: only the pairs (expert, variant of one
-    of these operators) of each group, summed over the operators."""
+    disagreement), keys ``prefix/group``; ``ties=True`` adds the tied pairs as a third number.
+    ``operators``: only the pairs (expert, variant of one of these operators) of each group,
+    summed over the operators."""
     import numpy as np
 
     from simfail.stress.metrics import preference_accuracy
@@ -368,10 +370,11 @@ def group_counts(rows: list[dict[str, Any]], prefix: str, operators: list[str] |
     pa = preference_accuracy(ctx)
     out: dict[str, list[int]] = {}
     for (g, _), c in pa.contexts.items():
-        v = out.setdefault(f"{prefix}/{g}", [0, 0])
+        v = out.setdefault(f"{prefix}/{g}", [0, 0, 0])
         v[0] += c.n_pairs
         v[1] += c.n_disagree
-    return {k: (v[0], v[1]) for k, v in sorted(out.items())}
+        v[2] += c.n_tie
+    return {k: (tuple(v) if ties else (v[0], v[1])) for k, v in sorted(out.items())}
 
 
 # ----------------------------------------------------------------------------- the comparisons
@@ -407,14 +410,15 @@ def _comparisons(cfg: WithVsWithoutConfig, lay: Any) -> list[Comparison]:
 
 
 def _counts_for(comp: Comparison, arm: str, seed: int, evals: dict[tuple[str, int, str, str], list[dict[str, Any]]],
-                cfg: WithVsWithoutConfig) -> dict[str, tuple[int, int]]:
-    counts: dict[str, tuple[int, int]] = {}
+                cfg: WithVsWithoutConfig) -> dict[str, tuple[int, ...]]:
+    """Group -> ``(n_pairs, n_disagree, n_tie)`` of one arm and seed on a comparison's test set."""
+    counts: dict[str, tuple[int, ...]] = {}
     if comp.study == "loco":
         for c in cfg.loco:
-            counts.update(group_counts(evals[(f"loco:{c}", seed, arm, f"test/{c}")], f"test/{c}"))
+            counts.update(group_counts(evals[(f"loco:{c}", seed, arm, f"test/{c}")], f"test/{c}", ties=True))
         return counts
     for d in comp.datasets:
-        counts.update(group_counts(evals[(comp.study, seed, arm, d)], d, comp.operators))
+        counts.update(group_counts(evals[(comp.study, seed, arm, d)], d, comp.operators, ties=True))
     return counts
 
 
@@ -452,10 +456,17 @@ def run(cfg: WithVsWithoutConfig) -> dict[str, Any]:
     comparisons = []
     for comp in _comparisons(cfg, lay):
         study_a = comp.study
-        a_seeds = [_counts_for(comp, comp.arm_a, s, evals, cfg) for s in cfg.seeds]
-        b_seeds = [_counts_for(comp, comp.arm_b, s, evals, cfg) for s in cfg.seeds]
+        a3 = [_counts_for(comp, comp.arm_a, s, evals, cfg) for s in cfg.seeds]
+        b3 = [_counts_for(comp, comp.arm_b, s, evals, cfg) for s in cfg.seeds]
+        a_seeds = [{k: v[:2] for k, v in c.items()} for c in a3]
+        b_seeds = [{k: v[:2] for k, v in c.items()} for c in b3]
         try:
             m = pooled_margin(a_seeds, b_seeds, n_boot=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed)
+            # model ties (s_M = 0) are disagreements in A (the paper's formula); A with a tie as half a point beside it
+            for side, c3 in (("a", a3), ("b", b3)):
+                t = sum(v[2] for c in c3 for v in c.values())
+                m[f"ties_{side}"] = t
+                m[f"accuracy_ties_half_{side}"] = m[f"accuracy_{side}"] + t / 2 / m["n_pairs"]
         except ConfigError as exc:  # e.g. no strict pair (an operator absent from the chosen categories)
             m = {"error": str(exc)}
         comparisons.append({"name": comp.name, "study": study_a, "arm_a": comp.arm_a, "arm_b": comp.arm_b,

@@ -29,6 +29,13 @@ def table(result: dict[str, Any]) -> str:
             " / ".join(_fmt(p["accuracy_a"]) for p in ps), " / ".join(_fmt(p["accuracy_b"]) for p in ps),
             _fmt(c["accuracy_a"]), _fmt(c["accuracy_b"]),
             f"{c['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]", str(c["n_contexts"]), str(c["n_pairs_per_seed"])]) + " |")
+    tied = [c for c in result["comparisons"] if c.get("ties_a") or c.get("ties_b")]
+    lines.append("")
+    if tied:
+        lines.append("Model ties (counted as disagreements; A with a tie as half a point in results.json): " + "; ".join(
+            f"{c['name'].strip()}: {c['arm_a']} {c['ties_a']}, {c['arm_b']} {c['ties_b']} of {c['n_pairs']} pairs" for c in tied))
+    else:
+        lines.append("No model tied any scored pair (A with ties as half a point equals A).")
     lines.append("")
     lines.append("| budget | arms | distinct training episodes per category | total | optimizer steps x clips |")
     lines.append("|---|---|---|---|---|")
