@@ -251,7 +251,9 @@ def test_a_built_benchmark_replaces_the_generated_train_and_test_scenes(tmp_path
     assert main(["benchmark", "build", "version=tiny", f"out={bench}", "progress=false"]) == 0
     out = tmp_path / "wvw"
     tiny = {k: v for k, v in TINY.items() if k not in ("operators", "holdout_operators")}
-    res = _run(out, **{**tiny, "data": str(bench), "seeds": "[0]"})
+    from simfail.stress.experiments import run_experiment
+
+    res = run_experiment("with_vs_without", _cfg(out=out, **{**tiny, "data": str(bench), "seeds": "[0]"}))
     meta = json.loads((bench / "benchmark.json").read_text())
     assert res["data"]["train/pick_place"] == str(bench / "train" / "pick_place")
     assert res["data"]["test/pick_place"] == str(bench / "test" / "pick_place")
