@@ -455,7 +455,6 @@ def run(cfg: WithVsWithoutConfig) -> dict[str, Any]:
             f"{summary['n_episodes']} episodes, loss {summary['final_loss']:.4f}")
     comparisons = []
     for comp in _comparisons(cfg, lay):
-        study_a = comp.study
         a3 = [_counts_for(comp, comp.arm_a, s, evals, cfg) for s in cfg.seeds]
         b3 = [_counts_for(comp, comp.arm_b, s, evals, cfg) for s in cfg.seeds]
         a_seeds = [{k: v[:2] for k, v in c.items()} for c in a3]
@@ -469,7 +468,7 @@ def run(cfg: WithVsWithoutConfig) -> dict[str, Any]:
                 m[f"accuracy_ties_half_{side}"] = m[f"accuracy_{side}"] + t / 2 / m["n_pairs"]
         except ConfigError as exc:  # e.g. no strict pair (an operator absent from the chosen categories)
             m = {"error": str(exc)}
-        comparisons.append({"name": comp.name, "study": study_a, "arm_a": comp.arm_a, "arm_b": comp.arm_b,
+        comparisons.append({"name": comp.name, "study": comp.study, "arm_a": comp.arm_a, "arm_b": comp.arm_b,
                             "datasets": comp.datasets or [f"test/{c}" for c in cfg.loco], "operators": comp.operators, **m})
     result = {
         "budgets": {study: {"distinct_episodes_per_category": b, "optimizer_steps": cfg.epochs * cfg.batches_per_epoch,
