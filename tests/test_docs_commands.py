@@ -194,6 +194,13 @@ class Page:
         elif name == "train-policy":
             pytest.importorskip("torch")
             kv.update(TRAIN_POLICY_TINY)
+        elif name == "experiment" and pos[:1] == ["with_vs_without"]:  # one category, one seed, a tiny model
+            pytest.importorskip("torch")
+            kv.update({"categories": "[reorient]", "operators": "[drop,collision]", "holdout_operators": "[drop]",
+                       "loco": "[]", "train_groups": "1", "test_groups": "1", "closed_loop_samples": "1", "seeds": "[0]",
+                       "epochs": "1", "batches_per_epoch": "2", "batch_size": "4", "clip_frames": "4", "frame_size": "8",
+                       "net_width": "4", "net_hidden": "8", "net_feat_dim": "8", "text_dim": "8", "bootstrap": "50",
+                       "progress": "false"})
         elif name == "benchmark" and pos[:1] == ["build"]:  # the tiny recipe (configs/benchmark/tiny.yaml)
             kv.update({"version": "tiny", "progress": "false"})
             kv.pop("size", None)

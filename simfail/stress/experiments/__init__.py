@@ -32,7 +32,7 @@ class Experiment:
 
 
 _REGISTRY: dict[str, Experiment] = {}
-_BUILTIN = ("simfail.stress.experiments.real_plus_sim",)
+_BUILTIN = ("simfail.stress.experiments.real_plus_sim", "simfail.stress.experiments.with_vs_without")
 
 
 def register_experiment(exp: Experiment) -> Experiment:
