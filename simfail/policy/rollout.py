@@ -20,7 +20,7 @@ import time
 import zlib
 from collections import Counter
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -239,8 +239,8 @@ def run_policy(runner: SceneRunner, lp: LoadedPolicy, ctx: EpisodeContext, pseed
 
 
 def _unprivileged(ctx: EpisodeContext) -> EpisodeContext:
-    return EpisodeContext(ctx.task, ctx.instruction, ctx.fps, ctx.n_frames, ctx.scene_seed,
-                          ctx.action_low, ctx.action_high)
+    """``ctx`` without the scene layout and task object (what a non-privileged policy sees)."""
+    return replace(ctx, layout=None, task_obj=None)
 
 
 # ------------------------------------------------------------------------------ groups
