@@ -60,8 +60,10 @@ SLIP_M = 0.03
 PLACED_M = 0.06
 #: Re-grasps per episode.
 MAX_RETRIES = 2
-#: Durations of a re-grasp program's moves, as a fraction of the expert's (the time left is short).
+#: Fastest re-grasp: its moves' durations as a fraction of the expert's (when time is short).
 RETRY_TIME_SCALE = 0.6
+#: Time [s] a re-grasp leaves, before the episode ends, for the object to settle.
+RETRY_SETTLE_S = 0.8
 #: Shortest move [s] of a re-grasp program (the gripper needs this long to close or open).
 MIN_SEGMENT_S = 0.3
 
@@ -142,6 +144,7 @@ class _Retry:
     pos: np.ndarray
     quat: np.ndarray
     chase_until: float
+    scale: float = 1.0
 
 
 class ExpertPolicy:
@@ -191,11 +194,15 @@ class ExpertPolicy:
             self._ik.configuration.update(q)
         self._clock = int(context.start_frame)  # program frames executed (stalls while hesitating)
         self._frozen: set[str] = set()
-        self._moved: dict[str, tuple[float, float, float]] = {}  # name -> re-targeted (x, y, yaw)
+        # name -> re-targeted (x, y, yaw, z); z is None (the layout's height) except for an
+        # object being re-grasped, which is taken where it lies (on a tower, in a bowl ...)
+        self._moved: dict[str, tuple[float, float, float, float | None]] = {}
         self._q0: dict[str, np.ndarray] = {}
         self._key: tuple | None = None
         self._retry: _Retry | None = None
         self.retries = 0
+        #: ``(frame observed, object, why)`` of every re-grasp started this episode
+        self.regrasps: list[tuple[int, str, str]] = []
         self._noise = np.zeros(7)
         self._queue: deque[np.ndarray] = deque()
         self._last = last
@@ -210,7 +217,8 @@ class ExpertPolicy:
         layout = copy.copy(self._layout0)
         now = self._moved
         layout.objects = [
-            replace(o, pos=(now[o.name][0], now[o.name][1], o.pos[2]), yaw=now[o.name][2]) if o.name in now else o
+            replace(o, pos=(now[o.name][0], now[o.name][1], o.pos[2] if now[o.name][3] is None else now[o.name][3]),
+                    yaw=now[o.name][2]) if o.name in now else o
             for o in self._layout0.objects
         ]
         return layout
@@ -226,7 +234,7 @@ class ExpertPolicy:
             segs = program.segments[r.first:]
             if len(segs) > 1 and segs[-1].phase == "hold":
                 segs = segs[:-1]
-            segs = [replace(s, duration=max(MIN_SEGMENT_S, s.duration * RETRY_TIME_SCALE)) for s in segs]
+            segs = [replace(s, duration=max(MIN_SEGMENT_S, s.duration * r.scale)) for s in segs]
             program = Program(start_pos=r.pos, start_quat=r.quat, segments=segs)
         self._program = program
         self._windows = grasp_windows(program, layout, set(self._objects) & set(self._layout0.tracked))
@@ -248,9 +256,9 @@ class ExpertPolicy:
             self._q0.setdefault(name, pose[3:].copy())
             if name == chase:  # the object being re-grasped follows its pose until the hand closes on it
                 dyaw = float(np.angle(np.exp(1j * (_plane_yaw(pose[3:]) - _plane_yaw(self._q0[name])))))
-                self._moved[name] = (float(pose[0]), float(pose[1]), spec.yaw + dyaw)
+                self._moved[name] = (float(pose[0]), float(pose[1]), spec.yaw + dyaw, float(pose[2]))
                 continue
-            if name in self._frozen:
+            if name in self._frozen or (r is not None and name == r.obj):
                 continue  # keeps the pose it was last re-targeted to (if any)
             if np.linalg.norm(pose[:3] - tcp) < FREEZE_M:
                 self._frozen.add(name)
@@ -258,7 +266,7 @@ class ExpertPolicy:
             dxy = float(np.linalg.norm(pose[:2] - np.asarray(spec.pos[:2])))
             dyaw = _yaw_delta(self._q0[name], pose[3:])
             if dxy > RETARGET_M or abs(dyaw) > RETARGET_RAD:
-                self._moved[name] = (float(pose[0]), float(pose[1]), spec.yaw + dyaw)
+                self._moved[name] = (float(pose[0]), float(pose[1]), spec.yaw + dyaw, None)
             else:
                 self._moved.pop(name, None)
         key = tuple(sorted(self._moved.items()))
@@ -268,27 +276,35 @@ class ExpertPolicy:
         self._build()
 
     # ------------------------------------------------------------------ re-grasping
-    def _held(self, obs: dict[str, Any], w: GraspWindow) -> bool:
-        """Whether ``w.obj`` is in the hand: the fingers did not close on nothing and the
-        object's origin lies at the grasp's reach from the TCP (within :data:`SLIP_M`)."""
+    def _not_held(self, obs: dict[str, Any], w: GraspWindow) -> str | None:
+        """Why ``w.obj`` is not in the hand (None: it is): the fingers closed on nothing, or
+        the object's origin is not at the grasp's reach from the TCP (within :data:`SLIP_M`)."""
         names = self._layout0.tracked
         pose = np.asarray(obs["objects"], np.float64).reshape(-1, 7)[names.index(w.obj)]
         tcp = np.asarray(obs["tcp_pos"], np.float64)
         state = np.asarray(obs["state"], np.float64)
         gap = float(state[7] + state[8])
         dist = float(np.linalg.norm(pose[:3] - tcp))
-        return gap >= MIN_FINGER_GAP_M and abs(dist - w.reach) <= SLIP_M
+        if gap < MIN_FINGER_GAP_M:
+            return f"the fingers closed on nothing ({gap * 1000:.1f} mm apart)"
+        if abs(dist - w.reach) > SLIP_M:
+            return f"it is {dist * 100:.1f} cm from the TCP, {w.reach * 100:.1f} cm expected"
+        return None
 
     def _placed(self, obs: dict[str, Any], w: GraspWindow) -> bool:
         """Whether ``w.obj`` already lies where the program sets it down: within
-        :data:`PLACED_M` (horizontally) of the keyframe of the move that releases it."""
+        :data:`PLACED_M` (horizontally) of the keyframe of the move that releases it, when that
+        is not where it was taken from."""
         segs = self._program.segments
         rel = next((k for k in range(w.index + 1, len(segs)) if segs[k].grip <= 0.5), None)
-        if rel is None:
+        if rel is None:  # never released
             return False
+        put = np.asarray(segs[rel].pos, float)[:2]
+        if float(np.linalg.norm(put - np.asarray(segs[w.index].pos, float)[:2])) < 2 * PLACED_M:
+            return False  # put back where it was taken (a tool, a cup): its goal is not a place
         names = self._layout0.tracked
         pose = np.asarray(obs["objects"], np.float64).reshape(-1, 7)[names.index(w.obj)]
-        return float(np.linalg.norm(pose[:2] - np.asarray(segs[rel].pos, float)[:2])) < PLACED_M
+        return float(np.linalg.norm(pose[:2] - put)) < PLACED_M
 
     def _check_grasp(self, obs: dict[str, Any], f: int) -> None:
         """Start a re-grasp when the program expects an object held at the observed frame
@@ -297,13 +313,23 @@ class ExpertPolicy:
             return
         t_obs = (f - 1 - self._t0()) / self._fps
         w = next((w for w in self._windows if w.start <= t_obs < w.end), None)
-        if w is None or self._held(obs, w) or self._placed(obs, w):
+        if w is None:
+            return
+        why = self._not_held(obs, w)
+        if why is None or self._placed(obs, w):
             return
         self.retries += 1
+        self.regrasps.append((f - 1, w.obj, why))
         pos = np.asarray(obs["tcp_pos"], np.float64)
         first = w.first + (self._retry.first if self._retry is not None else 0)
         index = w.index + (self._retry.first if self._retry is not None else 0)
         self._retry = _Retry(w.obj, first, f - 1, pos, self._last_quat.copy(), 0.0)
+        # as fast as needed to finish (and settle) before the episode ends, never faster than
+        # RETRY_TIME_SCALE x the expert's moves
+        segs = self._task.expert_program(self._layout_now()).segments[first:]
+        need = sum(s.duration for s in (segs[:-1] if len(segs) > 1 and segs[-1].phase == "hold" else segs))
+        left = (self._ctx.n_frames - f) / self._fps - RETRY_SETTLE_S
+        self._retry.scale = float(np.clip(left / max(need, 1e-6), RETRY_TIME_SCALE, 1.0))
         self._build()
         # the object is followed through the approach moves (all but the last open move)
         self._retry.chase_until = sum(s.duration for s in self._program.segments[:max(index - first - 1, 1)])

@@ -20,7 +20,7 @@ import time
 import zlib
 from collections import Counter
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -37,8 +37,7 @@ from simfail.labels.trace import Trace
 from simfail.policy.base import EpisodeContext, PolicyError, PolicyNeeds, check_actions, policy_needs
 from simfail.policy.registry import load_policy
 
-#: Phase label of policy steps in the trace.
-POLICY_PHASE = "policy"
+from simfail.counterfactual.closed_loop import POLICY_PHASE  # noqa: E402  (phase label of policy steps)
 #: ``simfail.policy`` of the scripted expert's reference episode.
 REFERENCE_POLICY = "scripted_expert"
 ON_POLICY_ERROR = ("raise", "skip")
@@ -202,45 +201,19 @@ def run_policy(runner: SceneRunner, lp: LoadedPolicy, ctx: EpisodeContext, pseed
     """One closed-loop episode of ``lp`` from the runner's loaded scene at rest.
 
     The policy observes frame ``t`` and its action drives the step to frame ``t + 1`` (step
-    ``t``). Raises :class:`PolicyError` naming the policy, the scene seed, the policy seed and
-    the step for a policy that raises or returns a bad action.
+    ``t``), through the :class:`~simfail.counterfactual.closed_loop.PolicyDriver` that a
+    closed-loop continuation uses too. Raises :class:`PolicyError` naming the policy, the scene
+    seed, the policy seed and the step for a policy that raises or returns a bad action.
     """
-    label = lp.spec.label
-    where_ = f"policy {label!r} on scene seed {ctx.scene_seed} (policy seed {pseed})"
-
-    def guarded(what: str, fn, *args):
-        try:
-            return fn(*args)
-        except PolicyError as exc:
-            raise PolicyError(f"{where_} {what}: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - any error of user code becomes one clear line
-            raise PolicyError(f"{where_} raised {type(exc).__name__} {what}: {exc}") from exc
+    from simfail.counterfactual.closed_loop import PolicyDriver
 
     runner.reset_state()
     runner.start(HOME_ACTION, POLICY_PHASE)
-    pol, needs, observer = lp.policy, lp.needs, lp.observer
-    guarded("in reset()", pol.reset, pseed)
-    start = getattr(pol, "start_episode", None)
-    if callable(start):
-        guarded("in start_episode()", start, ctx if needs.privileged else _unprivileged(ctx))
-    queue: list[np.ndarray] = []
-    policy_s, calls = 0.0, 0
-    for f in range(1, ctx.n_frames):
-        if not queue:
-            step = f - 1
-            obs = observer.observe(runner.core, (episode_key, step))
-            t0 = time.perf_counter()
-            out = guarded(f"at step {step}", pol.act, obs)
-            policy_s += time.perf_counter() - t0
-            calls += 1
-            queue = list(check_actions(out, needs.chunk, ctx.action_low, ctx.action_high, f"{where_} at step {step}"))
-        runner.step(queue.pop(0), POLICY_PHASE)
-    return EpisodeRun(runner.trace, policy_s, calls)
-
-
-def _unprivileged(ctx: EpisodeContext) -> EpisodeContext:
-    """``ctx`` without the scene layout and task object (what a non-privileged policy sees)."""
-    return replace(ctx, layout=None, task_obj=None)
+    driver = PolicyDriver(lp, ctx, pseed, episode_key)
+    driver.start(runner.core, 0)
+    for f in range(ctx.n_frames - 1):
+        runner.step(driver.act(runner.core, f), POLICY_PHASE)
+    return EpisodeRun(runner.trace, driver.policy_s, driver.act_calls)
 
 
 # ------------------------------------------------------------------------------ groups
