@@ -54,3 +54,24 @@ class Perturbation:
         if not 0.0 <= magnitude <= 1.0:
             raise ConfigError(f"perturbation {self.name!r}: magnitude must be in [0, 1], got {magnitude}")
         return self.fn(task, layout, expert, float(magnitude), rng)
+
+    def realized(self, events) -> bool:
+        """Whether a variant's failure events show the intended failure."""
+        return any(e.type in self.intended for e in events)
+
+    def make_edit(self, source, magnitude: float, rng: np.random.Generator, ik=None):
+        """The :class:`~simfail.counterfactual.edit.ProgramEdit` of this operator on a scripted
+        expert's :class:`~simfail.counterfactual.source.SourceEpisode` (``source.program`` is the
+        expert program): the edited program, run through the IK from the onset frame on (the
+        last frame at or before the onset time), with the group's ``ik`` (or a new one)."""
+        from simfail.core.builder import make_ik
+        from simfail.core.rollout import onset_frame
+        from simfail.counterfactual.edit import ProgramEdit
+
+        if source.program is None:
+            raise ConfigError(f"perturbation {self.name!r} edits the scripted expert's program; "
+                              f"this {source.origin.get('kind')} source has none (use a generic operator)")
+        applied = self.apply(source.task, source.layout, source.program, magnitude, rng)
+        k = onset_frame(applied.onset_time, source.fps)
+        params = {"onset_time_s": round(applied.onset_time, 4), "onset_frame": k, **applied.params}
+        return ProgramEdit(k, source.n_frames - 2, params, program=applied.program, ik=ik if ik is not None else make_ik())

@@ -71,12 +71,24 @@ def run_check(cfg: CheckConfig) -> int:
     return 0 if not problems else 1
 
 
+def _ranges(p) -> str:
+    (a, b), (c, d) = p.failure_range, p.near_miss_range
+    return f"failure {a:g}-{b:g}, near miss {c:g}-{d:g}"
+
+
 def run_list(_: ListConfig) -> int:
     from simfail.core.task import get_task, task_names
+    from simfail.counterfactual.operators import OPERATORS
 
     for name in task_names():
         task = get_task(name)
         print(f"{name}: {task.description}")
         for pname, p in task.perturbations().items():
-            print(f"  {pname:<20} {p.description}  (detected as: {', '.join(p.intended)})")
+            via = f" [generic {p.operator}]" if hasattr(p, "operator") else ""
+            print(f"  {pname:<20} {p.description}{via}  (detected as: {', '.join(p.intended)}; {_ranges(p)})")
+    print("generic operators (every task; failures=[generic] selects them all; docs/counterfactuals.md):")
+    for oname in OPERATORS.names():
+        op = OPERATORS.get(oname)
+        seen = ", ".join(op.intended) if op.intended else "any failure event"
+        print(f"  {oname:<20} {op.description}  (params: {op.summary()}; detected as: {seen}; {_ranges(op)})")
     return 0

@@ -24,11 +24,12 @@ import simfail
 from simfail.config import GenerateConfig
 from simfail.core.builder import BuiltScene, make_ik
 from simfail.core.episode import VIEWS, EpisodeRecord, competition_ranks
-from simfail.core.robot import HOME_QPOS
-from simfail.core.rollout import RolloutResult, frame_count, onset_frame, run_program
+from simfail.core.rollout import RolloutResult, frame_count, run_program
 from simfail.core.runner import SceneRunner
 from simfail.core.scene import StageConfig
 from simfail.core.task import Task, get_task, task_names
+from simfail.counterfactual.replay import branch
+from simfail.counterfactual.source import SourceEpisode
 from simfail.errors import ExpertFailedError, SimulationUnstableError, UnknownNameError
 from simfail.labels.scoring import dense_reward, episode_score, failure_mask
 from simfail.labels.visibility import SEG_SIZE, apply_visibility, visibility_queries
@@ -122,13 +123,44 @@ def scene_seed(base_seed: int, group: int, attempt: int) -> int:
     return int(ss & 0x7FFFFFFF)
 
 
+#: ``failures=[generic]``: every generic operator (``simfail.counterfactual.operators``).
+GENERIC_ALIAS = "generic"
+
+
+def available_operators(task: Task) -> dict[str, Any]:
+    """Every failure operator a task's groups can use, by name: the task's own (program edits
+    and task-bound generic ones, ``perturbations/<task>.py``), then the generic operators of
+    :mod:`simfail.counterfactual.operators` (a task name wins over a generic one)."""
+    from simfail.counterfactual.operators import OPERATORS
+
+    ops = dict(task.perturbations())
+    for name in OPERATORS.names():
+        ops.setdefault(name, OPERATORS.get(name))
+    return ops
+
+
+def failure_names(task: Task, names: list[str]) -> list[str]:
+    """The operator names a ``failures=`` list selects for a task: ``all`` is the task's own
+    operators, ``generic`` every generic operator, anything else a name."""
+    from simfail.counterfactual.operators import OPERATORS
+
+    if names in (["all"], ["*"]):
+        return list(task.perturbations())
+    out: list[str] = []
+    for n in names:
+        for m in (OPERATORS.names() if n == GENERIC_ALIAS else [n]):
+            if m not in out:
+                out.append(m)
+    return out
+
+
 def variant_plan(task: Task, cfg: GenerateConfig, seed: int) -> list[VariantSpec]:
     """Which variants a group gets, with their magnitudes (a function of the seed)."""
-    perts = task.perturbations()
-    names = list(perts) if cfg.failures.names in (["all"], ["*"]) else list(cfg.failures.names)
+    perts = available_operators(task)
+    names = failure_names(task, list(cfg.failures.names))
     for n in names:
         if n not in perts:
-            raise UnknownNameError("failure", n, list(perts))
+            raise UnknownNameError("failure", n, [*perts, GENERIC_ALIAS])
     plan: list[VariantSpec] = []
     for n in names:
         p = perts[n]
@@ -227,22 +259,18 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
             frames.append(expert_frames)
         episodes = [_record(task, scene, base, group_id, "expert", {}, fps)]
         see(episodes[0], base)
-        perts = task.perturbations()
+        source = SourceEpisode.from_expert(task, scene, base, {"group": group_id}, program=expert)
+        perts = available_operators(task)
         for spec in variant_plan(task, cfg, seed):
+            # every variant, task-specific or generic, is an edit branched from the expert source
             rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(spec.name.encode()), 2]))
-            applied = perts[spec.perturbation].apply(task, scene.layout, expert, spec.magnitude, rng)
-            k = onset_frame(applied.onset_time, fps)
+            edit = perts[spec.perturbation].make_edit(source, spec.magnitude, rng, ik=ik)
+            k = edit.onset
             t0 = time.perf_counter()
             try:
-                if cfg.dataset.reuse_prefix:
-                    res = run_program(runner, ik, applied.program, n_frames, start=base, start_frame=k,
-                                      keep_snapshots=True)
-                    first_new = k + 1
-                else:
-                    runner.reset_state()
-                    ik.reset(HOME_QPOS)
-                    res = run_program(runner, ik, applied.program, n_frames, keep_snapshots=True)
-                    first_new = 0
+                trace, states = branch(runner, source, edit, n_frames, from_start=not cfg.dataset.reuse_prefix)
+                res = RolloutResult(trace, states)
+                first_new = k + 1 if cfg.dataset.reuse_prefix else 0
             except SimulationUnstableError as exc:
                 # no trustworthy labels: leave the variant out and say so in the meta
                 unstable.append({"variant": spec.name, "error": str(exc)})
@@ -253,7 +281,7 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
                 frames.append(worker.submit(res.trace.qpos, prefix=expert_frames, first=first_new))
             t0 = time.perf_counter()
             params = {"name": spec.perturbation, "kind": spec.kind, "magnitude": round(spec.magnitude, 4),
-                      "onset_time_s": round(applied.onset_time, 4), "onset_frame": k, **applied.params}
+                      **edit.params, "continuation": "open_loop", "source": source.describe()}
             episodes.append(_record(task, scene, res, group_id, spec.name, params, fps))
             see(episodes[-1], res)
             timing.labels += time.perf_counter() - t0
@@ -494,7 +522,8 @@ def task_config(cfg: GenerateConfig, task: Task) -> GenerateConfig:
     this task offers (a name no task offers is an error, see :func:`validate_failures`)."""
     if cfg.task != ALL_TASKS or cfg.failures.names in (["all"], ["*"]):
         return cfg
-    names = [n for n in cfg.failures.names if n in task.perturbations()]
+    ops = available_operators(task)
+    names = [n for n in failure_names(task, list(cfg.failures.names)) if n in ops]
     return replace(cfg, task=task.name, failures=replace(cfg.failures, names=names))
 
 
@@ -504,7 +533,7 @@ def validate_failures(cfg: GenerateConfig) -> None:
     if len(tasks) == 1:
         variant_plan(tasks[0], cfg, 0)
         return
-    offered = sorted({n for t in tasks for n in t.perturbations()})
+    offered = sorted({n for t in tasks for n in available_operators(t)} | {GENERIC_ALIAS})
     for n in cfg.failures.names:
         if n not in ("all", "*") and n not in offered:
             raise UnknownNameError("failure", n, offered)

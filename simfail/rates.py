@@ -2,7 +2,8 @@
 
 * expert success rate: share of scene seeds whose expert succeeds with no failure event;
 * realization rate of a perturbation: share of its variants in which the detectors confirm
-  one of the operator's ``intended`` event types. Variants are labelled by what happened
+  one of the operator's ``intended`` event types (any failure event for the generic operators
+  whose ``intended`` is empty: freeze, speedup, delay, truncate, push). Variants are labelled by what happened
   either way; this measures how reliably each operator produces its failure.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from simfail.config import GenerateConfig
 from simfail.core.task import get_task
-from simfail.generate import generate_group, make_group_runner
+from simfail.generate import available_operators, generate_group, make_group_runner
 from simfail.report import table
 
 
@@ -50,7 +51,7 @@ def measure_rates(cfg: GenerateConfig, progress: bool = True) -> Rates:
     from tqdm import tqdm
 
     task = get_task(cfg.task)
-    perts = task.perturbations()
+    perts = available_operators(task)
     rates = Rates(cfg.task, cfg.groups, 0, 0)
     scores: dict[str, list[float]] = {}
     runner = make_group_runner(task, cfg)
@@ -73,7 +74,7 @@ def measure_rates(cfg: GenerateConfig, progress: bool = True) -> Rates:
             if kind in ("sweep", "near_miss"):
                 label = "near miss" if kind == "near_miss" else f"{float(ep.perturbation['magnitude']):.2f}"
                 rates.sweep_scores.setdefault(name, {}).setdefault(label, []).append(ep.score)
-            hit = any(e.type in perts[name].intended for e in ep.failures)
+            hit = perts[name].realized(ep.failures)
             rates.realized.setdefault(name, [0, 0])
             rates.realized[name][0] += int(hit)
             rates.realized[name][1] += 1

@@ -75,6 +75,8 @@ class SourceEpisode:
         trace: The recorded trace (its frames ``0..k`` become a variant's prefix).
         phases: ``{name: (first_frame, last_frame)}`` from the trace's phase column.
         origin: ``{"kind": expert|rollout|demo, ...ids}`` (scene seed, policy, episode ...).
+        program: The scripted expert's keyframe program (expert sources only): what the
+            task-specific operators (``perturbations/<task>.py``) edit.
     """
 
     task: Task
@@ -84,6 +86,7 @@ class SourceEpisode:
     trace: Trace
     phases: dict[str, tuple[int, int]] = field(default_factory=dict)
     origin: dict[str, Any] = field(default_factory=dict)
+    program: Any = None
 
     def __post_init__(self) -> None:
         a = np.asarray(self.actions, dtype=np.float64)
@@ -127,7 +130,7 @@ class SourceEpisode:
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_expert(cls, task: Task, scene: BuiltScene, result: RolloutResult,
-                    origin: dict[str, Any] | None = None) -> SourceEpisode:
+                    origin: dict[str, Any] | None = None, program: Any = None) -> SourceEpisode:
         """The scripted expert's rollout (``run_program`` with ``keep_snapshots=True``): its
         snapshots are the states (IK warm start included) and each step's exact command is the
         last action saved in the next frame's state."""
@@ -136,7 +139,7 @@ class SourceEpisode:
         actions = _actions_from_states([s.sim_state for s in result.snapshots])
         org = {"kind": "expert", "scene_seed": int(scene.layout.seed), **(origin or {})}
         return cls(task, scene, actions, list(result.snapshots), result.trace,
-                   phase_spans(list(result.trace.phase)), org)
+                   phase_spans(list(result.trace.phase)), org, program)
 
     @classmethod
     def from_rollout(cls, runner: SceneRunner, trace: Trace, states: list[Any] | None = None,
