@@ -98,3 +98,29 @@ class PolicyDriver:
             self._queue = list(check_actions(out, self.loaded.needs.chunk, ctx.action_low, ctx.action_high,
                                              f"{self.where} at step {frame}"))
         return self._queue.pop(0)
+
+
+def policy_driver(loaded: Any, runner: Any, n_frames: int, policy_seed: int, episode_key: Any) -> PolicyDriver:
+    """A :class:`PolicyDriver` for ``loaded`` on the runner's loaded scene, with the episode
+    context a rollout of ``n_frames`` frames gives (action box from the scene's actuators)."""
+    from simfail.policy.rollout import action_box
+
+    scene, task = runner.scene, runner.task
+    low, high = action_box(runner)
+    ctx = EpisodeContext(task.name, scene.layout.instruction, runner.fps, int(n_frames), int(runner.scene_seed),
+                         low, high, layout=scene.layout, task_obj=task)
+    return PolicyDriver(loaded, ctx, policy_seed, episode_key)
+
+
+def continuation_policy(spec: str, runner: Any, width: int, height: int) -> Any:
+    """The :class:`~simfail.policy.rollout.LoadedPolicy` of ``spec`` (a registered name or
+    ``module:factory``) for closed-loop continuations on ``runner``'s task, built once per
+    runner and spec (a learned policy's checkpoint is read once)."""
+    from simfail.policy.rollout import PolicySpec, load_one
+
+    cache = runner.__dict__.setdefault("_continuation_policies", {})
+    key = (spec, int(width), int(height))
+    if key not in cache:
+        names = list(runner.prototype.layout.tracked)
+        cache[key] = load_one(PolicySpec(spec.rsplit(":", 1)[-1], spec, {}), names, width, height)
+    return cache[key]

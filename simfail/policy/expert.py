@@ -58,6 +58,8 @@ MIN_FINGER_GAP_M = 0.004
 SLIP_M = 0.03
 #: An object this close [m, horizontally] to where the program releases it is not re-grasped.
 PLACED_M = 0.06
+#: Speed [m/s] under which a dropped object lies still (a re-grasp waits for it).
+REST_SPEED = 0.05
 #: Re-grasps per episode.
 MAX_RETRIES = 2
 #: Fastest re-grasp: its moves' durations as a fraction of the expert's (when time is short).
@@ -208,6 +210,8 @@ class ExpertPolicy:
         self._last = last
         self._last_quat = topdown_quat(0.0)
         self._objects = {o.name: o for o in self._layout0.objects if o.free}
+        self._pos: dict[str, np.ndarray] = {}  # object positions at the last observation [m]
+        self._prev_pos: dict[str, np.ndarray] = {}
         self._build()
 
     # ------------------------------------------------------------------ programs
@@ -246,6 +250,7 @@ class ExpertPolicy:
     def _retarget(self, obs: dict[str, Any]) -> None:
         names = self._layout0.tracked
         poses = np.asarray(obs["objects"], np.float64).reshape(-1, 7)
+        self._prev_pos, self._pos = self._pos, {n: p[:3].copy() for n, p in zip(names, poses)}
         tcp = np.asarray(obs["tcp_pos"], np.float64)
         r = self._retry
         chase = r.obj if r is not None and (self._clock + 1 - r.t0) / self._fps < r.chase_until else None
@@ -291,6 +296,14 @@ class ExpertPolicy:
             return f"it is {dist * 100:.1f} cm from the TCP, {w.reach * 100:.1f} cm expected"
         return None
 
+    def _moving(self, obs: dict[str, Any], name: str) -> bool:
+        """Whether ``name`` moved faster than :data:`REST_SPEED` since the last observation (a
+        falling object is judged once it lies still)."""
+        names = self._layout0.tracked
+        pos = np.asarray(obs["objects"], np.float64).reshape(-1, 7)[names.index(name), :3]
+        prev = self._prev_pos.get(name)
+        return prev is None or float(np.linalg.norm(pos - prev)) * self._fps > REST_SPEED
+
     def _placed(self, obs: dict[str, Any], w: GraspWindow) -> bool:
         """Whether ``w.obj`` already lies where the program sets it down: within
         :data:`PLACED_M` (horizontally) of the keyframe of the move that releases it, when that
@@ -300,7 +313,7 @@ class ExpertPolicy:
         if rel is None:  # never released
             return False
         put = np.asarray(segs[rel].pos, float)[:2]
-        if float(np.linalg.norm(put - np.asarray(segs[w.index].pos, float)[:2])) < 2 * PLACED_M:
+        if float(np.linalg.norm(put - np.asarray(self._objects[w.obj].pos, float)[:2])) < 2 * PLACED_M:
             return False  # put back where it was taken (a tool, a cup): its goal is not a place
         names = self._layout0.tracked
         pose = np.asarray(obs["objects"], np.float64).reshape(-1, 7)[names.index(w.obj)]
@@ -316,7 +329,7 @@ class ExpertPolicy:
         if w is None:
             return
         why = self._not_held(obs, w)
-        if why is None or self._placed(obs, w):
+        if why is None or self._moving(obs, w.obj) or self._placed(obs, w):
             return
         self.retries += 1
         self.regrasps.append((f - 1, w.obj, why))
