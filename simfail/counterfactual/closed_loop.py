@@ -49,8 +49,6 @@ class PolicyDriver:
         episode_key: Identifies the episode for the observer's image cache.
     """
 
-    phase = POLICY_PHASE
-
     def __init__(self, loaded: Any, context: EpisodeContext, policy_seed: int, episode_key: Any):
         self.loaded = loaded
         self.context = context
@@ -61,6 +59,14 @@ class PolicyDriver:
         self.policy_s = 0.0  # seconds spent in the policy's act()
         self.act_calls = 0
         self._queue: list[np.ndarray] = []
+
+    @property
+    def phase(self) -> str:
+        """Phase label of the frame the last command leads to: the policy's own ``phase``
+        attribute when it has one (the scripted expert names its program's phase), else
+        :data:`POLICY_PHASE`."""
+        own = getattr(self.loaded.policy, "phase", None)
+        return own if isinstance(own, str) and own else POLICY_PHASE
 
     def _guarded(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:

@@ -203,6 +203,8 @@ class ExpertPolicy:
         self._key: tuple | None = None
         self._retry: _Retry | None = None
         self.retries = 0
+        #: the program phase of the last command (the rollout's phase label, as run_program's)
+        self.phase = ""
         #: ``(frame observed, object, why)`` of every re-grasp started this episode
         self.regrasps: list[tuple[int, str, str]] = []
         self._noise = np.zeros(7)
@@ -364,6 +366,7 @@ class ExpertPolicy:
             pos, quat = self._program.pose_at(t)
             arm = self._ik.solve(pos, quat)
             command = np.concatenate([arm, [self._program.grip_at(t - 1.0 / self._fps)]])
+            self.phase = self._program.phase_at(t - 1.0 / self._fps)
             self._clock = f
             self._last = command.copy()
             self._last_quat = np.asarray(quat, np.float64)

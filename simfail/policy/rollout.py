@@ -266,7 +266,8 @@ def run_policy(runner: SceneRunner, lp: LoadedPolicy, ctx: EpisodeContext, pseed
     driver.start(runner.core, 0)
     states = [runner.core.get_state()] if keep_states else None
     for f in range(ctx.n_frames - 1):
-        runner.step(driver.act(runner.core, f), POLICY_PHASE)
+        action = driver.act(runner.core, f)
+        runner.step(action, driver.phase)
         if states is not None:
             states.append(runner.core.get_state())
     return EpisodeRun(runner.trace, driver.policy_s, driver.act_calls, states)
