@@ -604,17 +604,16 @@ def summary_table(s: dict[str, Any]) -> str:
         top = ", ".join(f"{k} {v}" for k, v in list(p["failures"].items())[:4]) or "-"
         rows.append([label, str(p["episodes"]), f"{100 * p['success_rate']:.0f}%",
                      f"{p['score_mean']:.1f}" if p["episodes"] else "-",
-                     " / ".join(f"{v:.0f}" for v in q) if q else "-",
+                     " / ".join(f"{v:.0f}" for v in q) if q else "-", str(p["errors_skipped"]),
                      f"{100 * p['realization_rate']:.0f}%" if "realized" in p else "-",
-                     f"{100 * p['recovery_rate']:.0f}%" if "recovered" in p else "-",
-                     str(p["errors_skipped"]), top])
+                     f"{100 * p['recovery_rate']:.0f}%" if "recovered" in p else "-", top])
     t = s["time"]
     head = [f"dataset: {s['out']}" if s.get("out") else "dataset: (render=false: nothing written)",
             f"groups: {s['groups']} (already there: {len(s.get('skipped_groups', []))})   episodes: {s['episodes']}   "
             f"time: {s.get('seconds', 0.0):.1f} s (physics {t['physics']:.1f} s, policy {t['policy']:.1f} s, "
             f"labels {t['labels']:.1f} s, rendering {t['render']:.1f} s on its own thread)", ""]
     return "\n".join(head) + table(rows, ["policy", "episodes", "success", "mean score", "score p10/p50/p90",
-                                          "realized", "recovered", "errors skipped",
+                                          "errors skipped", "realized", "recovered",
                                           "most frequent failures (episodes)"])
 
 
