@@ -10,9 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from simfail.core.program import Segment
+from simfail.counterfactual.operators import bound
 from simfail.perturbations.base import Applied, Perturbation
 
 CARRY_Z = 0.24
+#: RMS of a sine of amplitude 1 (the generic jitter takes an RMS, the old shaky an amplitude)
+SQRT_HALF = 0.5 ** 0.5
 
 
 def _tail(expert, phases_from: str):
@@ -174,10 +177,12 @@ PICK_PLACE_PERTURBATIONS: dict[str, Perturbation] = {
     for p in (
         Perturbation("missed_grasp", ("missed_grasp",), "descend beside the object and close on nothing", missed_grasp,
                      failure_range=(0.75, 1.0), near_miss_range=(0.05, 0.2)),
-        Perturbation("drop", ("drop",), "open the gripper during the carry", drop, failure_range=(0.3, 1.0),
-                     near_miss_range=(0.0, 0.03)),
-        Perturbation("collision", ("collision", "topple"), "carry the object through the cup", collision,
-                     failure_range=(0.75, 1.0), near_miss_range=(0.3, 0.45)),
+        bound("drop", "gripper_release", ("drop",), "open the gripper during the carry",
+              lambda layout, m: {"onset": f"carry@{0.9 - 0.8 * m:.4f}"}, failure_range=(0.3, 1.0),
+              near_miss_range=(0.0, 0.03)),
+        bound("collision", "action_offset", ("collision", "topple"), "swerve toward the cup during the carry",
+              lambda layout, m: {"onset": "carry", "toward": "obstacle", "reach": m, "duration": 1.6},
+              failure_range=(0.75, 1.0), near_miss_range=(0.3, 0.45)),
         Perturbation("wrong_placement", ("wrong_placement",), "set the object down beside the target", wrong_placement,
                      failure_range=(0.2, 1.0), near_miss_range=(0.0, 0.1)),
         Perturbation("unstable_placement", ("unstable_placement",), "release the object on the target's rim",
@@ -188,7 +193,9 @@ PICK_PLACE_PERTURBATIONS: dict[str, Perturbation] = {
                      failure_range=(0.0, 1.0), near_miss_range=(0.0, 1.0)),
         Perturbation("shortcut", ("dragging",), "drag the object along the table instead of lifting it", shortcut_drag,
                      failure_range=(0.0, 1.0), near_miss_range=(0.0, 1.0)),
-        Perturbation("shaky", ("shaky_motion",), "jittery, hesitant execution that still succeeds", shaky,
-                     failure_range=(0.5, 1.0), near_miss_range=(0.0, 0.2)),
+        bound("shaky", "jitter", ("shaky_motion",), "jittery execution that still succeeds",
+              lambda layout, m: {"onset": "approach", "sigma": (0.006 + 0.014 * m) * SQRT_HALF, "frequency": 3.0,
+                                 "phases": ["approach", "carry", "retreat"]},
+              failure_range=(0.5, 1.0), near_miss_range=(0.0, 0.2)),
     )
 }

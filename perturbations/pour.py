@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from simfail.core.program import Segment
+from simfail.counterfactual.operators import bound
 from simfail.perturbations.base import Applied, Perturbation
 from simfail.scenes.pour import CARRY_Z, GRASP_Z, LIP_DZ, POUR_TILT, tilt_quat
 
@@ -145,7 +146,8 @@ POUR_PERTURBATIONS: dict[str, Perturbation] = {
                      failure_range=(0.0, 1.0), near_miss_range=(0.0, 1.0)),
         Perturbation("tilted_setdown", ("cup_topple",), "set the cup down tilted so it falls over after release",
                      tilted_setdown, failure_range=(0.6, 1.0), near_miss_range=(0.0, 0.2)),
-        Perturbation("clip_bystander", ("collision", "topple"), "carry the cup through the bottle, then pour",
-                     clip_bystander, failure_range=(0.6, 1.0), near_miss_range=(0.0, 0.15)),
+        bound("clip_bystander", "action_offset", ("collision", "topple"), "swerve the cup toward the bottle, then pour",
+              lambda layout, m: {"onset": "carry", "toward": "bystander", "reach": m, "duration": 1.6},
+              failure_range=(0.6, 1.0), near_miss_range=(0.0, 0.15)),
     )
 }

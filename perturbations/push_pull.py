@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from simfail.core.program import Segment
+from simfail.counterfactual.operators import bound
 from simfail.perturbations.base import Applied, Perturbation
 from simfail.scenes.push_pull import (BACKOFF, LIFT_S, PUSH_S, PUSH_Z, START_GAP, TRAVEL_Z, contact_offset,
                                       push_grip)
@@ -197,13 +198,16 @@ PUSH_PULL_PERTURBATIONS: dict[str, Perturbation] = {
                      too_fast, failure_range=(0.85, 1.0), near_miss_range=(0.6, 0.7)),
         Perturbation("off_edge", ("off_table",), "push the object sideways off the table's edge", off_edge,
                      failure_range=(0.45, 1.0), near_miss_range=(0.0, 0.1)),
-        Perturbation("bottle_collision", ("topple",), "swing the hand through the bottle",
-                     bottle_collision, failure_range=(0.7, 1.0), near_miss_range=(0.0, 0.1)),
+        bound("bottle_collision", "action_offset", ("topple",), "swerve the hand toward the bottle after the push",
+              lambda layout, m: {"onset": "backoff", "toward": "bottle", "reach": m, "duration": 1.6},
+              failure_range=(0.7, 1.0), near_miss_range=(0.0, 0.1)),
         Perturbation("graze", ("collision",), "brush past the bottle without toppling it", graze,
                      failure_range=(0.0, 1.0), near_miss_range=(0.0, 0.3)),
         Perturbation("wrong_object", ("wrong_object",), "push the distractor block toward the goal instead",
                      wrong_object, failure_range=(0.0, 1.0), near_miss_range=(0.0, 1.0)),
-        Perturbation("shaky", ("shaky_motion",), "jittery, hesitant execution that still succeeds", shaky,
-                     failure_range=(0.6, 1.0), near_miss_range=(0.47, 0.53)),
+        bound("shaky", "jitter", ("shaky_motion",), "jittery execution that still succeeds",
+              lambda layout, m: {"onset": "approach", "sigma": (JITTER[0] + (JITTER[1] - JITTER[0]) * m) * 0.5 ** 0.5,
+                                 "frequency": JITTER_HZ, "phases": ["approach", "lift"]},
+              failure_range=(0.6, 1.0), near_miss_range=(0.47, 0.53)),
     )
 }

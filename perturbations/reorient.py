@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from simfail.core.program import Segment
+from simfail.counterfactual.operators import bound
 from simfail.perturbations.base import Applied, Perturbation
 from simfail.scenes.reorient import RELEASE_GAP, quat_axes
 
@@ -168,13 +169,15 @@ REORIENT_PERTURBATIONS: dict[str, Perturbation] = {
     for p in (
         Perturbation("incomplete_rotation", ("incomplete_rotation",), "stop turning short of the goal orientation",
                      incomplete_rotation, failure_range=(0.45, 1.0), near_miss_range=(0.04, 0.1)),
-        Perturbation("drop", ("drop",), "open the gripper while the object is lifted and turning", drop,
-                     failure_range=(0.55, 1.0), near_miss_range=(0.1, 0.15)),
+        bound("drop", "gripper_release", ("drop",), "open the gripper while the object is lifted and turning",
+              lambda layout, m: {"onset": f"rotate..lower@{1.0 - 0.95 * m:.4f}"},
+              failure_range=(0.55, 1.0), near_miss_range=(0.1, 0.15)),
         Perturbation("roll_off", ("rolled_off",), "toss the object down sideways so it rolls away after release",
                      roll_off, failure_range=(0.4, 1.0), near_miss_range=(0.0, 0.1)),
         Perturbation("overshoot", ("overshoot",), "turn past the goal and correct back (succeeds, lower quality)",
                      overshoot, failure_range=(0.3, 1.0), near_miss_range=(0.0, 0.1)),
-        Perturbation("collision", ("collision", "topple"), "swing the lifted object through the cup while turning",
-                     collision, failure_range=(0.6, 1.0), near_miss_range=(0.3, 0.45)),
+        bound("collision", "action_offset", ("collision", "topple"), "swerve the lifted object toward the cup while turning",
+              lambda layout, m: {"onset": "rotate", "toward": "bystander", "reach": m, "duration": 2.0},
+              failure_range=(0.6, 1.0), near_miss_range=(0.3, 0.45)),
     )
 }

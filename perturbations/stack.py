@@ -13,6 +13,7 @@ import itertools
 import numpy as np
 
 from simfail.core.program import Segment
+from simfail.counterfactual.operators import bound
 from simfail.perturbations.base import Applied, Perturbation
 from simfail.scenes.stack import CARRY_Z
 
@@ -164,9 +165,11 @@ STACK_PERTURBATIONS: dict[str, Perturbation] = {
                      failure_range=(0.6, 1.0), near_miss_range=(0.1, 0.3)),
         Perturbation("wrong_order", ("wrong_order",), "stack the requested blocks in another order", wrong_order,
                      failure_range=(0.0, 1.0), near_miss_range=(0.0, 1.0)),
-        Perturbation("drop", ("drop",), "open the gripper while carrying the top block", drop,
-                     failure_range=(0.5, 1.0), near_miss_range=(0.0, 0.03)),
-        Perturbation("hit_bystander", ("collision", "topple"), "carry the first block through the cup", hit_bystander,
-                     failure_range=(0.75, 1.0), near_miss_range=(0.2, 0.35)),
+        bound("drop", "gripper_release", ("drop",), "open the gripper while carrying the top block",
+              lambda layout, m: {"onset": f"carry#-1@{0.9 - 0.8 * m:.4f}"},
+              failure_range=(0.5, 1.0), near_miss_range=(0.0, 0.03)),
+        bound("hit_bystander", "action_offset", ("collision", "topple"), "swerve toward the cup while carrying the first block",
+              lambda layout, m: {"onset": "carry#1", "toward": "bystander", "reach": m, "duration": 1.6},
+              failure_range=(0.75, 1.0), near_miss_range=(0.2, 0.35)),
     )
 }

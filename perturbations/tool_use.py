@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from simfail.core.program import Segment
+from simfail.counterfactual.operators import bound
 from simfail.perturbations.base import Applied, Perturbation
 from simfail.scenes.tool_use import BOARD_HALF, BOARD_TOP, CARRY_Z, GRASP_DZ, HEAD_HALF
 
@@ -183,23 +184,27 @@ def shaky(task, layout, expert, m, rng) -> Applied:
 TOOL_USE_PERTURBATIONS: dict[str, Perturbation] = {
     p.name: p
     for p in (
-        Perturbation("drop", ("tool_drop",), "loosen the grip while carrying the eraser: it falls", drop,
-                     failure_range=(0.6, 1.0), near_miss_range=(0.05, 0.2)),
+        bound("drop", "gripper_release", ("tool_drop",), "loosen the grip while carrying the eraser: it falls",
+              lambda layout, m: {"onset": "carry@0.5", "level": 1.0 - m},
+              failure_range=(0.6, 1.0), near_miss_range=(0.05, 0.2)),
         Perturbation("short_stroke", ("incomplete_wiping",), "stop the wiping stroke short of the board's edge",
                      short_stroke, failure_range=(0.75, 1.0), near_miss_range=(0.3, 0.5)),
         Perturbation("offset_stroke", ("incomplete_wiping",), "wipe beside the marks, missing those along one edge",
                      offset_stroke, failure_range=(0.7, 1.0), near_miss_range=(0.0, 0.2)),
         Perturbation("high_wipe", ("incomplete_wiping",), "hold the eraser too high above the board while wiping",
                      high_wipe, failure_range=(0.6, 1.0), near_miss_range=(0.0, 0.15)),
-        Perturbation("collision", ("collision", "topple"), "carry the eraser through the cup", collision,
-                     failure_range=(0.75, 1.0), near_miss_range=(0.3, 0.45)),
+        bound("collision", "action_offset", ("collision", "topple"), "swerve toward the cup while carrying the eraser",
+              lambda layout, m: {"onset": "carry", "toward": "bystander", "reach": m, "duration": 1.6},
+              failure_range=(0.75, 1.0), near_miss_range=(0.3, 0.45)),
         Perturbation("shortcut", ("gripper_wiping",), "push the marks with the fingers instead of the eraser",
                      shortcut, failure_range=(0.0, 1.0), near_miss_range=(0.0, 1.0)),
         Perturbation("rough_put_down", ("rough_put_down",), "let the eraser fall the last centimetres when putting it back",
                      rough_put_down, failure_range=(0.4, 1.0), near_miss_range=(0.2, 0.35)),
         Perturbation("edge_put_down", ("tool_not_put_down",), "put the eraser on the board's edge: it tips off after release",
                      edge_put_down, failure_range=(0.8, 1.0), near_miss_range=(0.0, 0.3)),
-        Perturbation("shaky", ("shaky_motion",), "jittery execution that still succeeds", shaky,
-                     failure_range=(0.5, 1.0), near_miss_range=(0.0, 0.2)),
+        bound("shaky", "jitter", ("shaky_motion",), "jittery execution that still succeeds",
+              lambda layout, m: {"onset": "approach", "sigma": (0.006 + 0.014 * m) * 0.5 ** 0.5, "frequency": 3.0,
+                                 "phases": ["approach", "carry", "return", "retreat"]},
+              failure_range=(0.5, 1.0), near_miss_range=(0.0, 0.2)),
     )
 }

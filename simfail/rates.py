@@ -25,6 +25,8 @@ class Rates:
     expert_attempts: int
     expert_successes: int
     realized: dict[str, list[int]] = field(default_factory=dict)  # name -> [realized, total]
+    #: name -> variant kind (failure, near_miss, sweep) -> [realized, total]
+    realized_by_kind: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     success_of_variants: dict[str, list[int]] = field(default_factory=dict)
     mean_score: dict[str, float] = field(default_factory=dict)
     #: variants left out because their physics diverged, by operator
@@ -41,7 +43,7 @@ class Rates:
         return {
             "task": self.task, "groups": self.groups, "expert_attempts": self.expert_attempts,
             "expert_successes": self.expert_successes, "expert_success_rate": self.expert_success_rate,
-            "realized": self.realized, "variant_success": self.success_of_variants, "mean_score": self.mean_score,
+            "realized": self.realized, "realized_by_kind": self.realized_by_kind, "variant_success": self.success_of_variants, "mean_score": self.mean_score,
             "diverged": self.diverged,
             "sweep_mean_score": {n: {k: sum(v) / len(v) for k, v in d.items()} for n, d in self.sweep_scores.items()},
         }
@@ -78,6 +80,9 @@ def measure_rates(cfg: GenerateConfig, progress: bool = True) -> Rates:
             rates.realized.setdefault(name, [0, 0])
             rates.realized[name][0] += int(hit)
             rates.realized[name][1] += 1
+            per_kind = rates.realized_by_kind.setdefault(name, {}).setdefault(str(kind), [0, 0])
+            per_kind[0] += int(hit)
+            per_kind[1] += 1
     rates.mean_score = {k: float(sum(v) / len(v)) for k, v in scores.items()}
     return rates
 
@@ -86,12 +91,15 @@ def rates_table(r: Rates) -> str:
     rows = []
     for name, (hit, n) in r.realized.items():
         s, sn = r.success_of_variants[name]
-        rows.append([name, f"{hit}/{n}", f"{hit / n:.0%}", f"{s}/{sn}", f"{r.mean_score[name]:.1f}"])
+        by_kind = r.realized_by_kind.get(name, {})
+        split = [f"{by_kind[k][0]}/{by_kind[k][1]}" if k in by_kind else "-" for k in ("failure", "near_miss")]
+        rows.append([name, f"{hit}/{n}", f"{hit / n:.0%}", *split, f"{s}/{sn}", f"{r.mean_score[name]:.1f}"])
     head = (f"task {r.task}: expert success {r.expert_successes}/{r.expert_attempts} seeds "
             f"({r.expert_success_rate:.1%}); expert mean score {r.mean_score.get('expert', 0):.1f}\n")
     if r.diverged:
         head += f"variants left out because the physics diverged: {r.diverged}\n"
-    out = head + table(rows, ["failure", "realized", "rate", "task success", "mean score"])
+    out = head + table(rows, ["failure", "realized", "rate", "of failure variants", "of near misses", "task success",
+                              "mean score"])
     if r.sweep_scores:
         out += "\n" + sweep_table(r)
     return out

@@ -224,13 +224,21 @@ def test_expert_fills_the_episode(task, layouts):
         assert [s.phase for s in p.segments][:3] == ["approach", "descend", "grasp"]
 
 
+def program_perturbations(task):
+    """The task's operators that edit the expert's program (the task-bound generic ones, such
+    as drop, edit actions instead: tests/test_counterfactual.py covers them)."""
+    from simfail.perturbations.base import Perturbation
+
+    return {n: p for n, p in task.perturbations().items() if isinstance(p, Perturbation)}
+
+
 @pytest.mark.parametrize("magnitude_kind", ["failure", "near_miss"])
 def test_every_perturbation_matches_the_expert_up_to_its_onset_frame(task, layouts, magnitude_kind):
     n = frame_count(task.duration, FPS)
     for layout in layouts:
         expert = task.expert_program(layout)
         base = _commands(expert, n)
-        for name, pert in task.perturbations().items():
+        for name, pert in program_perturbations(task).items():
             lo, hi = getattr(pert, f"{magnitude_kind}_range")
             for m in (lo, hi):
                 applied = pert.apply(task, layout, expert, m, np.random.default_rng(5))
@@ -253,7 +261,7 @@ def test_perturbed_programs_fill_the_episode(task, layouts):
     short = {}
     for layout in layouts:
         expert = task.expert_program(layout)
-        for name, pert in task.perturbations().items():
+        for name, pert in program_perturbations(task).items():
             for m in (*pert.failure_range, *pert.near_miss_range):
                 d = pert.apply(task, layout, expert, m, np.random.default_rng(5)).program.duration
                 if abs(d - task.duration) > 0.05:
@@ -264,7 +272,7 @@ def test_perturbed_programs_fill_the_episode(task, layouts):
 def test_perturbation_magnitude_is_validated(task, layouts, expert):
     from simfail.errors import ConfigError
 
-    pert = task.perturbations()["drop"]
+    pert = task.perturbations()["missed_grasp"]
     with pytest.raises(ConfigError):
         pert.apply(task, layouts[0], expert, 1.5, np.random.default_rng(0))
     with pytest.raises(ConfigError):

@@ -188,9 +188,12 @@ def _phase_span(source: SourceEpisode, a: str, run: str | None, b: str | None, w
 
 
 def closed_gripper_span(source: SourceEpisode) -> tuple[int, int] | None:
-    """First and last frame of the longest stretch where the source commands the gripper
-    closed (command > 0.5): where a release can drop what it holds."""
+    """First and last step of the longest stretch where the source commands the gripper
+    closed (command > 0.5; failing that, any command > 0: a partly closed push grip): where a
+    release can drop what it holds. ``None`` when the gripper is never commanded shut at all."""
     closed = source.actions[:, 7] > 0.5
+    if not closed.any():
+        closed = source.actions[:, 7] > 0.0
     best, start = None, None
     for f, c in enumerate([*closed, False]):
         if c and start is None:
