@@ -18,6 +18,22 @@ the grasp, the grasp follows it; if the bowl is shoved, the placement follows it
   is measured from the object's orientation at the first observation (a turn before the episode
   starts is not seen).
 
+Re-grasping (docs/recovery.md). Where the program expects an object held (from
+:data:`HOLD_CHECK_S` after a segment that closes the gripper within :data:`GRASP_ASSOC_M` of a
+free object, until the next segment that opens it: :func:`grasp_windows`), every observation
+checks it is: the fingers are at least :data:`MIN_FINGER_GAP_M` apart and the TCP-object
+distance is within :data:`SLIP_M` of the closing keyframe's. When it is not (dropped in the
+carry, knocked out of the fingers, an offset grasp that missed), once the object lies still
+(:data:`REST_SPEED`) and unless it already lies within :data:`PLACED_M` of where the program sets
+it down, the policy goes back: the program restarts at that grasp's approach moves, rebuilt for
+the object's current pose (position, height, yaw of its most horizontal axis) from the current
+TCP pose, as fast as needed to end :data:`RETRY_SETTLE_S` before the episode does (never faster
+than :data:`RETRY_TIME_SCALE` x the expert's moves); the object is followed through the
+approach. At most ``max_retries`` (:data:`MAX_RETRIES`) re-grasps per episode; ``regrasps``
+lists them (frame, object, why). A policy that takes over mid-episode (a closed-loop
+continuation, ``EpisodeContext.start_frame``) resumes its program clock at that frame and
+warm-starts its IK from the command in force.
+
 ``noisy_expert``: the same policy with closed-loop actuation noise (temporally correlated
 Gaussian noise on the joint targets [rad]), latency (the command executed is the one computed
 ``latency`` frames earlier) and hesitation (with probability ``hesitation`` per step the arm
@@ -385,9 +401,9 @@ class ExpertPolicy:
 
 
 @register_policy("expert")
-def make_expert() -> ExpertPolicy:
-    """The scripted expert as a closed-loop policy (no noise)."""
-    return ExpertPolicy()
+def make_expert(max_retries: int = MAX_RETRIES) -> ExpertPolicy:
+    """The scripted expert as a closed-loop policy (no noise); ``max_retries`` re-grasps."""
+    return ExpertPolicy(max_retries=max_retries)
 
 
 #: ``level=1`` defaults of ``noisy_expert``: actuation noise [rad], latency [frames], hesitation.
@@ -396,7 +412,7 @@ NOISY_DEFAULTS = {"noise": 0.02, "latency": 1, "hesitation": 0.1}
 
 @register_policy("noisy_expert")
 def make_noisy_expert(level: float = 1.0, noise: float | None = None, latency: int | None = None,
-                      hesitation: float | None = None) -> ExpertPolicy:
+                      hesitation: float | None = None, max_retries: int = MAX_RETRIES) -> ExpertPolicy:
     """The expert with actuation noise, latency and hesitation, scaled by ``level``."""
     if level < 0:
         raise ValueError(f"level must be >= 0, got {level}")
@@ -405,5 +421,5 @@ def make_noisy_expert(level: float = 1.0, noise: float | None = None, latency: i
         noise=d["noise"] * level if noise is None else noise,
         latency=int(round(d["latency"] * level)) if latency is None else latency,
         hesitation=min(0.9, d["hesitation"] * level) if hesitation is None else hesitation,
-        name="noisy_expert",
+        name="noisy_expert", max_retries=max_retries,
     )
