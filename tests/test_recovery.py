@@ -254,3 +254,30 @@ def test_bad_perturb_settings_are_one_error(capsys, tmp_path, argv, needle):
     code = cli.main(["rollout", f"out={tmp_path / 'x'}", "progress=false", *argv])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+@register_policy("test_home_never_grasps")
+class HomeNeverGrasps:
+    """Holds the home pose with the gripper open: no carry, nothing to release."""
+
+    def reset(self, seed):
+        pass
+
+    def act(self, observation):
+        from simfail.core.runner import HOME_ACTION
+
+        return HOME_ACTION.copy()
+
+
+def test_an_operator_that_does_not_apply_to_a_rollout_is_left_out_and_counted(capsys, tmp_path):
+    import json
+
+    code = cli.main(["rollout", "policy=test_home_never_grasps", "seeds=1", "samples=1", "render=false",
+                     "perturb=[gripper_release,freeze]", "continuation=closed_loop", "progress=false",
+                     f"json={tmp_path / 's.json'}"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["perturbations_skipped"] == 1
+    assert set(summary["policies"]) == {"test_home_never_grasps", "test_home_never_grasps+freeze@0.8"}
+    assert "did not apply (left out): 1" in captured.out

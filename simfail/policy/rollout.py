@@ -310,6 +310,7 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
     low, high = action_box(runner)
     unstable: list[dict[str, str]] = []
     errors: list[dict[str, str]] = []
+    skipped: list[dict[str, str]] = []  # perturbations that do not apply to a rollout
     ptime = RolloutTiming()
     worker = (RenderWorker(scene.model, VIEWS, cfg.width, cfg.height, seg_size=SEG_SIZE if visibility else 0)
               if render else None)
@@ -361,7 +362,7 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
                 see(ep, RolloutResult(run.trace))
                 timing.labels += time.perf_counter() - t0
                 for v in branch_variants(cfg, runner, lp, ctx, pseed, run, variant, group_id, params, ptime,
-                                         timing, errors, unstable):
+                                         timing, errors, unstable, skipped):
                     if worker is not None:
                         frames.append(worker.submit(v.trace.qpos, prefix=source_frames, first=v.onset + 1))
                     t0 = time.perf_counter()
@@ -375,7 +376,8 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
             worker.close(cancel=True)
         raise
     return gen.finish_group(group_id, seed, start.rejected, episodes, timing, unstable, worker, frames, seen,
-                            defer_frames, policy_errors=errors, policy_time=ptime)
+                            defer_frames, policy_errors=errors, policy_time=ptime,
+                            perturbations_skipped=skipped)
 
 
 @dataclass
@@ -388,14 +390,16 @@ class BranchedVariant:
 
 def branch_variants(cfg: RolloutConfig, runner: SceneRunner, lp: LoadedPolicy, ctx: EpisodeContext, pseed: int,
                     run: EpisodeRun, variant: str, group_id: int, params: dict[str, Any], ptime: RolloutTiming,
-                    timing: Any, errors: list[dict[str, str]], unstable: list[dict[str, str]]) -> list[BranchedVariant]:
+                    timing: Any, errors: list[dict[str, str]], unstable: list[dict[str, str]],
+                    skipped: list[dict[str, str]]) -> list[BranchedVariant]:
     """The ``perturb=`` variants of one rollout: each generic operator's edit branched from the
     rollout (its :class:`~simfail.counterfactual.source.SourceEpisode`: the variant's frames up
     to the onset are the rollout's, bit for bit), continued ``open_loop`` (the rollout's own
     commands) or ``closed_loop`` (the same policy, same seed, takes over after the operator's
     last step through a :class:`~simfail.counterfactual.closed_loop.PolicyDriver`). Variants
     are named ``VARIANT+OPERATOR@MAGNITUDE``; a policy error in a continuation is handled as in
-    a rollout (``on_policy_error``)."""
+    a rollout (``on_policy_error``). An operator that does not apply to this rollout (a release
+    when the policy never closed the gripper) is left out and listed in ``skipped``."""
     from simfail.counterfactual.closed_loop import PolicyDriver
     from simfail.counterfactual.operators import OPERATORS
     from simfail.counterfactual.replay import branch
@@ -411,7 +415,11 @@ def branch_variants(cfg: RolloutConfig, runner: SceneRunner, lp: LoadedPolicy, c
     for sp in specs:
         name = f"{variant}+{sp.name}@{sp.magnitude:g}"
         rng = np.random.default_rng(np.random.SeedSequence([int(ctx.scene_seed), zlib.crc32(name.encode()), 3]))
-        edit = OPERATORS.get(sp.name).make_edit(source, sp.magnitude, rng)
+        try:
+            edit = OPERATORS.get(sp.name).make_edit(source, sp.magnitude, rng)
+        except ConfigError as exc:  # e.g. a release in a rollout that never closes the gripper
+            skipped.append({"variant": name, "reason": str(exc)})
+            continue
         driver = PolicyDriver(lp, ctx, pseed, (group_id, name)) if cfg.continuation == "closed_loop" else None
         t0 = time.perf_counter()
         try:
@@ -504,6 +512,8 @@ def run(cfg: RolloutConfig) -> dict[str, Any]:
                 entry["unstable_variants"] = res.unstable_variants
             if res.policy_errors:
                 entry["policy_errors"] = res.policy_errors
+            if getattr(res, "perturbations_skipped", None):
+                entry["perturbations_skipped"] = res.perturbations_skipped
             seeds[g] = entry
             results.append(res)
             bar.set_postfix(episodes=sum(len(r.episodes) for r in results))
@@ -580,6 +590,7 @@ def summarize(results) -> dict[str, Any]:
                                "recovery_rate": p["recovered"] / n})
     policy_s = sum(getattr(r, "policy_time", RolloutTiming()).policy for r in results)
     return {"groups": len(results), "episodes": sum(len(r.episodes) for r in results), "policies": out,
+            "perturbations_skipped": sum(len(getattr(r, "perturbations_skipped", [])) for r in results),
             "time": {"physics": sum(r.timing.physics for r in results),
                      "labels": sum(r.timing.labels for r in results),
                      "render": sum(r.timing.render for r in results), "policy": policy_s}}
@@ -611,7 +622,9 @@ def summary_table(s: dict[str, Any]) -> str:
     head = [f"dataset: {s['out']}" if s.get("out") else "dataset: (render=false: nothing written)",
             f"groups: {s['groups']} (already there: {len(s.get('skipped_groups', []))})   episodes: {s['episodes']}   "
             f"time: {s.get('seconds', 0.0):.1f} s (physics {t['physics']:.1f} s, policy {t['policy']:.1f} s, "
-            f"labels {t['labels']:.1f} s, rendering {t['render']:.1f} s on its own thread)", ""]
+            f"labels {t['labels']:.1f} s, rendering {t['render']:.1f} s on its own thread)"
+            + (f"   perturbations that did not apply (left out): {s['perturbations_skipped']}"
+               if s.get("perturbations_skipped") else ""), ""]
     return "\n".join(head) + table(rows, ["policy", "episodes", "success", "mean score", "score p10/p50/p90",
                                           "errors skipped", "realized", "recovered",
                                           "most frequent failures (episodes)"])
