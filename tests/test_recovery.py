@@ -281,3 +281,24 @@ def test_an_operator_that_does_not_apply_to_a_rollout_is_left_out_and_counted(ca
     assert summary["perturbations_skipped"] == 1
     assert set(summary["policies"]) == {"test_home_never_grasps", "test_home_never_grasps+freeze@0.8"}
     assert "did not apply (left out): 1" in captured.out
+
+
+def test_generate_continuation_closed_loop_recovers_and_records_it():
+    from dataclasses import replace
+
+    from simfail.config import FailuresConfig, GenerateConfig
+    from simfail.generate import generate_group
+
+    base = GenerateConfig(task="pick_place", groups=1, progress=False)
+    base.render.width = base.render.height = 64
+    base.failures = FailuresConfig(names=["gripper_release"], failure_variants=True, near_misses=False, sweep=[0.9])
+    eps = {}
+    for cont in ("open_loop", "closed_loop"):
+        cfg = replace(base, continuation=cont)
+        cfg.validate()
+        res = generate_group(get_task("pick_place"), cfg, 0, render=False)
+        eps[cont] = [e for e in res.episodes if e.variant != "expert"]
+        assert eps[cont] and all(e.perturbation["continuation"] == cont for e in eps[cont])
+    assert not any("recovered" in _types(e) for e in eps["open_loop"])
+    assert any("recovered" in _types(e) and e.success for e in eps["closed_loop"]), \
+        [(e.variant, _types(e)) for e in eps["closed_loop"]]

@@ -207,9 +207,7 @@ class ExpertPolicy:
         start = context.start_action
         last = np.concatenate([HOME_QPOS, [0.0]]) if start is None else np.asarray(start, np.float64).copy()
         if start is not None:  # a continuation: IK warm-starts from the command in force
-            q = self._ik.configuration.q.copy()
-            q[self._ik._arm] = last[:7]
-            self._ik.configuration.update(q)
+            self._ik.warm_start(last[:7])
         self._clock = int(context.start_frame)  # program frames executed (stalls while hesitating)
         self._frozen: set[str] = set()
         # name -> re-targeted (x, y, yaw, z); z is None (the layout's height) except for an
