@@ -80,10 +80,12 @@ REST_SPEED = 0.05
 MAX_RETRIES = 2
 #: Fastest re-grasp: its moves' durations as a fraction of the expert's (when time is short).
 RETRY_TIME_SCALE = 0.6
-#: Time [s] a re-grasp leaves, before the episode ends, for the object to settle.
-RETRY_SETTLE_S = 0.8
-#: Shortest move [s] of a re-grasp program (the gripper needs this long to close or open).
+#: Time [s] a re-grasp leaves, between its release and the episode's end, for the object to settle.
+RETRY_SETTLE_S = 0.5
+#: Shortest move [s] of a re-grasp program.
 MIN_SEGMENT_S = 0.3
+#: Shortest move [s] of a re-grasp program that closes or opens the gripper.
+MIN_GRIP_S = 0.4
 
 
 def _rot(q: np.ndarray) -> np.ndarray:
@@ -142,6 +144,12 @@ def grasp_windows(program: Program, layout: Any, objects: set[str]) -> list[Gras
     return out
 
 
+def _changes_grip(segs: list, i: int, grip0: float) -> bool:
+    """Whether move ``i`` changes the gripper command from the move before it."""
+    before = segs[i - 1].grip if i else grip0
+    return (segs[i].grip > 0.5) != (before > 0.5)
+
+
 def _plane_yaw(q: np.ndarray) -> float:
     """Heading [rad] of the most horizontal body axis of orientation ``q`` (wxyz): the yaw a
     top-down grasp aligns with, for an object lying on any of its faces."""
@@ -163,6 +171,8 @@ class _Retry:
     quat: np.ndarray
     chase_until: float
     scale: float = 1.0
+    #: gripper command before the re-grasp program's first move
+    grip0: float = 0.0
 
 
 class ExpertPolicy:
@@ -254,7 +264,9 @@ class ExpertPolicy:
             segs = program.segments[r.first:]
             if len(segs) > 1 and segs[-1].phase == "hold":
                 segs = segs[:-1]
-            segs = [replace(s, duration=max(MIN_SEGMENT_S, s.duration * r.scale)) for s in segs]
+            # a move that closes or opens the gripper gets at least MIN_GRIP_S (the fingers need it)
+            segs = [replace(s, duration=max(MIN_GRIP_S if _changes_grip(segs, i, r.grip0) else MIN_SEGMENT_S,
+                                            s.duration * r.scale)) for i, s in enumerate(segs)]
             program = Program(start_pos=r.pos, start_quat=r.quat, segments=segs)
         self._program = program
         self._windows = grasp_windows(program, layout, set(self._objects) & set(self._layout0.tracked))
@@ -352,11 +364,15 @@ class ExpertPolicy:
         pos = np.asarray(obs["tcp_pos"], np.float64)
         first = w.first + (self._retry.first if self._retry is not None else 0)
         index = w.index + (self._retry.first if self._retry is not None else 0)
-        self._retry = _Retry(w.obj, first, f - 1, pos, self._last_quat.copy(), 0.0)
+        self._retry = _Retry(w.obj, first, f - 1, pos, self._last_quat.copy(), 0.0, grip0=float(self._last[7]))
         # as fast as needed to finish (and settle) before the episode ends, never faster than
         # RETRY_TIME_SCALE x the expert's moves
         segs = self._task.expert_program(self._layout_now()).segments[first:]
-        need = sum(s.duration for s in (segs[:-1] if len(segs) > 1 and segs[-1].phase == "hold" else segs))
+        # the time needed: up to the end of the last move that opens the gripper (the retreat
+        # after it may be cut off by the episode's end)
+        opens = [i for i in range(1, len(segs)) if segs[i].grip <= 0.5 < segs[i - 1].grip]
+        need = sum(s.duration for s in segs[:opens[-1] + 1] if opens) if opens else sum(
+            s.duration for s in (segs[:-1] if len(segs) > 1 and segs[-1].phase == "hold" else segs))
         left = (self._ctx.n_frames - f) / self._fps - RETRY_SETTLE_S
         self._retry.scale = float(np.clip(left / max(need, 1e-6), RETRY_TIME_SCALE, 1.0))
         self._build()
