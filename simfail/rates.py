@@ -3,8 +3,10 @@
 * expert success rate: share of scene seeds whose expert succeeds with no failure event;
 * realization rate of a perturbation: share of its variants in which the detectors confirm
   one of the operator's ``intended`` event types (any failure event for the generic operators
-  whose ``intended`` is empty: freeze, speedup, delay, truncate, push). Variants are labelled by what happened
-  either way; this measures how reliably each operator produces its failure.
+  whose ``intended`` is empty: freeze, speedup, delay, truncate, push), split into failure-range
+  variants and near misses, with the task success of the failure-range variants. Variants are
+  labelled by what happened either way; this measures how reliably each operator produces its
+  failure.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class Rates:
     realized: dict[str, list[int]] = field(default_factory=dict)  # name -> [realized, total]
     #: name -> variant kind (failure, near_miss, sweep) -> [realized, total]
     realized_by_kind: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    #: name -> variant kind -> [task successes, total]
+    success_by_kind: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     success_of_variants: dict[str, list[int]] = field(default_factory=dict)
     mean_score: dict[str, float] = field(default_factory=dict)
     #: variants left out because their physics diverged, by operator
@@ -43,7 +47,8 @@ class Rates:
         return {
             "task": self.task, "groups": self.groups, "expert_attempts": self.expert_attempts,
             "expert_successes": self.expert_successes, "expert_success_rate": self.expert_success_rate,
-            "realized": self.realized, "realized_by_kind": self.realized_by_kind, "variant_success": self.success_of_variants, "mean_score": self.mean_score,
+            "realized": self.realized, "realized_by_kind": self.realized_by_kind,
+            "success_by_kind": self.success_by_kind, "variant_success": self.success_of_variants, "mean_score": self.mean_score,
             "diverged": self.diverged,
             "sweep_mean_score": {n: {k: sum(v) / len(v) for k, v in d.items()} for n, d in self.sweep_scores.items()},
         }
@@ -83,6 +88,9 @@ def measure_rates(cfg: GenerateConfig, progress: bool = True) -> Rates:
             per_kind = rates.realized_by_kind.setdefault(name, {}).setdefault(str(kind), [0, 0])
             per_kind[0] += int(hit)
             per_kind[1] += 1
+            ok_kind = rates.success_by_kind.setdefault(name, {}).setdefault(str(kind), [0, 0])
+            ok_kind[0] += int(ep.success)
+            ok_kind[1] += 1
     rates.mean_score = {k: float(sum(v) / len(v)) for k, v in scores.items()}
     return rates
 
@@ -93,13 +101,15 @@ def rates_table(r: Rates) -> str:
         s, sn = r.success_of_variants[name]
         by_kind = r.realized_by_kind.get(name, {})
         split = [f"{by_kind[k][0]}/{by_kind[k][1]}" if k in by_kind else "-" for k in ("failure", "near_miss")]
-        rows.append([name, f"{hit}/{n}", f"{hit / n:.0%}", *split, f"{s}/{sn}", f"{r.mean_score[name]:.1f}"])
+        ok_kind = r.success_by_kind.get(name, {}).get("failure")
+        rows.append([name, f"{hit}/{n}", f"{hit / n:.0%}", *split, f"{s}/{sn}",
+                     f"{ok_kind[0]}/{ok_kind[1]}" if ok_kind else "-", f"{r.mean_score[name]:.1f}"])
     head = (f"task {r.task}: expert success {r.expert_successes}/{r.expert_attempts} seeds "
             f"({r.expert_success_rate:.1%}); expert mean score {r.mean_score.get('expert', 0):.1f}\n")
     if r.diverged:
         head += f"variants left out because the physics diverged: {r.diverged}\n"
     out = head + table(rows, ["failure", "realized", "rate", "of failure variants", "of near misses", "task success",
-                              "mean score"])
+                              "of failure variants", "mean score"])
     if r.sweep_scores:
         out += "\n" + sweep_table(r)
     return out
