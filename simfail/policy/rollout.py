@@ -36,8 +36,9 @@ from simfail.errors import ConfigError, SimulationUnstableError, UnknownNameErro
 from simfail.labels.trace import Trace
 from simfail.policy.base import EpisodeContext, PolicyError, PolicyNeeds, check_actions, policy_needs
 from simfail.policy.registry import load_policy
+from simfail.counterfactual.closed_loop import POLICY_PHASE  # the phase label of policy steps
+from simfail.counterfactual.replay import CONTINUATIONS
 
-from simfail.counterfactual.closed_loop import POLICY_PHASE  # noqa: E402  (phase label of policy steps)
 #: ``simfail.policy`` of the scripted expert's reference episode.
 REFERENCE_POLICY = "scripted_expert"
 ON_POLICY_ERROR = ("raise", "skip")
@@ -77,7 +78,7 @@ class RolloutConfig:
                             "perturb=[gripper_release,action_offset@0.3]")
     continuation: str = _f("open_loop", "after a perturbation: open_loop (the rollout's own actions go on) or "
                            "closed_loop (the policy takes over from the perturbed state)", "continuation=closed_loop",
-                           choices=["open_loop", "closed_loop"])
+                           choices=list(CONTINUATIONS))
     on_policy_error: str = _f("raise", "raise: stop with one error; skip: leave the episode out and count it",
                               "on_policy_error=skip", choices=list(ON_POLICY_ERROR))
     width: int = _f(256, "image width of the videos in pixels, even (also render.width=)", "render.width=128",
@@ -128,10 +129,8 @@ class RolloutConfig:
             raise ConfigError(f"the policy label {REFERENCE_POLICY!r} is reserved for include_expert=true")
         for s in specs:  # unknown names / unimportable modules: one error before any work
             resolve_factory(s.spec)
-        from simfail.counterfactual.replay import check_continuation
-
-        if self.continuation not in ("open_loop", "closed_loop"):
-            check_continuation(self.continuation)
+        if self.continuation not in CONTINUATIONS:
+            raise UnknownNameError("continuation", self.continuation, CONTINUATIONS)
         if not isinstance(self.perturb, list):
             raise ConfigError(f"perturb must be a list, e.g. perturb=[gripper_release], got {self.perturb!r}")
         perturb_specs(self)
