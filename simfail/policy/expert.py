@@ -256,7 +256,7 @@ class ExpertPolicy:
     def _build(self) -> None:
         """The active program: the expert program on the current layout, or the re-grasp
         program cut from it (segments from the retried grasp's approach on, the final hold
-        left out, durations scaled by :data:`RETRY_TIME_SCALE`), and its grasp windows."""
+        left out, durations scaled by the re-grasp's ``scale``), and its grasp windows."""
         layout = self._layout_now()
         program = self._task.expert_program(layout)
         r = self._retry
@@ -371,8 +371,11 @@ class ExpertPolicy:
         # the time needed: up to the end of the last move that opens the gripper (the retreat
         # after it may be cut off by the episode's end)
         opens = [i for i in range(1, len(segs)) if segs[i].grip <= 0.5 < segs[i - 1].grip]
-        need = sum(s.duration for s in segs[:opens[-1] + 1] if opens) if opens else sum(
-            s.duration for s in (segs[:-1] if len(segs) > 1 and segs[-1].phase == "hold" else segs))
+        if opens:
+            end = opens[-1] + 1
+        else:
+            end = len(segs) - 1 if len(segs) > 1 and segs[-1].phase == "hold" else len(segs)
+        need = sum(s.duration for s in segs[:end])
         left = (self._ctx.n_frames - f) / self._fps - RETRY_SETTLE_S
         self._retry.scale = float(np.clip(left / max(need, 1e-6), RETRY_TIME_SCALE, 1.0))
         self._build()
