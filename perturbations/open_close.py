@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 from simfail.core.program import Segment
-from simfail.counterfactual.operators import bound
+from simfail.counterfactual.operators import bound, shaky_sigma
 from simfail.perturbations.base import Applied, Perturbation
 
 #: Seconds of the fast stroke of ``slam`` at magnitude 0 and 1.
@@ -235,7 +235,7 @@ OPEN_CLOSE_PERTURBATIONS: dict[str, Perturbation] = {
         Perturbation("wrong_articulation", ("wrong_articulation",), "open the other articulation instead",
                      wrong_articulation, failure_range=(0.0, 1.0), near_miss_range=(0.0, 1.0)),
         bound("shaky", "jitter", ("shaky_motion",), "jittery execution that still succeeds",
-              lambda layout, m: {"onset": "approach", "sigma": (0.006 + 0.014 * m) * 0.5 ** 0.5, "frequency": SHAKY_HZ,
+              lambda layout, m: {"onset": "approach", "sigma": shaky_sigma(0.006 + 0.014 * m), "frequency": SHAKY_HZ,
                                  "phases": ["approach", "retreat", "hold"]},
               failure_range=(0.5, 1.0), near_miss_range=(0.0, 0.2)),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from simfail.core.program import Segment
-from simfail.counterfactual.operators import bound
+from simfail.counterfactual.operators import bound, shaky_sigma
 from simfail.perturbations.base import Applied, Perturbation
 from simfail.scenes.push_pull import (BACKOFF, LIFT_S, PUSH_S, PUSH_Z, START_GAP, TRAVEL_Z, contact_offset,
                                       push_grip)
@@ -206,7 +206,7 @@ PUSH_PULL_PERTURBATIONS: dict[str, Perturbation] = {
         Perturbation("wrong_object", ("wrong_object",), "push the distractor block toward the goal instead",
                      wrong_object, failure_range=(0.0, 1.0), near_miss_range=(0.0, 1.0)),
         bound("shaky", "jitter", ("shaky_motion",), "jittery execution that still succeeds",
-              lambda layout, m: {"onset": "approach", "sigma": (JITTER[0] + (JITTER[1] - JITTER[0]) * m) * 0.5 ** 0.5,
+              lambda layout, m: {"onset": "approach", "sigma": shaky_sigma(JITTER[0] + (JITTER[1] - JITTER[0]) * m),
                                  "frequency": JITTER_HZ, "phases": ["approach", "lift"]},
               failure_range=(0.6, 1.0), near_miss_range=(0.47, 0.53)),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from simfail.core.program import Segment
-from simfail.counterfactual.operators import bound
+from simfail.counterfactual.operators import bound, shaky_sigma
 from simfail.perturbations.base import Applied, Perturbation
 from simfail.scenes.tool_use import BOARD_HALF, BOARD_TOP, CARRY_Z, GRASP_DZ, HEAD_HALF
 
@@ -195,7 +195,7 @@ TOOL_USE_PERTURBATIONS: dict[str, Perturbation] = {
                      high_wipe, failure_range=(0.6, 1.0), near_miss_range=(0.0, 0.15)),
         bound("collision", "action_offset", ("collision", "topple"), "swerve toward the cup while carrying the eraser",
               lambda layout, m: {"onset": "carry", "toward": "bystander", "reach": m, "duration": 1.6},
-              failure_range=(0.75, 1.0), near_miss_range=(0.3, 0.45)),
+              failure_range=(0.75, 1.0), near_miss_range=(0.1, 0.2)),
         Perturbation("shortcut", ("gripper_wiping",), "push the marks with the fingers instead of the eraser",
                      shortcut, failure_range=(0.0, 1.0), near_miss_range=(0.0, 1.0)),
         Perturbation("rough_put_down", ("rough_put_down",), "let the eraser fall the last centimetres when putting it back",
@@ -203,7 +203,7 @@ TOOL_USE_PERTURBATIONS: dict[str, Perturbation] = {
         Perturbation("edge_put_down", ("tool_not_put_down",), "put the eraser on the board's edge: it tips off after release",
                      edge_put_down, failure_range=(0.8, 1.0), near_miss_range=(0.0, 0.3)),
         bound("shaky", "jitter", ("shaky_motion",), "jittery execution that still succeeds",
-              lambda layout, m: {"onset": "approach", "sigma": (0.006 + 0.014 * m) * 0.5 ** 0.5, "frequency": 3.0,
+              lambda layout, m: {"onset": "approach", "sigma": shaky_sigma(0.006 + 0.014 * m), "frequency": 3.0,
                                  "phases": ["approach", "carry", "return", "retreat"]},
               failure_range=(0.5, 1.0), near_miss_range=(0.0, 0.2)),
     )
