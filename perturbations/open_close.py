@@ -195,28 +195,6 @@ def wrong_articulation(task, layout, expert, m, rng) -> Applied:
     return Applied(expert.branch(t_on, segs), t_on, {"opened": other})
 
 
-def shaky(task, layout, expert, m, rng) -> Applied:
-    """Jittery, hesitant execution that still succeeds: oscillation (``0.006 + 0.014 m`` m at
-    ``SHAKY_HZ``) on the approach, the retreat and the final hold (the hand is off the handle),
-    and a hesitation (back off 4 cm up and toward the robot, pause, go again) before descending
-    to the handle."""
-    t_on = 0.2
-    segs = [_copy(s) for s in expert.segments]
-    segs[0].duration -= t_on
-    amp = 0.006 + 0.014 * m
-    out = []
-    for s in segs:
-        if s.phase in ("approach", "retreat", "hold"):
-            s.jitter = (amp, SHAKY_HZ)
-        if s.phase == "descend":
-            back = np.array(out[-1].pos, float) + np.array([-0.04, 0.0, 0.04])
-            out.append(Segment("hesitate", back, s.yaw, 0.35, s.grip))
-            out.append(Segment("hesitate", np.array(out[-2].pos, float), s.yaw, 0.35, s.grip))
-        out.append(s)
-    out[-1].duration = max(0.1, out[-1].duration - 0.7)
-    return Applied(expert.branch(t_on, out), t_on, {"jitter_amplitude_m": amp})
-
-
 OPEN_CLOSE_PERTURBATIONS: dict[str, Perturbation] = {
     p.name: p
     for p in (

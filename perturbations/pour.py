@@ -13,7 +13,7 @@ import numpy as np
 from simfail.core.program import Segment
 from simfail.counterfactual.operators import bound
 from simfail.perturbations.base import Applied, Perturbation
-from simfail.scenes.pour import CARRY_Z, GRASP_Z, LIP_DZ, POUR_TILT, tilt_quat
+from simfail.scenes.pour import CARRY_Z, LIP_DZ, POUR_TILT, tilt_quat
 
 
 def _copy(s: Segment) -> Segment:
@@ -114,21 +114,6 @@ def tilted_setdown(task, layout, expert, m, rng) -> Applied:
     segs = task.return_segments(layout, theta)[1:]
     return Applied(expert.branch(t_on, _finish(task, expert, t_on, segs)), t_on,
                    {"setdown_tilt_deg": float(np.rad2deg(theta))})
-
-
-def clip_bystander(task, layout, expert, m, rng) -> Applied:
-    """Carry the cup slowly over the bottle with its bottom ``0.01 - 0.03 m`` m above the
-    bottle's top (negative: it grazes the bottle's top), then pour as usual."""
-    i = expert.index_of("carry")
-    t_on = expert.start_of(i)
-    b = layout.obj("bystander")
-    top = b.pos[2] + b.size[1]
-    clearance = 0.01 - 0.03 * m
-    via = np.array([b.pos[0], b.pos[1], top + GRASP_Z + clearance])
-    segs = [Segment("carry", via, 0.0, 1.6, 1.0, quat=tilt_quat(0.0))]
-    segs += [_copy(s) for s in expert.segments[i:-1]]
-    return Applied(expert.branch(t_on, _finish(task, expert, t_on, segs)), t_on,
-                   {"clearance_over_bottle_m": clearance})
 
 
 POUR_PERTURBATIONS: dict[str, Perturbation] = {

@@ -156,6 +156,6 @@ REORIENT_PERTURBATIONS: dict[str, Perturbation] = {
                      overshoot, failure_range=(0.3, 1.0), near_miss_range=(0.0, 0.1)),
         bound("collision", "action_offset", ("collision", "topple"), "swerve the lifted object toward the cup while turning",
               lambda layout, m: {"onset": "rotate", "toward": "bystander", "reach": m, "duration": 2.0},
-              failure_range=(0.6, 1.0), near_miss_range=(0.1, 0.2)),
+              failure_range=(0.75, 1.0), near_miss_range=(0.1, 0.2)),
     )
 }

@@ -35,21 +35,6 @@ def _fit_hold(segs: list[Segment], t_on: float, duration: float) -> list[Segment
     return segs
 
 
-def drop(task, layout, expert, m, rng) -> Applied:
-    """Loosen the grip half way through the carry to the board: while the eraser should be
-    held, the gripper command falls to ``1 - m`` (0 = fully open). From about m = 0.3 the
-    fingers open wider than the 2.2 cm handle and the eraser falls ~15 cm; smaller m only
-    weakens the grip. The later release opens the gripper fully, as the expert's does."""
-    a, b = expert.phase_times()["carry"]
-    t_on = a + 0.5 * (b - a)
-    grip = 1.0 - m
-    segs = _tail(expert, "carry")
-    segs[0].duration = b - t_on
-    for s in segs:
-        s.grip = min(s.grip, grip)
-    return Applied(expert.branch(t_on, segs), t_on, {"grip_command": grip})
-
-
 def short_stroke(task, layout, expert, m, rng) -> Applied:
     """End the wiping stroke early: it covers ``1 - 0.6 m`` of the expert's length, so the
     pushed marks stop short of the board's edge."""
@@ -89,22 +74,6 @@ def high_wipe(task, layout, expert, m, rng) -> Applied:
     segs[0].pos = start
     segs[1].pos = end
     return Applied(expert.branch(t_on, segs), t_on, {"extra_height_m": dz})
-
-
-def collision(task, layout, expert, m, rng) -> Applied:
-    """Carry the eraser through the cup: pass over the cup's centre with the head's bottom
-    ``0.05 - 0.12 m`` m above the cup's top (negative: into the cup), then go on to the board."""
-    i = expert.index_of("carry")
-    t_on = expert.start_of(i)
-    cup = layout.obj("cup")
-    top = cup.pos[2] + cup.size[1]
-    clearance = 0.05 - 0.12 * m
-    via = np.array([cup.pos[0], cup.pos[1], top + clearance + TCP_ABOVE_HEAD_BOTTOM])
-    carry = expert.segments[i]
-    segs = [Segment("carry", via, carry.yaw, 1.0, 1.0), Segment("carry", np.array(carry.pos, float), carry.yaw, 0.8, 1.0)]
-    segs += _tail(expert, "lower")
-    return Applied(expert.branch(t_on, _fit_hold(segs, t_on, task.duration)), t_on,
-                   {"head_clearance_over_cup_m": clearance})
 
 
 def shortcut(task, layout, expert, m, rng) -> Applied:
@@ -166,19 +135,6 @@ def edge_put_down(task, layout, expert, m, rng) -> Applied:
         Segment("hold", np.array([put[0], put[1], CARRY_Z]), 0.0, 1.0, 0.0),
     ]
     return Applied(expert.branch(t_on, _fit_hold(segs, t_on, task.duration)), t_on, {"overhang_m": off})
-
-
-def shaky(task, layout, expert, m, rng) -> Applied:
-    """Jittery execution that still succeeds: lateral oscillation of ``0.006 + 0.014 m`` m at
-    3 Hz on the approach, the carries and the retreat."""
-    t_on = 0.2
-    segs = _tail(expert, "approach")
-    segs[0].duration -= t_on
-    amp = 0.006 + 0.014 * m
-    for s in segs:
-        if s.phase in ("approach", "carry", "return", "retreat"):
-            s.jitter = (amp, 3.0)
-    return Applied(expert.branch(t_on, segs), t_on, {"jitter_amplitude_m": amp})
 
 
 TOOL_USE_PERTURBATIONS: dict[str, Perturbation] = {
