@@ -5,6 +5,10 @@ Every operator branches the expert program at an onset time with
 its onset. Positions are world frame [m]; joint values [m] (drawer) or [rad] (door);
 ``m`` is the magnitude in [0, 1]. Each works for all four instructions (open / close the drawer
 / door): paths are written in joint space and mapped to the handle by the task's geometry.
+
+``shaky`` is a generic operator of :mod:`simfail.counterfactual.operators`
+bound to this task's phases and objects (:func:`~simfail.counterfactual.operators.bound`): it
+edits the expert's commands at replay time, not its program (docs/counterfactuals.md).
 """
 
 from __future__ import annotations

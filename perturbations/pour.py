@@ -4,6 +4,10 @@ Every operator branches the expert program with
 :meth:`~simfail.core.program.Program.branch`, so a variant is identical to the expert up to
 its onset. Positions are world frame [m], tilts are the cup's tilt about world y [rad]
 (0 = upright, see :func:`simfail.scenes.pour.tilt_quat`); ``m`` is the magnitude in [0, 1].
+
+``clip_bystander`` is a generic operator of :mod:`simfail.counterfactual.operators`
+bound to this task's phases and objects (:func:`~simfail.counterfactual.operators.bound`): it
+edits the expert's commands at replay time, not its program (docs/counterfactuals.md).
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ its onset. Positions are world frame [m]; turn angles are radians about the layo
 its ``delta``; ``m`` is the magnitude in [0, 1]. The expert's phases are approach, descend,
 grasp, lift, rotate, lower, release, retreat, hold (``scenes/reorient.py``); after a turn the
 task's :meth:`finish` sets the object down with its lowest point just above the table.
+
+``collision`` is a generic operator of :mod:`simfail.counterfactual.operators`
+bound to this task's phases and objects (:func:`~simfail.counterfactual.operators.bound`): it
+edits the expert's commands at replay time, not its program (docs/counterfactuals.md).
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ Every operator branches the expert program with
 :meth:`~simfail.core.program.Program.branch`, so a variant is identical to the expert up to
 its onset. Positions are world frame [m]; ``m`` is the magnitude in [0, 1]. "Top block" is the
 last block the expert places; its *support* is the block under it.
+
+``drop``, ``hit_bystander`` are generic operators of
+:mod:`simfail.counterfactual.operators` bound to this task's phases and objects
+(:func:`~simfail.counterfactual.operators.bound`): they edit the expert's commands at replay
+time, not its program (docs/counterfactuals.md).
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ Every operator branches the expert program at an onset time with
 :meth:`~simfail.core.program.Program.branch`, so a variant is identical to the expert up to
 its onset. Positions are world frame [m]; ``m`` is the magnitude in [0, 1]. Heights of the
 eraser are given for its head's bottom; the TCP sits ``GRASP_DZ + HEAD_HALF[2]`` above it.
+
+``drop``, ``collision``, ``shaky`` are generic operators of
+:mod:`simfail.counterfactual.operators` bound to this task's phases and objects
+(:func:`~simfail.counterfactual.operators.bound`): they edit the expert's commands at replay
+time, not its program (docs/counterfactuals.md).
 """
 
 from __future__ import annotations
