@@ -137,6 +137,6 @@ POUR_PERTURBATIONS: dict[str, Perturbation] = {
                      tilted_setdown, failure_range=(0.6, 1.0), near_miss_range=(0.0, 0.2)),
         bound("clip_bystander", "action_offset", ("collision", "topple"), "swerve the cup toward the bottle, then pour",
               lambda layout, m: {"onset": "carry", "toward": "bystander", "reach": m, "duration": 1.6},
-              failure_range=(0.6, 1.0), near_miss_range=(0.0, 0.15)),
+              failure_range=(0.75, 1.0), near_miss_range=(0.0, 0.15)),
     )
 }
