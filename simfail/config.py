@@ -79,6 +79,14 @@ class FailuresConfig:
     #: Extra variants per operator at these magnitudes (a severity sweep).
     sweep: list[float] = _f(factory=list, help="extra variants per operator at these magnitudes (a severity sweep)",
                             example="failures.sweep=[0.25,0.5,1.0]", range=(0.0, 1.0))
+    #: Clean alternatives of the expert (perturbations/nuisance.py): one variant each, written
+    #: with kind clean_alternative only when the physics says success without events.
+    alternatives: list[str] = _f(factory=list, help="clean alternatives of the expert, one variant each (slower, faster, "
+                                 "pause, detour, regrasp; docs/benchmark.md)", example="failures.alternatives=[slower,pause]")
+    #: Retime failure and near-miss variants so their last active move ends no later than the
+    #: expert's (perturbations/nuisance.py match_duration; docs/benchmark.md).
+    match_duration: bool = _f(False, "retime failure variants to end their moves no later than the expert "
+                              "(docs/benchmark.md)", "failures.match_duration=true")
 
 
 @dataclass
@@ -204,6 +212,8 @@ class CheckConfig:
     """``simfail check DIR``."""
 
     data: Optional[str] = _f(None, "the dataset folder to verify", "data=DIR", positional=True, required=True)
+    benchmark: Optional[str] = _f(None, "verify DIR as a copy of this published benchmark (its files against "
+                                  "benchmarks/<id>.sha256; --benchmark ID works too)", "benchmark=v1-128")
 
 
 @dataclass

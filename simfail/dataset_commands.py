@@ -64,6 +64,11 @@ def run_rates(cfg: GenerateConfig) -> int:
 def run_check(cfg: CheckConfig) -> int:
     from simfail.dataset.reader import SimfailDataset
 
+    if cfg.benchmark is not None:  # a whole benchmark folder against its published hashes
+        from simfail.benchmark.check import check_benchmark
+
+        return check_benchmark(cfg.benchmark, cfg.data)
+
     problems = SimfailDataset(cfg.data).check()
     for p in problems:
         print(f"problem: {p}")
@@ -91,4 +96,9 @@ def run_list(_: ListConfig) -> int:
         op = OPERATORS.get(oname)
         seen = ", ".join(op.intended) if op.intended else "any failure event"
         print(f"  {oname:<20} {op.description}  (params: {op.summary()}; detected as: {seen}; {_ranges(op)})")
+    from simfail.perturbations.nuisance import ALTERNATIVES
+
+    print("clean alternatives (every task; failures.alternatives=[...], docs/benchmark.md):")
+    for pname, p in ALTERNATIVES.items():
+        print(f"  {pname:<20} {p.description}")
     return 0

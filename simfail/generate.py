@@ -33,6 +33,7 @@ from simfail.counterfactual.source import SourceEpisode
 from simfail.errors import ExpertFailedError, SimulationUnstableError, UnknownNameError
 from simfail.labels.scoring import dense_reward, episode_score, failure_mask
 from simfail.labels.visibility import SEG_SIZE, apply_visibility, visibility_queries
+from simfail.perturbations.nuisance import CLEAN, NotApplicable, alternative_kind, command_timing, retime_edit
 from simfail.render.presets import render_model
 from simfail.render.worker import RenderWorker
 
@@ -171,7 +172,29 @@ def variant_plan(task: Task, cfg: GenerateConfig, seed: int) -> list[VariantSpec
             plan.append(VariantSpec(f"{n}:near_miss", n, float(rng.uniform(*p.near_miss_range)), "near_miss"))
         for m in cfg.failures.sweep:
             plan.append(VariantSpec(f"{n}@{float(m):.2f}", n, float(m), "sweep"))
+    plan += alternative_plan(cfg, seed)
     return plan
+
+
+def alternative_plan(cfg: GenerateConfig, seed: int) -> list[VariantSpec]:
+    """One ``alt:NAME`` variant per clean alternative of ``failures.alternatives``
+    (:data:`simfail.perturbations.nuisance.ALTERNATIVES`), magnitude drawn from the seed."""
+    from simfail.perturbations.nuisance import ALTERNATIVES, CLEAN
+
+    plan = []
+    for n in cfg.failures.alternatives:
+        if n not in ALTERNATIVES:
+            raise UnknownNameError("clean alternative", n, list(ALTERNATIVES))
+        rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(n.encode()), 3]))
+        plan.append(VariantSpec(f"alt:{n}", n, float(rng.uniform(0.0, 1.0)), CLEAN))
+    return plan
+
+
+def variant_operator(task: Task, spec: VariantSpec):
+    """The perturbation a variant applies: the task's failure operator or a clean alternative."""
+    from simfail.perturbations.nuisance import ALTERNATIVES, CLEAN
+
+    return ALTERNATIVES[spec.perturbation] if spec.kind == CLEAN else available_operators(task)[spec.perturbation]
 
 
 def _stage(cfg: GenerateConfig) -> StageConfig:
@@ -251,6 +274,7 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     n_frames = frame_count(task.duration, fps)
     timing = GroupTiming()
     unstable: list[dict[str, str]] = []
+    skipped: list[dict[str, str]] = []  # variants with nothing to act on in this expert program
     if runner is None:
         runner = make_group_runner(task, cfg)
     start = expert_start(task, cfg.seed, group_id, runner, n_frames, timing)
@@ -273,11 +297,16 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
         episodes = [_record(task, scene, base, group_id, "expert", {}, fps)]
         see(episodes[0], base)
         source = SourceEpisode.from_expert(task, scene, base, {"group": group_id}, program=expert)
-        perts = available_operators(task)
         for spec in variant_plan(task, cfg, seed):
             # every variant, task-specific or generic, is an edit branched from the expert source
             rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(spec.name.encode()), 2]))
-            edit = perts[spec.perturbation].make_edit(source, spec.magnitude, rng, ik=ik)
+            try:
+                edit = variant_operator(task, spec).make_edit(source, spec.magnitude, rng, ik=ik)
+            except NotApplicable as exc:  # e.g. a re-grasp in a task without a grasp
+                skipped.append({"variant": spec.name, "reason": str(exc)})
+                continue
+            match = cfg.failures.match_duration and spec.kind != CLEAN
+            timing_fields = retime_edit(edit, expert, task.duration) if match else {}
             k = edit.onset
             t0 = time.perf_counter()
             try:
@@ -296,15 +325,19 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
                 frames.append(worker.submit(res.trace.qpos, prefix=expert_frames, first=first_new))
             t0 = time.perf_counter()
             params = {"name": spec.perturbation, "kind": spec.kind, "magnitude": round(spec.magnitude, 4),
-                      **edit.params, "continuation": cfg.continuation, "source": source.describe()}
+                      **edit.params, "continuation": cfg.continuation, "source": source.describe(),
+                      **(command_timing(res.trace, base.trace, timing_fields) if match else {})}
             episodes.append(_record(task, scene, res, group_id, spec.name, params, fps))
+            if spec.kind == CLEAN:  # the physics decides whether an alternative is clean
+                episodes[-1].perturbation["kind"] = alternative_kind(episodes[-1].success, len(episodes[-1].failures))
             see(episodes[-1], res)
             timing.labels += time.perf_counter() - t0
     except BaseException:
         if worker is not None:
             worker.close(cancel=True)
         raise
-    return finish_group(group_id, seed, rejected, episodes, timing, unstable, worker, frames, seen, defer_frames)
+    return finish_group(group_id, seed, rejected, episodes, timing, unstable, worker, frames, seen, defer_frames,
+                        skipped_variants=skipped)
 
 
 def finish_group(group_id: int, seed: int, rejected: list[int], episodes: list[EpisodeRecord],
@@ -545,6 +578,7 @@ def task_config(cfg: GenerateConfig, task: Task) -> GenerateConfig:
 def validate_failures(cfg: GenerateConfig) -> None:
     """Raise UnknownNameError for a failure name that none of the run's tasks offers."""
     tasks = [get_task(t) for t in run_tasks(cfg)]
+    alternative_plan(cfg, 0)  # unknown clean-alternative names
     if len(tasks) == 1:
         variant_plan(tasks[0], cfg, 0)
         return
@@ -649,6 +683,8 @@ def write_group(sink: GroupSink, cfg: GenerateConfig, models: dict[str, mujoco.M
                        "instruction": res.episodes[0].instruction}
     if res.unstable_variants:
         seeds[group_id]["unstable_variants"] = res.unstable_variants
+    if getattr(res, "skipped_variants", None):
+        seeds[group_id]["skipped_variants"] = res.skipped_variants
     sink.submit_result(res, _meta(cfg, models, dict(seeds)))
     return res
 

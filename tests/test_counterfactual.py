@@ -166,10 +166,14 @@ def test_a_rollout_source_is_rebuilt_from_its_trace_when_it_kept_no_states():
 
 def test_a_rollout_whose_trace_does_not_reproduce_is_one_clear_error():
     runner, source = expert_source("pick_place")
-    # the expert's commands are float64; its trace stores them as float32, so a replay of the
-    # trace's column diverges: the constructor says where instead of branching from garbage
-    with pytest.raises(ConfigError, match="diverges from the recorded qpos at frame") as exc:
-        SourceEpisode.from_rollout(runner, source.trace)
+    # the runner applies commands at the float32 precision the trace stores, so the trace's own
+    # column reproduces it; a trace whose recorded command of step 10 is not the one that ran
+    # diverges: the constructor says where instead of branching from garbage
+    SourceEpisode.from_rollout(runner, source.trace)
+    trace = source.trace.truncate(len(source.trace))
+    trace.action[11] = trace.action[11] + np.float32(0.05)
+    with pytest.raises(ConfigError, match="diverges from the recorded qpos at frame 11") as exc:
+        SourceEpisode.from_rollout(runner, trace)
     assert "\n" not in str(exc.value)
 
 

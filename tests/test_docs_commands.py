@@ -106,6 +106,9 @@ TRAIN_TINY = ["epochs=1", "batches_per_epoch=2", "batch_size=4", "clip_frames=8"
 TRAIN_POLICY_TINY = {"steps": "4", "batch_size": "8", "hidden": "16", "layers": "1", "chunk": "3", "width": "4",
                      "progress": "false"}
 EVALUATE_TINY = {"bootstrap": "20", "curves": "1", "video": "none", "progress": "false"}
+REPLAY_TINY = {"render.width": "64", "render.height": "64", "progress": "false"}
+SCALE_REPORT_TINY = {"groups": "1", "width": "64", "height": "64", "fps": "5", "operators": "[drop]",
+                     "executor": "local", "update": "[]", "progress": "false"}
 ROLLOUT_TINY = {"seeds": "1", "samples": "1", "render.width": "64", "render.height": "64", "progress": "false"}
 REALISM_TINY = {"steps": "2", "strength": "0.7", "guidance_scale": "1.5", "resolution": "[32,96]", "chunk_frames": "9",
                 "overlap": "2", "device": "cpu", "dtype": "float32", "fidelity.enabled": "false", "progress": "false"}
@@ -155,6 +158,10 @@ class Page:
                 kv["failures.names"] = f"[{first_operator(kv.get('task', 'pick_place'))}]"
         elif name == "merge":  # datasets the page generated are kept; a placeholder is the shared one
             pos = [self.existing_or(p, data) for p in pos]
+        elif name == "check" and "--benchmark" in args:  # a benchmark copy: the tiny one the page built
+            bench_id = args[args.index("--benchmark") + 1]
+            pos = [str(self.local(p)) for p in pos if p != bench_id]
+            flags = ["--benchmark", "tiny"]
         elif name in ("check", "calibrate", "view"):
             pos = [self.existing_or(p, data) for p in pos]
             if name == "view" and serves_forever(argv):
@@ -172,12 +179,24 @@ class Page:
                 kv["model.checkpoint"] = self.existing_or(kv["model.checkpoint"], lambda: self.fixture("checkpoint"))
         elif name == "rollout":
             kv.update(ROLLOUT_TINY)
+        elif name == "benchmark" and pos[:1] == ["run"]:  # data= not built by the page: the shared dataset
+            kv.update({"bootstrap": "20", "progress": "false"})
+        elif name == "replay":  # demos the page generated are kept; a placeholder is the shared dataset
+            kv.update(REPLAY_TINY)
+            kv.setdefault("episodes", "[0]")  # one demo, one group
+            if "demos" in kv:
+                kv["demos"] = self.existing_or(kv["demos"], data)
+        elif name == "scale-report":  # one tiny group in this process; the page's files stay as they are
+            kv.update(SCALE_REPORT_TINY)
         elif name == "train-reward":
             pytest.importorskip("torch")
             kv.update(dict(a.split("=", 1) for a in TRAIN_TINY))
         elif name == "train-policy":
             pytest.importorskip("torch")
             kv.update(TRAIN_POLICY_TINY)
+        elif name == "benchmark" and pos[:1] == ["build"]:  # the tiny recipe (configs/benchmark/tiny.yaml)
+            kv.update({"version": "tiny", "progress": "false"})
+            kv.pop("size", None)
         elif name == "render-speed":
             kv.update({"size": "64", "frames": "4"})
         elif name == "render-preview":

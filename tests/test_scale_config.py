@@ -7,7 +7,7 @@ import pytest
 from simfail.cli import main
 from simfail.errors import ConfigError
 from simfail.scale.gpu import EGL_DEVICE_VAR, egl_device_env, parse_gpu, visible_gpu_count
-from simfail.scale.sharded import auto_groups_per_task, shard_groups
+from simfail.scale.driver import auto_groups_per_task, shard_groups
 
 
 @pytest.mark.parametrize("arg, needle", [

@@ -130,3 +130,37 @@ def test_single_state_interface_and_bad_input():
         w.render(data)
     with pytest.raises(RenderBackendError, match="no camera named 'top'"):
         WarpBatchRenderer(model, ("left", "top"), SMALL, SMALL)
+
+
+def test_render_worker_draws_a_groups_frames_as_worlds(monkeypatch):
+    """The render worker queues the rows of every episode of a group and draws ``batch`` of
+    them per call across episodes (the expert's tail with the next variant's head); the frames
+    equal episode-by-episode rendering bit for bit, prefixes copied from the expert included."""
+    import simfail.render.backends as backends
+    from simfail.render.worker import RenderWorker
+
+    model, qpos = _states("pick_place")
+    rng = np.random.default_rng(1)
+    expert = np.repeat(qpos, 3, axis=0)  # 12 states
+    expert[:, :7] += rng.normal(0.0, 0.05, (12, 7))
+    variants = [(expert.copy(), 5), (expert.copy(), 12), (expert[:9].copy(), 0)]  # (states, first new row)
+    variants[0][0][5:, :7] += 0.2
+    variants[2][0][:, :7] -= 0.2
+    monkeypatch.setattr(backends, "WARP_BATCH", 8)
+    with RenderWorker(model, VIEWS, SMALL, SMALL, backend="warp") as worker:
+        calls: list[int] = []
+        launch = worker._renderer._launch
+        monkeypatch.setattr(worker._renderer, "_launch", lambda q: (calls.append(len(q)), launch(q))[1])
+        ef = worker.submit(expert)
+        futs = [worker.submit(q, prefix=ef, first=first) for q, first in variants]
+        frames = [ef.result()] + [f.result() for f in futs]
+        new_rows = 12 + 7 + 0 + 9
+        assert calls == [8, 8, 8, 4] and worker.batch_rows == new_rows == sum(calls)  # 28 rows in 4 calls
+    with WarpBatchRenderer(model, VIEWS, SMALL, SMALL, batch=8) as alone:
+        for (q, first), got in zip([(expert, 0)] + variants, frames):
+            ref = alone.render_batch(q)["rgb"]  # the episode on its own
+            for v in VIEWS:
+                assert got[v].shape == (len(q), SMALL, SMALL, 3)
+                assert np.array_equal(got[v][first:], ref[v][first:]), v
+                assert np.array_equal(got[v][:first], frames[0][v][:first])  # the expert's prefix
+

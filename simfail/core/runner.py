@@ -35,6 +35,11 @@ from simfail.labels.trace import Trace
 HOME_ACTION = np.concatenate([HOME_QPOS, [0.0]])
 
 
+def command_precision(action: np.ndarray) -> np.ndarray:
+    """``action`` as the runner applies it: rounded to float32 (the stored precision), as float64."""
+    return np.asarray(action, np.float32).astype(np.float64)
+
+
 @dataclass
 class RunnerState:
     """A restorable point of a run: simulator state (incl. last action) and trace length."""
@@ -65,7 +70,12 @@ class FrameRecorder:
         return self.trace
 
     def step(self, action: np.ndarray, phase: str) -> FrameContacts:
-        """Advance the core one frame toward ``action`` and record the new frame."""
+        """Advance the core one frame toward ``action`` and record the new frame.
+
+        The command is rounded to float32 first, the precision the trace and a dataset's
+        ``action`` column store: the physics runs on exactly the recorded action, so replaying
+        a dataset's actions reproduces its ``sim.qpos`` bit for bit (``simfail replay``)."""
+        action = command_precision(action)
         contacts = self.core.step(action)
         self.trace.record(self.core, action, contacts, phase)
         return contacts

@@ -38,6 +38,7 @@ from simfail.policy.base import EpisodeContext, PolicyError, PolicyNeeds, check_
 from simfail.policy.registry import load_policy
 from simfail.counterfactual.closed_loop import POLICY_PHASE  # the phase label of policy steps
 from simfail.counterfactual.replay import CONTINUATIONS
+from simfail.scale.executor import EXECUTORS, RayConfig
 
 #: ``simfail.policy`` of the scripted expert's reference episode.
 REFERENCE_POLICY = "scripted_expert"
@@ -92,11 +93,17 @@ class RolloutConfig:
     overwrite: bool = _f(False, "replace the simfail dataset in out", "overwrite=true")
     progress: bool = _f(True, "progress bar", "progress=false")
     json: Optional[str] = _f(None, "also save the summary as JSON to this file (atomic)", "json=summary.json")
+    executor: str = _f("local", "where the groups run: local (this process) or ray (shards on a Ray cluster, "
+                       "merged into out; docs/scale.md)", "executor=ray", choices=list(EXECUTORS))
+    ray: RayConfig = _f(RayConfig, "Ray cluster, workers and retries (executor=ray only)", "ray.workers=4")
 
     def validate(self) -> None:
         from simfail.policy.registry import resolve_factory
         from simfail.schema import check_ranges
 
+        if self.executor not in EXECUTORS:
+            raise UnknownNameError("executor", self.executor, list(EXECUTORS))
+        self.ray.validate()
         check_ranges(self)
         if self.task not in task_names():
             raise UnknownNameError("task", self.task, task_names())
@@ -443,6 +450,19 @@ def branch_variants(cfg: RolloutConfig, runner: SceneRunner, lp: LoadedPolicy, c
     return out
 
 
+def group_entry(cfg: RolloutConfig, runner: SceneRunner, res) -> dict[str, Any]:
+    """The group's entry in ``meta/simfail.json`` ``groups``."""
+    entry = {"task": cfg.task, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
+             "instruction": runner.scene.layout.instruction, "episodes": len(res.episodes)}
+    if res.unstable_variants:
+        entry["unstable_variants"] = res.unstable_variants
+    if res.policy_errors:
+        entry["policy_errors"] = res.policy_errors
+    if getattr(res, "perturbations_skipped", None):
+        entry["perturbations_skipped"] = res.perturbations_skipped
+    return entry
+
+
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(d, default=str))
 
@@ -463,6 +483,18 @@ def _meta(cfg: RolloutConfig, model, seeds: dict[int, dict[str, Any]]) -> dict[s
     return meta
 
 
+def dataset_writer(cfg: RolloutConfig, model, root: str | Path, mode: str):
+    """The :class:`~simfail.dataset.writer.DatasetWriter` of a rollout dataset (or shard) at ``root``."""
+    from simfail.dataset.writer import DatasetWriter
+
+    gen = _import_generate()
+    return DatasetWriter(
+        root, fps=cfg.fps, image_size=(cfg.height, cfg.width), state_names=gen.STATE_NAMES,
+        action_names=gen.ACTION_NAMES, nq=model.nq, nv=model.nv, mode=mode, crf=cfg.crf, encoder_nice=19,
+        policy_column=True,
+    )
+
+
 def run(cfg: RolloutConfig) -> dict[str, Any]:
     """Roll out ``cfg``'s policies into ``cfg.out``; return the summary (see :func:`summary_table`)."""
     from tqdm import tqdm
@@ -471,6 +503,10 @@ def run(cfg: RolloutConfig) -> dict[str, Any]:
 
     gen = _import_generate()
     cfg.validate()
+    if cfg.executor != "local":  # groups sharded over workers, merged into one dataset
+        from simfail.scale.rollout import run_sharded_rollout
+
+        return run_sharded_rollout(cfg)
     task = get_task(cfg.task)
     runner = SceneRunner(task, cfg.fps, StageConfig(width=cfg.width, height=cfg.height))
     model = runner.prototype_model
@@ -478,11 +514,7 @@ def run(cfg: RolloutConfig) -> dict[str, Any]:
     mode = "resume" if cfg.resume else "overwrite" if cfg.overwrite else "new"
 
     def open_writer() -> DatasetWriter:
-        return DatasetWriter(
-            cfg.out, fps=cfg.fps, image_size=(cfg.height, cfg.width), state_names=gen.STATE_NAMES,
-            action_names=gen.ACTION_NAMES, nq=model.nq, nv=model.nv, mode=mode, crf=cfg.crf, encoder_nice=19,
-            policy_column=True,
-        )
+        return dataset_writer(cfg, model, cfg.out, mode)
 
     # A new or overwritten dataset is opened only when its first group is ready, so a policy
     # that fails on the first group leaves the output folder as it was (an existing dataset is
@@ -505,15 +537,7 @@ def run(cfg: RolloutConfig) -> dict[str, Any]:
     try:
         for g in bar:
             res = rollout_group(task, cfg, policies, g, runner, render=cfg.render, defer_frames=True)
-            entry = {"task": cfg.task, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
-                     "instruction": runner.scene.layout.instruction, "episodes": len(res.episodes)}
-            if res.unstable_variants:
-                entry["unstable_variants"] = res.unstable_variants
-            if res.policy_errors:
-                entry["policy_errors"] = res.policy_errors
-            if getattr(res, "perturbations_skipped", None):
-                entry["perturbations_skipped"] = res.perturbations_skipped
-            seeds[g] = entry
+            seeds[g] = group_entry(cfg, runner, res)
             results.append(res)
             bar.set_postfix(episodes=sum(len(r.episodes) for r in results))
             if not cfg.render:
@@ -676,6 +700,10 @@ def rollout_main(cfg: RolloutConfig) -> int:
     """``simfail rollout``: run, print the per-policy summary table, save ``json=`` (atomic)."""
     summary = run(cfg)
     print(summary_table(summary))
+    if summary.get("executor"):  # a sharded run: per-worker episodes/hour and the merge cost
+        from simfail.scale.sharded import worker_table
+
+        print(worker_table(summary))
     if cfg.json:
         from simfail.learn.checkpoint import atomic_write_bytes
 

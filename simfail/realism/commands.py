@@ -52,7 +52,12 @@ def realism_main(cfg: Any) -> int:
 
     from simfail.realism.edit import run_realism
 
-    print(_table(run_realism(dataclasses.asdict(cfg))))
+    summary = run_realism(dataclasses.asdict(cfg))
+    print(_table(summary))
+    if summary.get("executor"):  # a sharded run: per-worker episodes/hour and the merge cost
+        from simfail.scale.sharded import worker_table
+
+        print(worker_table(summary))
     return 0
 
 

@@ -204,8 +204,31 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def run_realism(cfg: dict[str, Any], *, log=print) -> dict[str, Any]:
+def source_crf(cfg: dict[str, Any], meta: dict[str, Any]) -> int:
+    """x264 quality of the edited videos: ``crf=``, else the source dataset's."""
+    return int(cfg["crf"]) if cfg.get("crf") is not None else int(((meta.get("config") or {}).get("dataset") or {}).get("crf", 23))
+
+
+def output_writer(src, out: Path, mode: str, crf: int):
+    """The :class:`~simfail.dataset.writer.DatasetWriter` of the edited dataset (or a shard of it)
+    at ``out``: the source's fps, image size, state layout, robot and chunk size."""
+    from simfail.dataset.writer import DatasetWriter
+
+    info = src.info
+    feats = info["features"]
+    h, w = (int(v) for v in feats[src.video_keys[0]]["shape"][:2])
+    return DatasetWriter(
+        out, fps=src.fps, image_size=(h, w), state_names=list(feats["observation.state"]["names"]),
+        action_names=list(feats["action"]["names"]), nq=int(feats["sim.qpos"]["shape"][0]),
+        nv=int(feats["sim.qvel"]["shape"][0]), robot_type=str(info.get("robot_type", "franka_panda")),
+        mode=mode, chunks_size=int(info.get("chunks_size", 1000)), crf=crf,
+    )
+
+
+def run_realism(cfg: dict[str, Any], *, log=print, report=None) -> dict[str, Any]:
     """Run the pass described by the composed ``configs/realism.yaml`` settings; returns a summary.
+    ``report(groups=1, episodes=n)`` (optional) is called as each group is done; ``executor=ray``
+    shards the groups (:mod:`simfail.scale.realism`).
 
     Raises:
         SimfailError: bad settings, unreadable input, unusable output folder (not empty without
@@ -214,8 +237,11 @@ def run_realism(cfg: dict[str, Any], *, log=print) -> dict[str, Any]:
     from tqdm import tqdm
 
     from simfail.dataset.reader import SimfailDataset
-    from simfail.dataset.writer import DatasetWriter
 
+    if cfg.get("executor", "local") != "local":
+        from simfail.scale.realism import run_sharded_realism
+
+        return run_sharded_realism(cfg, log=log)
     if not cfg.get("data"):
         raise ConfigError("data= is required (the simfail dataset to edit)")
     if not cfg.get("out"):
@@ -244,7 +270,7 @@ def run_realism(cfg: dict[str, Any], *, log=print) -> dict[str, Any]:
         raise SimfailError(f"{data} has views {list(views)}; the realism pass expects {list(VIEWS)}")
     views = VIEWS
     meta = src.simfail_meta
-    crf = int(cfg["crf"]) if cfg.get("crf") is not None else int(((meta.get("config") or {}).get("dataset") or {}).get("crf", 23))
+    crf = source_crf(cfg, meta)
     desc = editor.describe() if hasattr(editor, "describe") else {"pipeline": type(editor).__name__}
     negative = str(cfg.get("negative_prompt") or DEFAULT_NEGATIVE)
     record: dict[str, Any] = {
@@ -259,13 +285,7 @@ def run_realism(cfg: dict[str, Any], *, log=print) -> dict[str, Any]:
         if diffs:
             raise OutputDirError(f"cannot resume in {out}: the interrupted run used different settings: " + "; ".join(diffs)
                                  + ". Use the same settings, overwrite=true, or another output folder")
-    writer = DatasetWriter(
-        out, fps=src.fps, image_size=(h, w), state_names=list(feats["observation.state"]["names"]),
-        action_names=list(feats["action"]["names"]), nq=int(feats["sim.qpos"]["shape"][0]),
-        nv=int(feats["sim.qvel"]["shape"][0]), robot_type=str(info.get("robot_type", "franka_panda")),
-        mode="resume" if resume else "overwrite" if overwrite else "new", chunks_size=int(info.get("chunks_size", 1000)),
-        crf=crf,
-    )
+    writer = output_writer(src, out, "resume" if resume else "overwrite" if overwrite else "new", crf)
     groups = src.groups()
     committed = list(writer.completed_groups())
     unknown = [g for g in committed if g not in groups]
@@ -288,6 +308,8 @@ def run_realism(cfg: dict[str, Any], *, log=print) -> dict[str, Any]:
     gids = list(groups)
     if cfg.get("max_groups"):
         gids = gids[: int(cfg["max_groups"])]
+    if cfg.get("only_groups") is not None:  # one shard of a sharded run
+        gids = [g for g in gids if g in set(cfg["only_groups"])]
     todo = [g for g in gids if g not in done]
     if done:
         log(f"realism: resuming in {out}: {len(done)} group(s) already done, {len(todo)} to edit")
@@ -367,6 +389,8 @@ def run_realism(cfg: dict[str, Any], *, log=print) -> dict[str, Any]:
                 record["empty_groups"].append(gid)
                 record["timing"] = timing()
                 writer.finalize(full_meta())  # atomic: from here on the group counts as done
+                if report is not None:
+                    report(groups=1, episodes=0)
                 continue
             if len(kept) < len(eps):  # ranks are relative to the group: recompute among those kept
                 for rec, rank in zip(kept, competition_ranks([r.score for r in kept])):
@@ -386,6 +410,8 @@ def run_realism(cfg: dict[str, Any], *, log=print) -> dict[str, Any]:
                 raise SimfailError(f"group {gid} was written as episodes {new_idx}, expected {first}..{first + len(kept) - 1}")
             record["timing"] = timing()
             writer.finalize(full_meta())
+            if report is not None:
+                report(groups=1, episodes=len(kept))
     finally:
         bar.close()
     record["timing"] = timing()

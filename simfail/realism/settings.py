@@ -10,6 +10,7 @@ from typing import Any, Optional
 from simfail.errors import ConfigError
 from simfail.realism.fidelity import FidelityConfig
 from simfail.realism.prompts import DEFAULT_NEGATIVE, DEFAULT_TEMPLATE
+from simfail.scale.executor import RayConfig
 
 __all__ = ["RealismConfig", "CalibrateConfig"]
 
@@ -66,6 +67,12 @@ class RealismConfig:
     progress: bool = _f(True, "progress bar", "progress=false")
     fidelity: FidelityConfig = _f(factory=FidelityConfig, help="the failure-visibility check of every edited episode "
                                   "(thresholds calibrated with simfail calibrate)")
+    executor: str = _f("local", "where the groups run: local (this process) or ray (shards on a Ray cluster, "
+                       "merged into out; docs/scale.md)", "executor=ray", choices=["local", "ray"])
+    ray: RayConfig = _f(factory=RayConfig, help="Ray cluster, workers and retries (executor=ray only)")
+
+    def validate(self) -> None:
+        self.ray.validate()
 
 
 @dataclass

@@ -26,10 +26,15 @@ def _egl(model: mujoco.MjModel, views: tuple[str, ...], width: int, height: int)
     return MultiViewRenderer(model, views, width, height)
 
 
+#: Worlds per MuJoCo Warp call in the render worker: the frames of a group's episodes are queued
+#: and drawn this many at a time (a pick/place group at 10 fps has about 400-1,000 new frames).
+WARP_BATCH = 256
+
+
 def _warp(model: mujoco.MjModel, views: tuple[str, ...], width: int, height: int):
     from simfail.render.warp_renderer import WarpBatchRenderer
 
-    return WarpBatchRenderer(model, views, width, height)
+    return WarpBatchRenderer(model, views, width, height, batch=WARP_BATCH)
 
 
 #: ``render.backend`` name -> renderer factory ``(model, views, width, height)``.

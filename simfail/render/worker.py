@@ -9,12 +9,23 @@ The worker owns its :class:`~simfail.render.renderer.MultiViewRenderer` (an Open
 bound to one thread) and its own ``MjData``, so the frames depend only on the ``qpos`` rows
 they are drawn from: the same rollout gives the same frames whether it is rendered here or
 inline (``tests/test_render_worker.py``).
+
+**A group's frames as worlds.** With a batch renderer (``render.backend=warp``: one with
+``render_states_into`` and a ``batch`` of worlds per call) the worker does not draw episode by
+episode: every submitted episode's new rows join one queue of ``(episode, frame)`` rows, and a
+call is made whenever ``batch`` rows are queued, so one call holds frames of several episodes
+of the group (the expert's tail and the next variants' heads). The rows left when a frame
+future is first waited for (:meth:`flush`, called by that future's ``result``) are drawn in
+one last, partial call. A world's image depends only on its own ``qpos``, so the frames equal
+episode-by-episode rendering bit for bit (``tests/test_warp_renderer.py``).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import mujoco
 import numpy as np
@@ -26,6 +37,32 @@ from simfail.render.segmentation import SegmentationRenderer
 __all__ = ["RenderWorker", "render_states"]
 
 Frames = dict[str, np.ndarray]
+
+
+class _BatchedFrames(Future):
+    """The frames of an episode queued for batched rendering: waiting for them first flushes
+    the worker's queue (so a partial last call is made only when somebody needs the frames)."""
+
+    def __init__(self, worker: RenderWorker):
+        super().__init__()
+        self._worker = worker
+
+    def result(self, timeout: float | None = None) -> Frames:
+        if not self.done():
+            self._worker.flush()
+        return super().result(timeout)
+
+
+@dataclass
+class _QueuedEpisode:
+    """An episode waiting in the batch queue: its states, output arrays and prefix source."""
+
+    qpos: np.ndarray
+    out: Frames
+    future: _BatchedFrames
+    first: int
+    prefix: Future | None
+    left: int  # rows still to draw
 
 
 def render_states(renderer: MultiViewRenderer, model: mujoco.MjModel, data: mujoco.MjData,
@@ -75,6 +112,14 @@ class RenderWorker:
         self.seg_frames = 0
         self._data = mujoco.MjData(model)
         self._pending: list[Future] = []
+        #: batch renderers: episodes queued (in submission order) and their rows not yet drawn,
+        #: both touched only on the worker thread
+        self._episodes: deque[_QueuedEpisode] = deque()
+        self._rows: deque[tuple[_QueuedEpisode, int]] = deque()
+        #: calls made to a batch renderer and the rows they drew (``rows / (calls * batch)``:
+        #: how full the worlds were)
+        self.batch_calls = 0
+        self.batch_rows = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simfail-render")
         self._renderer = self._seg = None
         try:
@@ -97,9 +142,71 @@ class RenderWorker:
             raise ValueError("a prefix to copy frames from is needed when first > 0")
         states = np.array(qpos, dtype=np.float64, copy=True)  # the caller may reuse its trace
         self.frames_rendered += (len(states) - first) * len(self.views)
+        if self._batched:
+            frames = _BatchedFrames(self)
+            self._pending.append(frames)
+            self._pending.append(self._pool.submit(self._enqueue, states, prefix, int(first), frames))
+            return frames
         fut = self._pool.submit(self._render, states, prefix, int(first))
         self._pending.append(fut)
         return fut
+
+    @property
+    def _batched(self) -> bool:
+        return hasattr(self._renderer, "render_states_into") and hasattr(self._renderer, "batch")
+
+    def flush(self) -> None:
+        """Draw the rows still queued for a batch renderer (one partial call) and wait for it.
+        A no-op for one-state renderers and when nothing is queued."""
+        if self._batched and self._pool is not None:
+            self._pool.submit(self._draw_queued, True).result()
+
+    def _enqueue(self, qpos: np.ndarray, prefix: Future | None, first: int, frames: _BatchedFrames) -> None:
+        n = len(qpos)
+        out = {v: np.empty((n, self.height, self.width, 3), dtype=np.uint8) for v in self.views}
+        ep = _QueuedEpisode(qpos, out, frames, first, prefix, n - first)
+        self._episodes.append(ep)
+        self._rows.extend((ep, f) for f in range(first, n))
+        self._draw_queued(False)
+
+    def _draw_queued(self, partial: bool) -> None:
+        """Draw queued rows ``batch`` at a time (with ``partial``, also the last, shorter call)
+        and complete the episodes whose rows are all drawn, in submission order."""
+        batch = int(self._renderer.batch)
+        try:
+            while len(self._rows) >= batch or (partial and self._rows):
+                t0 = time.perf_counter()
+                take = [self._rows.popleft() for _ in range(min(batch, len(self._rows)))]
+                qpos = np.stack([ep.qpos[f] for ep, f in take])
+                drawn = {v: np.empty((len(take), self.height, self.width, 3), dtype=np.uint8) for v in self.views}
+                self._renderer.render_states_into(qpos, drawn)
+                for i, (ep, f) in enumerate(take):
+                    for v in self.views:
+                        ep.out[v][f] = drawn[v][i]
+                    ep.left -= 1
+                self.batch_calls += 1
+                self.batch_rows += len(take)
+                self.render_s += time.perf_counter() - t0
+                self._complete_done()
+            self._complete_done()
+        except BaseException as exc:  # every waiting episode gets the error, none hangs
+            while self._episodes:
+                fut = self._episodes.popleft().future
+                if not fut.done():
+                    fut.set_exception(exc)
+            self._rows.clear()
+            raise
+
+    def _complete_done(self) -> None:
+        while self._episodes and self._episodes[0].left == 0:
+            ep = self._episodes.popleft()
+            if ep.future.done():  # cancelled (an error path): nobody waits for it
+                continue
+            if ep.first:  # the prefix was submitted earlier: it is complete by now (no flush here)
+                src = Future.result(ep.prefix, timeout=0)
+                for v in self.views:
+                    ep.out[v][:ep.first] = src[v][:ep.first]
+            ep.future.set_result(ep.out)
 
     def _render(self, qpos: np.ndarray, prefix: Future | None, first: int) -> Frames:
         t0 = time.perf_counter()
@@ -162,6 +269,8 @@ class RenderWorker:
             for fut in self._pending:
                 fut.cancel()
         try:
+            if not cancel:
+                self.flush()
             self._close_renderers()
         finally:
             self._pool.shutdown(wait=True)

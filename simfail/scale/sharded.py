@@ -14,7 +14,9 @@ dataset.
    next groups that are committed), into the output through
    :func:`simfail.dataset.merge.merge_items` (the same code as ``simfail merge``; videos are
    hard-linked, never re-encoded) and re-verifies their frame counts, so the merge overlaps the
-   generation. At the end it writes the meta and removes the shards. As every group occupies its own file index in both paths, the merged dataset is
+   generation (:func:`simfail.scale.driver.drive_shards`, shared with ``rollout`` and ``realism``).
+   At the end it writes the meta and removes the shards. As every group occupies its own file
+   index in both paths, the merged dataset is
    byte for byte the one a local run writes (``meta/simfail.json`` differs only in the recorded
    ``executor``/``ray`` config).
 
@@ -27,27 +29,19 @@ machines that do not share storage, generate per machine and join with ``simfail
 from __future__ import annotations
 
 import json
-import math
-import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from simfail.config import GenerateConfig
 from simfail.errors import DatasetFormatError
+from simfail.scale.driver import DriveResult, drive_shards, remove_shards
 from simfail.scale.executor import Executor, Report, worker_identity
 from simfail.scale.gpu import egl_device_env
 
-__all__ = ["SHARDS_DIR", "ShardSpec", "generate_shard", "run_sharded", "shard_groups"]
-
-#: Where the shards of a run live, inside the output directory.
-SHARDS_DIR = ".shards"
-#: Shards per worker when ``ray.groups_per_task=0`` (small enough to balance, big enough that a
-#: shard's start-up, building the task's scene prototype, stays a small share).
-SHARDS_PER_WORKER = 4
-
+__all__ = ["ShardSpec", "generate_shard", "run_sharded", "worker_rates", "worker_table"]
 
 @dataclass
 class ShardSpec:
@@ -60,17 +54,6 @@ class ShardSpec:
     #: the dataset's sim.qpos / sim.qvel widths (the widest task of the whole run)
     nq: int
     nv: int
-
-
-def shard_groups(todo: list[tuple[str, int]], per_shard: int) -> list[list[tuple[str, int]]]:
-    """``todo`` cut into consecutive runs of ``per_shard`` groups (the last may be shorter)."""
-    if per_shard < 1:
-        raise ValueError(f"per_shard must be >= 1, got {per_shard}")
-    return [todo[i:i + per_shard] for i in range(0, len(todo), per_shard)]
-
-
-def auto_groups_per_task(n_groups: int, workers: int) -> int:
-    return max(1, math.ceil(n_groups / max(1, workers * SHARDS_PER_WORKER)))
 
 
 def generate_shard(spec: ShardSpec, report: Report) -> dict[str, Any]:
@@ -125,32 +108,9 @@ def generate_shard(spec: ShardSpec, report: Report) -> dict[str, Any]:
             "summary": summarize(results), "time": dict(timing), "skipped": len(done)}
 
 
-@dataclass
-class ShardedRun:
-    """What a sharded run did, for the summary."""
-
-    shard_results: list[dict[str, Any]] = field(default_factory=list)
-    merge_seconds: float = 0.0
-    verify_seconds: float = 0.0
-
-
-def _existing_shards(shards_root: Path) -> list[tuple[int, Path]]:
-    out = []
-    if shards_root.is_dir():
-        for p in sorted(shards_root.glob("shard-*")):
-            try:
-                out.append((int(p.name.split("-", 1)[1]), p))
-            except ValueError:
-                continue
-    return out
-
-
 def run_sharded(cfg: GenerateConfig, executor: Executor, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Generate ``cfg`` on ``executor`` into ``cfg.out`` (see the module docstring)."""
-    from tqdm import tqdm
-
     from simfail.core.task import get_task
-    from simfail.dataset.merge import MergeItem, merge_items, open_source
     from simfail.dataset.writer import DatasetWriter
     from simfail.generate import (
         ACTION_NAMES, STATE_NAMES, _meta, group_plan, make_group_runner, run_tasks, task_config, validate_failures,
@@ -170,108 +130,45 @@ def run_sharded(cfg: GenerateConfig, executor: Executor, *, log: Callable[[str],
         chunks_size=cfg.dataset.chunks_size, crf=cfg.dataset.crf, preset=cfg.dataset.preset,
         encoder_nice=cfg.dataset.encoder_nice,
     )
-    shards_root = writer.root / SHARDS_DIR
-    if mode != "resume":
-        shutil.rmtree(shards_root, ignore_errors=True)
     out_done = set(writer.completed_groups())
     seeds: dict[int, dict[str, Any]] = {}
     meta_path = writer.root / "meta" / "simfail.json"
     if meta_path.is_file():
         seeds = {int(k): v for k, v in json.loads(meta_path.read_text()).get("groups", {}).items() if int(k) in out_done}
 
-    # groups committed in shards of an earlier (killed) driver: re-attached, not regenerated
-    def committed_in_shards() -> dict[int, tuple[Any, Any]]:
-        found: dict[int, tuple[Any, Any]] = {}
-        for _, path in _existing_shards(shards_root):
-            if not (path / ".simfail").is_file():
-                continue
-            src = open_source(path)
-            for g in src.groups:
-                found.setdefault(g.group_id, (src, g))
-        return found
-
-    attached = committed_in_shards() if mode == "resume" else {}
-    plan = group_plan(cfg)
-    todo = [(t, g) for t, g in plan if g not in out_done and g not in attached]
-    workers = executor.workers
-    per = cfg.ray.groups_per_task or auto_groups_per_task(len(todo), workers)
-    first_index = max((i for i, _ in _existing_shards(shards_root)), default=-1) + 1
-    specs = [ShardSpec(first_index + j, str(shards_root / f"shard-{first_index + j:05d}"), groups, cfg, nq, nv)
-             for j, groups in enumerate(shard_groups(todo, per))]
-    if attached or out_done:
-        log(f"simfail: resuming: {len(out_done)} groups in {cfg.out}, {len(attached)} in shards; "
-            f"{len(todo)} to generate")
+    def on_adopt(g: int, src, committed: bool) -> None:
+        entry = src.meta.get("groups", {}).get(str(g))
+        if entry is None:
+            raise DatasetFormatError(f"shard {src.root} holds group {g} but not its entry in meta/simfail.json")
+        seeds[g] = entry
 
     def env(i: int) -> dict[str, str]:
         return egl_device_env(cfg.render.backend, cfg.render.gpu, i,
                               reserved=cfg.executor == "ray" and cfg.ray.gpus_per_worker > 0)
 
-    run = ShardedRun()
-    bar = tqdm(total=len(todo), desc=f"simfail {cfg.task} [{executor.name} x{workers}]", unit="group",
-               disable=not cfg.progress)
-    episodes_done = 0
-
-    def on_progress(inc: dict[str, int]) -> None:
-        nonlocal episodes_done
-        episodes_done += int(inc.get("episodes", 0))
-        bar.update(int(inc.get("groups", 0)))
-        bar.set_postfix(episodes=episodes_done)
-
-    # the merge runs while shards are still generating: every time a shard completes, the
-    # output adopts the longest run of next groups (in group-id order) that are committed
-    order = [g for _, g in plan if g not in out_done]
-    available = dict(attached)
-    pos = 0
-
-    def entry_of(g: int, src) -> dict[str, Any]:
-        entry = src.meta.get("groups", {}).get(str(g))
-        if entry is None:
-            raise DatasetFormatError(f"shard {src.root} holds group {g} but not its entry in meta/simfail.json")
-        return entry
-
-    def advance() -> None:
-        nonlocal pos
-        items = []
-        while pos < len(order) and order[pos] in available:
-            g = order[pos]
-            src, sg = available[g]
-            seeds[g] = entry_of(g, src)
-            items.append(MergeItem(src, sg, g))
-            pos += 1
-        if items:
-            stats = merge_items(writer, items, link=True)
-            run.merge_seconds += stats.seconds
-            run.verify_seconds += stats.verify_seconds
-
-    for g in out_done:  # entries a killed driver merged but did not write yet live in the shards
-        if g not in seeds and g in attached:
-            seeds[g] = entry_of(g, attached[g][0])
-    try:
-        advance()
-        for i, result in executor.map(generate_shard, specs, on_progress=on_progress, env=env):
-            run.shard_results.append(result)
-            src = open_source(specs[i].root)
-            for sg in src.groups:
-                available.setdefault(sg.group_id, (src, sg))
-            advance()
-    finally:
-        bar.close()
-    if pos < len(order):
-        raise DatasetFormatError(f"groups {order[pos:pos + 10]} were not generated by any shard; "
-                                 "rerun with resume=true")
+    run = drive_shards(
+        writer, executor, group_plan(cfg), work=generate_shard, group_of=lambda item: item[1],
+        make_spec=lambda index, root, groups: ShardSpec(index, root, groups, cfg, nq, nv),
+        resume=mode == "resume", per_task=cfg.ray.groups_per_task, on_adopt=on_adopt, env=env,
+        desc=f"simfail {cfg.task}", progress=cfg.progress, log=log)
+    for g in out_done - set(seeds):  # merged by a killed driver before it wrote their entries
+        if g in run.in_shards:
+            on_adopt(g, run.in_shards[g], True)
+    missing = sorted(out_done - set(seeds))
+    if missing:  # a killed driver merged these groups but had not written their entries yet
+        raise DatasetFormatError(f"groups {missing[:10]} are in {cfg.out} but not in its meta/simfail.json")
     writer.finalize(_meta(cfg, probes, seeds))
-    shutil.rmtree(shards_root, ignore_errors=True)
-    return _summary(cfg, run, writer, sorted(out_done | set(attached)), time.perf_counter() - t_start, executor)
+    remove_shards(writer)
+    return _summary(cfg, run, writer, sorted(out_done | set(run.attached)), time.perf_counter() - t_start, executor)
 
 
-def _summary(cfg: GenerateConfig, run: ShardedRun, writer, skipped: list[int], seconds: float,
+def _summary(cfg: GenerateConfig, run: DriveResult, writer, skipped: list[int], seconds: float,
              executor: Executor) -> dict[str, Any]:
     """``generate``'s summary plus per-worker episodes/hour and the merge cost."""
     by_type: Counter = Counter()
     variants: dict[str, list[int]] = {}
     totals = Counter()
     timing = Counter()
-    workers: dict[str, dict[str, float]] = {}
     for r in run.shard_results:
         s = r["summary"]
         for k in ("episodes", "groups", "success"):
@@ -282,13 +179,7 @@ def _summary(cfg: GenerateConfig, run: ShardedRun, writer, skipped: list[int], s
             v[0] += a
             v[1] += b
         timing.update(r["time"])
-        w = workers.setdefault(r["worker"], {"episodes": 0, "groups": 0, "seconds": 0.0, "shards": 0})
-        w["episodes"] += s["episodes"]
-        w["groups"] += s["groups"]
-        w["seconds"] += r["seconds"]
-        w["shards"] += 1
-    for w in workers.values():
-        w["episodes_per_hour"] = w["episodes"] * 3600.0 / w["seconds"] if w["seconds"] > 0 else 0.0
+    workers = worker_rates(run.shard_results, lambda r: r["summary"]["episodes"], lambda r: r["summary"]["groups"])
     return {
         "episodes": totals["episodes"], "groups": totals["groups"], "success": totals["success"],
         "failures_by_type": dict(sorted(by_type.items())), "variants": variants,
@@ -299,6 +190,22 @@ def _summary(cfg: GenerateConfig, run: ShardedRun, writer, skipped: list[int], s
         "executor": executor.name, "workers": workers,
         "merge_seconds": run.merge_seconds, "verify_seconds": run.verify_seconds,
     }
+
+
+def worker_rates(shard_results: list[dict[str, Any]], episodes_of: Callable[[dict], int],
+                 groups_of: Callable[[dict], int]) -> dict[str, dict[str, float]]:
+    """Per worker (``host:pid``): shards, groups, episodes, busy seconds and episodes/hour, from
+    the work items' results (each with ``worker`` and ``seconds``)."""
+    workers: dict[str, dict[str, float]] = {}
+    for r in shard_results:
+        w = workers.setdefault(r["worker"], {"episodes": 0, "groups": 0, "seconds": 0.0, "shards": 0})
+        w["episodes"] += episodes_of(r)
+        w["groups"] += groups_of(r)
+        w["seconds"] += r["seconds"]
+        w["shards"] += 1
+    for w in workers.values():
+        w["episodes_per_hour"] = w["episodes"] * 3600.0 / w["seconds"] if w["seconds"] > 0 else 0.0
+    return workers
 
 
 def worker_table(summary: dict[str, Any]) -> str:

@@ -79,3 +79,59 @@ class ProgressOnlyModel:
         if n < 1:
             raise ConfigError("episode without frames")
         return np.zeros(1) if n == 1 else np.arange(n, dtype=np.float64) / (n - 1)
+
+
+def _episode_seed(seed: int, episode_id: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{int(seed)}:{episode_id}".encode()).digest()[:8], "little")
+
+
+@register_model("random")
+class RandomModel:
+    """Seeded random per-frame rewards, uniform in ``[0, 1]``: the chance baseline.
+
+    Episode ``e`` gets the draws of ``numpy.random.default_rng(sha256(f"{seed}:{e}"))``, so an
+    episode's trace does not depend on which other episodes are scored or in what order. Two
+    episodes' summed returns tie with probability 0, so its expected preference accuracy is 0.5
+    whatever the return definition.
+    """
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"random: seed must be an integer >= 0, got {seed!r}")
+        self.seed = seed
+        self.requirements = ModelRequirements(views=(), value_range=(0.0, 1.0))
+
+    def identity(self) -> dict:
+        return {"model": "random", "seed": self.seed}
+
+    def predict(self, ep: EpisodeInput) -> np.ndarray:
+        return np.random.default_rng(_episode_seed(self.seed, ep.episode_id)).random(ep.length)
+
+
+@register_model("constant")
+class ConstantModel:
+    """The same reward ``value`` on every frame of every episode.
+
+    With ``value=0`` (default) every return (sum, last or mean) is 0: every strict pair is a
+    model tie, so ``A = 0`` with ties as disagreements and ``0.5`` with ties as half. (A
+    non-zero value with ``returns=sum`` ranks episodes by their length: that is the time
+    baseline, ``progress_only mode=time``, not a constant.)
+    """
+
+    name = "constant"
+
+    def __init__(self, value: float = 0.0) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+            raise ConfigError(f"constant: value must be a number in [0, 1], got {value!r}")
+        self.value = float(value)
+        self.requirements = ModelRequirements(views=(), value_range=(0.0, 1.0))
+
+    def identity(self) -> dict:
+        return {"model": "constant", "value": self.value}
+
+    def predict(self, ep: EpisodeInput) -> np.ndarray:
+        return np.full(ep.length, self.value)

@@ -49,7 +49,7 @@ from simfail.errors import ConfigError
 from .report import compare_reports, format_table, summary_rows, write_report
 
 __all__ = ["cmd_compare", "cmd_evaluate", "compare_main", "evaluate_main", "evaluate_settings", "public_kwargs",
-           "run_evaluate", "split_model_args"]
+           "run_evaluate", "score_evaluate", "split_model_args"]
 
 
 def _yaml_value(text: str, what: str) -> Any:
@@ -121,17 +121,37 @@ def _default_out(data: Path, cfg: dict[str, Any]) -> Path:
 
 def run_evaluate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     """Run a composed ``evaluate`` configuration; returns ``(metrics, report folder)``."""
+    from .runner import collect_metrics
+
+    drun, info, out = score_evaluate(cfg)
+    metrics = collect_metrics(
+        drun, n_boot=cfg["bootstrap"], confidence=float(cfg["confidence"]), seed=cfg["seed"], tie_tol=float(cfg["tie_tol"]),
+        timing_threshold=float(cfg["timing_threshold"]), min_severity=float(cfg["min_severity"]), info=info,
+    )
+    write_report(out, metrics, drun, n_curves=cfg["curves"], video=cfg["video"], seed=cfg["seed"])
+    return metrics, out
+
+
+def score_evaluate(cfg: dict[str, Any], accept: Any = None) -> tuple[Any, dict[str, Any], Path]:
+    """The scoring half of ``simfail evaluate`` (also the one scoring path of ``simfail
+    benchmark run``): load the model, select the episodes, score them through the cache.
+    Returns ``(DatasetRun, info, report folder)``; ``info["model"]["identity"]`` and
+    ``info["dataset"]["content_hash"]`` name what the scores depend on. ``accept(model)``, when
+    given, is called right after loading (it raises ConfigError for a model the caller cannot
+    use), before anything is scored or written."""
     from simfail.dataset import layout as L
     from simfail.dataset.reader import SimfailDataset
 
     from .dataset_adapter import DatasetEpisodes
     from .protocol import load_model
-    from .runner import ScoreCache, collect_metrics, dataset_fingerprint, model_key, score_dataset
+    from .runner import ScoreCache, dataset_fingerprint, model_key, score_dataset
 
     try:
         model = load_model(cfg["model"], **cfg["model_kwargs"])
     except TypeError as exc:
         raise ConfigError(f"model {cfg['model']!r} does not accept the arguments {public_kwargs(cfg['model_kwargs'])}: {exc}") from exc
+    if accept is not None:
+        accept(model)
     if cfg.get("data") in (None, ""):
         raise ConfigError("data=DIR is required (a simfail dataset folder)")
     if isinstance(cfg["data"], (list, tuple)) or cfg.get("split") not in (None, ""):
@@ -178,7 +198,10 @@ def run_evaluate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     if req.wants_examples:
         inputs["examples"] = ex
     shown = public_kwargs(cfg["model_kwargs"])
-    key = model_key(cfg["model"], model.name, shown, req, inputs)
+    from .identity import dataset_content_hash, model_identity
+
+    identity = model_identity(cfg["model"], model, shown)
+    key = model_key(cfg["model"], model.name, shown, req, inputs, weights_hash=identity["weights_hash"])
     fingerprint = dataset_fingerprint(ds)
     cache = ScoreCache(
         out / "cache" / f"{key}.jsonl",
@@ -193,7 +216,7 @@ def run_evaluate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     )
     info = {
         "unseen": unseen.to_dict(),
-        "model": {"spec": cfg["model"], "name": model.name, "kwargs": shown},
+        "model": {"spec": cfg["model"], "name": model.name, "kwargs": shown, "identity": identity},
         "dataset": {
             "root": str(data.resolve()),
             "n_episodes": ds.num_episodes,
@@ -202,15 +225,11 @@ def run_evaluate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
             "fps": ds.fps,
             "views": ds.views,
             "fingerprint": fingerprint,
+            "content_hash": dataset_content_hash(data),
         },
         "settings": {k: v for k, v in cfg.items() if k not in ("model", "model_kwargs")},
     }
-    metrics = collect_metrics(
-        drun, n_boot=cfg["bootstrap"], confidence=float(cfg["confidence"]), seed=cfg["seed"], tie_tol=float(cfg["tie_tol"]),
-        timing_threshold=float(cfg["timing_threshold"]), min_severity=float(cfg["min_severity"]), info=info,
-    )
-    write_report(out, metrics, drun, n_curves=cfg["curves"], video=cfg["video"], seed=cfg["seed"])
-    return metrics, out
+    return drun, info, out
 
 
 def evaluate_main(cfg: Any) -> int:

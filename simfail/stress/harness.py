@@ -338,6 +338,8 @@ def _run_pairwise(model: RewardModel, items: Iterable[tuple[EpisodeInput, Mappin
 def _acc_summary(pa: M.PreferenceAccuracy) -> dict[str, Any]:
     return {
         "accuracy": pa.accuracy,
+        "accuracy_ties_half": pa.accuracy_ties_half,
+        "tie_rate": pa.tie_rate,
         "n_pairs": pa.n_pairs,
         "n_missing": pa.n_missing,
         "n_contexts": len(pa.contexts),

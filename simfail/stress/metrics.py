@@ -48,13 +48,16 @@ class ContextCounts:
     """Pair counts of one context.
 
     ``n_pairs`` = |P_c| (strict ground-truth pairs whose model sign is known), ``n_disagree``
-    = pairs ordered against the ground truth, ``n_missing`` = strict pairs left out because
-    the model value of one side is missing (NaN: the model errored on that episode).
+    = pairs ordered against the ground truth (model ties included: the paper's formula),
+    ``n_missing`` = strict pairs left out because the model value of one side is missing
+    (NaN: the model errored on that episode), ``n_tie`` = the disagreements that are model ties
+    (``s_M = 0``).
     """
 
     n_pairs: int
     n_disagree: int
     n_missing: int = 0
+    n_tie: int = 0
 
     @property
     def disagreement(self) -> float | None:
@@ -77,6 +80,11 @@ class PreferenceAccuracy:
             rollouts, or every pair missing).
         ci: bootstrap percentile interval ``(low, high)`` of ``A``, or ``None``.
         confidence, n_boot, seed: settings of the bootstrap.
+        n_tie: strict pairs the model ties (``s_M = 0``); they are disagreements in ``A``.
+        accuracy_ties_half: ``1 - (n_disagree - n_tie / 2) / n_pairs``: a tie counted as half
+            a point (the expectation of a fair coin flip on ties), ``None`` without pairs.
+        tie_rate: ``n_tie / n_pairs``, ``None`` without pairs.
+        ci_ties_half: the same cluster bootstrap (same draws) of ``accuracy_ties_half``.
     """
 
     accuracy: float | None
@@ -89,10 +97,24 @@ class PreferenceAccuracy:
     confidence: float = 0.95
     n_boot: int = 0
     seed: int | None = None
+    n_tie: int = 0
+    ci_ties_half: tuple[float, float] | None = None
+
+    @property
+    def accuracy_ties_half(self) -> float | None:
+        return 1.0 - (self.n_disagree - 0.5 * self.n_tie) / self.n_pairs if self.n_pairs else None
+
+    @property
+    def tie_rate(self) -> float | None:
+        return self.n_tie / self.n_pairs if self.n_pairs else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "accuracy": self.accuracy,
+            "accuracy_ties_half": self.accuracy_ties_half,
+            "tie_rate": self.tie_rate,
+            "n_tie": self.n_tie,
+            "ci_ties_half": list(self.ci_ties_half) if self.ci_ties_half is not None else None,
             "n_pairs": self.n_pairs,
             "n_disagree": self.n_disagree,
             "n_missing": self.n_missing,
@@ -103,7 +125,7 @@ class PreferenceAccuracy:
             "n_boot": self.n_boot,
             "seed": self.seed,
             "per_context": {
-                str(k): {"n_pairs": c.n_pairs, "n_disagree": c.n_disagree, "D": c.disagreement}
+                str(k): {"n_pairs": c.n_pairs, "n_disagree": c.n_disagree, "n_tie": c.n_tie, "D": c.disagreement}
                 for k, c in self.contexts.items()
             },
         }
@@ -134,16 +156,18 @@ def _count_pairs(y: np.ndarray, model_sign: np.ndarray, pairs: Iterable[tuple[in
     missing = strict & np.isnan(sm)
     scored = strict & ~np.isnan(sm)
     dis = scored & (sm != sh)
-    return ContextCounts(int(scored.sum()), int(dis.sum()), int(missing.sum()))
+    tie = scored & (sm == 0)
+    return ContextCounts(int(scored.sum()), int(dis.sum()), int(missing.sum()), int(tie.sum()))
 
 
 def bootstrap_accuracy_ci(
-    n_pairs: Sequence[int], n_disagree: Sequence[int], *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+    n_pairs: Sequence[int], n_disagree: Sequence[float], *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
 ) -> tuple[float, float] | None:
     """Percentile bootstrap interval of ``A`` over contexts.
 
     Each of ``n_boot`` replicates draws ``C`` contexts with replacement (``C`` = number of
-    contexts with pairs) using ``numpy.random.default_rng(seed)`` and computes
+    contexts with pairs: a cluster bootstrap over groups, the pairs of a context stay
+    together) using ``numpy.random.default_rng(seed)`` and computes
     ``A* = 1 - Σ n_disagree / Σ n_pairs`` over the draw; the interval is the
     ``(1-confidence)/2`` and ``(1+confidence)/2`` quantiles (numpy's linear method) of the
     ``A*``. ``None`` when there are no contexts or ``n_boot < 1``.
@@ -171,18 +195,18 @@ def _aggregate(
     skipped = [k for k, c in counts.items() if c.n_pairs == 0]
     n_pairs = sum(c.n_pairs for c in kept.values())
     n_dis = sum(c.n_disagree for c in kept.values())
+    n_tie = sum(c.n_tie for c in kept.values())
     n_missing = sum(c.n_missing for c in counts.values())
     acc = 1.0 - n_dis / n_pairs if n_pairs else None
-    ci = None
+    ci = ci_half = None
     if n_boot > 0 and kept:
-        ci = bootstrap_accuracy_ci(
-            [c.n_pairs for c in kept.values()],
-            [c.n_disagree for c in kept.values()],
-            n_boot=n_boot,
-            confidence=confidence,
-            seed=seed,
+        pairs = [c.n_pairs for c in kept.values()]
+        ci = bootstrap_accuracy_ci(pairs, [c.n_disagree for c in kept.values()], n_boot=n_boot, confidence=confidence, seed=seed)
+        ci_half = bootstrap_accuracy_ci(
+            pairs, [c.n_disagree - 0.5 * c.n_tie for c in kept.values()], n_boot=n_boot, confidence=confidence, seed=seed
         )
-    return PreferenceAccuracy(acc, n_pairs, n_dis, n_missing, kept, skipped, ci, confidence, n_boot, seed if n_boot > 0 else None)
+    return PreferenceAccuracy(acc, n_pairs, n_dis, n_missing, kept, skipped, ci, confidence, n_boot,
+                              seed if n_boot > 0 else None, n_tie, ci_half)
 
 
 def _iter_contexts(contexts: Mapping[Hashable, Any] | Sequence[Any]) -> Iterable[tuple[Hashable, Any]]:
@@ -223,6 +247,28 @@ def preference_accuracy(
         if y.shape != yhat.shape:
             raise ValueError(f"context {key!r}: {y.size} scores but {yhat.size} model returns")
         counts[key] = _count_pairs(y, _sign_matrix_from_values(yhat, tie_tol), None)
+    return _aggregate(counts, n_boot=n_boot, confidence=confidence, seed=seed)
+
+
+def preference_accuracy_on_pairs(
+    contexts: Mapping[Hashable, tuple[Sequence[float], Sequence[float], Iterable[tuple[int, int]]]],
+    *,
+    n_boot: int = 0,
+    confidence: float = 0.95,
+    seed: int = 0,
+    tie_tol: float = 0.0,
+) -> PreferenceAccuracy:
+    """:func:`preference_accuracy` restricted to chosen pairs: each context is ``(y, ŷ, pairs)``
+    with ``pairs`` index pairs ``(i, j)`` into ``y``; only those of them with ``y_i != y_j``
+    enter ``P_c``. Ties, missing values and the cluster bootstrap over contexts are as there."""
+
+    counts: dict[Hashable, ContextCounts] = {}
+    for key, (y, yhat, pairs) in contexts.items():
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        yhat = np.asarray(yhat, dtype=np.float64).reshape(-1)
+        if y.shape != yhat.shape:
+            raise ValueError(f"context {key!r}: {y.size} scores but {yhat.size} model returns")
+        counts[key] = _count_pairs(y, _sign_matrix_from_values(yhat, tie_tol), pairs)
     return _aggregate(counts, n_boot=n_boot, confidence=confidence, seed=seed)
 
 

@@ -208,7 +208,7 @@ def _model_import_error(spec: str, mod_name: str, exc: ImportError) -> Exception
 #: The reward models by name; importing the built-in modules registers the built-in models.
 MODELS = NamedRegistry(
     "model",
-    ("simfail.stress.baselines", "simfail.stress.gvl", "simfail.stress.rewind_model"),
+    ("simfail.stress.baselines", "simfail.stress.gvl", "simfail.stress.rewind_model", "simfail.stress.lerobot_adapter"),
     import_error=_model_import_error,
 )
 

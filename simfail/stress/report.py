@@ -119,6 +119,10 @@ def summary_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("episodes", f"{run.get('n_episodes', s.get('n_episodes'))} (computed {run.get('n_computed', '-')}, cached {run.get('n_cached', '-')})"),
         ("accuracy A", _acc(s["preference"])),
     ]
+    if s["preference"].get("accuracy_ties_half") is not None:  # absent in reports written before it existed
+        p = s["preference"]
+        rows.append(("  A, ties as half", f"{_f(p['accuracy_ties_half'])} (tie rate {_f(p['tie_rate'])}: "
+                     "A counts a tie as a disagreement)"))
     for mode, rep in (metrics.get("by_return") or {}).items():
         if mode != metrics.get("return_mode"):
             rows.append((f"  A with return={mode}", _acc(rep["preference"])))

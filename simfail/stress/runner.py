@@ -14,10 +14,14 @@ same episode replaces an earlier one; a truncated last line is ignored. The raw 
 depend on the return definition, so ``returns=sum|last|mean`` all reuse the same cache.
 
 ``model_key`` is ``<name>-<sha1[:12]>`` of the model spec, its keyword arguments, its
-requirements and (for models given goal images or examples) the input settings that choose
-them. A header whose dataset fingerprint (episode count, groups, lengths, scores, variants)
-differs from the dataset being scored means the cache belongs to another dataset: the file is
-renamed to ``*.jsonl.stale`` and scoring starts afresh.
+requirements, (for models given goal images or examples) the input settings that choose
+them, and the hash of its weights (:func:`simfail.stress.identity.model_identity`: the bytes
+of every checkpoint file or folder an argument names, or the model's declared identity), so a
+checkpoint retrained in place gets another cache file. A header whose dataset fingerprint
+(episode count, groups, lengths, scores, variants and the content hash of every data, meta and
+video file: :func:`simfail.stress.identity.dataset_content_hash`) differs from the dataset
+being scored means the cache belongs to another dataset (or the same folder regenerated with
+other labels or pixels): the file is renamed to ``*.jsonl.stale`` and scoring starts afresh.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from .protocol import RewardModel
 
 __all__ = ["CACHE_VERSION", "DatasetRun", "ScoreCache", "collect_metrics", "dataset_fingerprint", "model_key", "score_dataset"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def _canon(obj: Any) -> str:
@@ -61,19 +65,27 @@ def _canon(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=default, separators=(",", ":"))
 
 
-def model_key(spec: str, name: str, kwargs: Mapping[str, Any], requirements: Any, inputs: Mapping[str, Any] | None = None) -> str:
-    """``<name>-<hash>``: identifies a model configuration in the score cache."""
-    payload = {"spec": spec, "kwargs": dict(kwargs), "requirements": asdict(requirements), "inputs": dict(inputs or {})}
+def model_key(
+    spec: str, name: str, kwargs: Mapping[str, Any], requirements: Any, inputs: Mapping[str, Any] | None = None,
+    weights_hash: str | None = None,
+) -> str:
+    """``<name>-<hash>``: identifies a model configuration in the score cache; ``weights_hash``
+    is ``model_identity(...)["weights_hash"]`` (``None``: a model without weights)."""
+    payload = {"spec": spec, "kwargs": dict(kwargs), "requirements": asdict(requirements), "inputs": dict(inputs or {}),
+               "weights": weights_hash}
     digest = hashlib.sha1(_canon(payload).encode()).hexdigest()[:12]
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
     return f"{safe}-{digest}"
 
 
 def dataset_fingerprint(ds: SimfailDataset) -> str:
-    """Hash of what scoring depends on: per episode its group, length, score, variant, task."""
+    """Hash of what scoring depends on: per episode its group, length, score, variant, task,
+    and the content hash of the dataset's files (labels, metadata, pixels)."""
+    from .identity import dataset_content_hash
+
     r = ds.episodes
     rows = [(e["simfail.group_id"], e["length"], e["simfail.score"], e.get("simfail.variant"), e.get("tasks")) for e in r]
-    return hashlib.sha1(_canon([ds.num_frames, rows]).encode()).hexdigest()[:16]
+    return hashlib.sha1(_canon([ds.num_frames, rows, dataset_content_hash(ds.root)]).encode()).hexdigest()[:16]
 
 
 class ScoreCache:

@@ -1,0 +1,68 @@
+"""Content hashes of a built benchmark: a ``sha256sum``-compatible manifest and its check.
+
+The manifest lists ``<sha256>  <path>`` for every file under the benchmark folder (data,
+videos, meta, ``benchmark.json``), paths relative to the folder with ``/`` separators, sorted;
+``sha256sum -c`` run inside the folder accepts it too. :func:`verify` compares a folder with a
+manifest and returns one line per tampered, missing or extra file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from simfail.errors import ConfigError
+
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree_files(root: Path) -> list[str]:
+    """Every regular file under ``root`` (hidden ones included: a stray temporary file is an
+    extra file), relative, sorted."""
+    root = Path(root)
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    root = Path(root)
+    return {rel: file_sha256(root / rel) for rel in tree_files(root)}
+
+
+def format_manifest(hashes: dict[str, str]) -> str:
+    return "".join(f"{h}  {rel}\n" for rel, h in sorted(hashes.items()))
+
+
+def parse_manifest(text: str, source: str = "manifest") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        digest, sep, rel = line.partition("  ")
+        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or not rel:
+            raise ConfigError(f"{source} line {n} is not '<sha256>  <path>': {line[:80]!r}")
+        out[rel] = digest
+    return out
+
+
+def verify(root: Path, expected: dict[str, str]) -> list[str]:
+    """Lines naming every file of ``root`` that differs from ``expected``: ``tampered: PATH``
+    (content differs), ``missing: PATH``, ``extra: PATH`` (not in the manifest)."""
+    root = Path(root)
+    present = set(tree_files(root))
+    problems = []
+    for rel in sorted(set(expected) | present):
+        if rel not in present:
+            problems.append(f"missing: {rel}")
+        elif rel not in expected:
+            problems.append(f"extra: {rel} (not in the published hashes)")
+        elif file_sha256(root / rel) != expected[rel]:
+            problems.append(f"tampered: {rel} (sha256 differs from the published hash)")
+    return problems
