@@ -5,6 +5,10 @@ Every operator branches the expert program at an onset time with
 its onset. Positions are world frame [m]; joint values [m] (drawer) or [rad] (door);
 ``m`` is the magnitude in [0, 1]. Each works for all four instructions (open / close the drawer
 / door): paths are written in joint space and mapped to the handle by the task's geometry.
+
+``shaky`` is a generic operator of :mod:`simfail.counterfactual.operators`
+bound to this task's phases and objects (:func:`~simfail.counterfactual.operators.bound`): it
+edits the expert's commands at replay time, not its program (docs/counterfactuals.md).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import dataclasses
 import numpy as np
 
 from simfail.core.program import Segment
-from simfail.counterfactual.operators import bound
+from simfail.counterfactual.operators import bound, shaky_sigma
 from simfail.perturbations.base import Applied, Perturbation
 
 #: Seconds of the fast stroke of ``slam`` at magnitude 0 and 1.
@@ -195,28 +199,6 @@ def wrong_articulation(task, layout, expert, m, rng) -> Applied:
     return Applied(expert.branch(t_on, segs), t_on, {"opened": other})
 
 
-def shaky(task, layout, expert, m, rng) -> Applied:
-    """Jittery, hesitant execution that still succeeds: oscillation (``0.006 + 0.014 m`` m at
-    ``SHAKY_HZ``) on the approach, the retreat and the final hold (the hand is off the handle),
-    and a hesitation (back off 4 cm up and toward the robot, pause, go again) before descending
-    to the handle."""
-    t_on = 0.2
-    segs = [_copy(s) for s in expert.segments]
-    segs[0].duration -= t_on
-    amp = 0.006 + 0.014 * m
-    out = []
-    for s in segs:
-        if s.phase in ("approach", "retreat", "hold"):
-            s.jitter = (amp, SHAKY_HZ)
-        if s.phase == "descend":
-            back = np.array(out[-1].pos, float) + np.array([-0.04, 0.0, 0.04])
-            out.append(Segment("hesitate", back, s.yaw, 0.35, s.grip))
-            out.append(Segment("hesitate", np.array(out[-2].pos, float), s.yaw, 0.35, s.grip))
-        out.append(s)
-    out[-1].duration = max(0.1, out[-1].duration - 0.7)
-    return Applied(expert.branch(t_on, out), t_on, {"jitter_amplitude_m": amp})
-
-
 OPEN_CLOSE_PERTURBATIONS: dict[str, Perturbation] = {
     p.name: p
     for p in (
@@ -235,7 +217,7 @@ OPEN_CLOSE_PERTURBATIONS: dict[str, Perturbation] = {
         Perturbation("wrong_articulation", ("wrong_articulation",), "open the other articulation instead",
                      wrong_articulation, failure_range=(0.0, 1.0), near_miss_range=(0.0, 1.0)),
         bound("shaky", "jitter", ("shaky_motion",), "jittery execution that still succeeds",
-              lambda layout, m: {"onset": "approach", "sigma": (0.006 + 0.014 * m) * 0.5 ** 0.5, "frequency": SHAKY_HZ,
+              lambda layout, m: {"onset": "approach", "sigma": shaky_sigma(0.006 + 0.014 * m), "frequency": SHAKY_HZ,
                                  "phases": ["approach", "retreat", "hold"]},
               failure_range=(0.5, 1.0), near_miss_range=(0.0, 0.2)),
     )

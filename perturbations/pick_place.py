@@ -3,6 +3,11 @@
 Every operator branches the expert program at an onset time with
 :meth:`~simfail.core.program.Program.branch`, so a variant is identical to the expert up to
 its onset. Positions are world frame [m]; ``m`` is the magnitude in [0, 1].
+
+``drop``, ``collision``, ``shaky`` are generic operators of
+:mod:`simfail.counterfactual.operators` bound to this task's phases and objects
+(:func:`~simfail.counterfactual.operators.bound`): they edit the expert's commands at replay
+time, not its program (docs/counterfactuals.md).
 """
 
 from __future__ import annotations
@@ -10,12 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from simfail.core.program import Segment
-from simfail.counterfactual.operators import bound
+from simfail.counterfactual.operators import bound, shaky_sigma
 from simfail.perturbations.base import Applied, Perturbation
 
 CARRY_Z = 0.24
-#: RMS of a sine of amplitude 1 (the generic jitter takes an RMS, the old shaky an amplitude)
-SQRT_HALF = 0.5 ** 0.5
 
 
 def _tail(expert, phases_from: str):
@@ -50,31 +53,6 @@ def missed_grasp(task, layout, expert, m, rng) -> Applied:
     for s in segs[:2]:
         s.pos = s.pos + axis * offset
     return Applied(expert.branch(t_on, segs), t_on, {"offset_m": offset})
-
-
-def drop(task, layout, expert, m, rng) -> Applied:
-    """Open the gripper during the carry, at fraction ``0.9 - 0.8 m`` of it: the larger the
-    magnitude, the earlier and farther from the bowl (m near 0: just before the lowering, a
-    near miss that can still land in the bowl)."""
-    a, b = expert.phase_times()["carry"]
-    frac = 0.9 - 0.8 * m
-    t_on = a + frac * (b - a)
-    return Applied(expert.branch(t_on, grip=0.0), t_on, {"release_fraction_of_carry": frac})
-
-
-def collision(task, layout, expert, m, rng) -> Applied:
-    """Carry through the cup: pass over it with the TCP ``0.06 - 0.12 m`` x m above its top."""
-    i = expert.index_of("carry")
-    t_on = expert.start_of(i)
-    cup = layout.obj("obstacle")
-    top = cup.pos[2] + cup.size[1]
-    z_pass = top + 0.06 - 0.12 * m
-    carry = expert.segments[i]
-    via = np.array([cup.pos[0], cup.pos[1], z_pass])
-    segs = [Segment("carry", via, carry.yaw, 0.8, 1.0), Segment("carry", np.array(carry.pos, float), carry.yaw, 0.8, 1.0)]
-    segs += _tail(expert, "lower")
-    segs[-1].duration = max(0.1, segs[-1].duration - 0.2)
-    return Applied(expert.branch(t_on, segs), t_on, {"pass_height_above_cup_m": z_pass - top})
 
 
 def wrong_placement(task, layout, expert, m, rng) -> Applied:
@@ -151,27 +129,6 @@ def shortcut_drag(task, layout, expert, m, rng) -> Applied:
     return Applied(expert.branch(t_on, segs), t_on, {"drag_distance_m": float(np.linalg.norm(stop - grasp[:2]))})
 
 
-def shaky(task, layout, expert, m, rng) -> Applied:
-    """Jittery, hesitant execution: lateral oscillation (``0.006 + 0.014 m`` x m at 3 Hz) on the
-    approach and carry, and a hesitation (back off 4 cm, pause, go again) before lowering."""
-    t_on = 0.2
-    segs = _tail(expert, "approach")
-    segs[0].duration -= t_on
-    amp = 0.006 + 0.014 * m
-    out = []
-    for s in segs:
-        if s.phase in ("approach", "carry", "retreat"):
-            s.jitter = (amp, 3.0)
-        if s.phase == "lower":
-            back = np.array(out[-1].pos, float) + np.array([-0.04, 0.0, 0.03])
-            out.append(Segment("hesitate", back, s.yaw, 0.35, s.grip))
-            out.append(Segment("hesitate", np.array(out[-2].pos, float), s.yaw, 0.35, s.grip))
-        out.append(s)
-    hold = out[-1]
-    hold.duration = max(0.1, hold.duration - 0.7)
-    return Applied(expert.branch(t_on, out), t_on, {"jitter_amplitude_m": amp})
-
-
 PICK_PLACE_PERTURBATIONS: dict[str, Perturbation] = {
     p.name: p
     for p in (
@@ -194,7 +151,7 @@ PICK_PLACE_PERTURBATIONS: dict[str, Perturbation] = {
         Perturbation("shortcut", ("dragging",), "drag the object along the table instead of lifting it", shortcut_drag,
                      failure_range=(0.0, 1.0), near_miss_range=(0.0, 1.0)),
         bound("shaky", "jitter", ("shaky_motion",), "jittery execution that still succeeds",
-              lambda layout, m: {"onset": "approach", "sigma": (0.006 + 0.014 * m) * SQRT_HALF, "frequency": 3.0,
+              lambda layout, m: {"onset": "approach", "sigma": shaky_sigma(0.006 + 0.014 * m), "frequency": 3.0,
                                  "phases": ["approach", "carry", "retreat"]},
               failure_range=(0.5, 1.0), near_miss_range=(0.0, 0.2)),
     )

@@ -4,6 +4,10 @@ Every operator branches the expert program with
 :meth:`~simfail.core.program.Program.branch`, so a variant is identical to the expert up to
 its onset. Positions are world frame [m], tilts are the cup's tilt about world y [rad]
 (0 = upright, see :func:`simfail.scenes.pour.tilt_quat`); ``m`` is the magnitude in [0, 1].
+
+``clip_bystander`` is a generic operator of :mod:`simfail.counterfactual.operators`
+bound to this task's phases and objects (:func:`~simfail.counterfactual.operators.bound`): it
+edits the expert's commands at replay time, not its program (docs/counterfactuals.md).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import numpy as np
 from simfail.core.program import Segment
 from simfail.counterfactual.operators import bound
 from simfail.perturbations.base import Applied, Perturbation
-from simfail.scenes.pour import CARRY_Z, GRASP_Z, LIP_DZ, POUR_TILT, tilt_quat
+from simfail.scenes.pour import CARRY_Z, LIP_DZ, POUR_TILT, tilt_quat
 
 
 def _copy(s: Segment) -> Segment:
@@ -116,21 +120,6 @@ def tilted_setdown(task, layout, expert, m, rng) -> Applied:
                    {"setdown_tilt_deg": float(np.rad2deg(theta))})
 
 
-def clip_bystander(task, layout, expert, m, rng) -> Applied:
-    """Carry the cup slowly over the bottle with its bottom ``0.01 - 0.03 m`` m above the
-    bottle's top (negative: it grazes the bottle's top), then pour as usual."""
-    i = expert.index_of("carry")
-    t_on = expert.start_of(i)
-    b = layout.obj("bystander")
-    top = b.pos[2] + b.size[1]
-    clearance = 0.01 - 0.03 * m
-    via = np.array([b.pos[0], b.pos[1], top + GRASP_Z + clearance])
-    segs = [Segment("carry", via, 0.0, 1.6, 1.0, quat=tilt_quat(0.0))]
-    segs += [_copy(s) for s in expert.segments[i:-1]]
-    return Applied(expert.branch(t_on, _finish(task, expert, t_on, segs)), t_on,
-                   {"clearance_over_bottle_m": clearance})
-
-
 POUR_PERTURBATIONS: dict[str, Perturbation] = {
     p.name: p
     for p in (
@@ -148,6 +137,6 @@ POUR_PERTURBATIONS: dict[str, Perturbation] = {
                      tilted_setdown, failure_range=(0.6, 1.0), near_miss_range=(0.0, 0.2)),
         bound("clip_bystander", "action_offset", ("collision", "topple"), "swerve the cup toward the bottle, then pour",
               lambda layout, m: {"onset": "carry", "toward": "bystander", "reach": m, "duration": 1.6},
-              failure_range=(0.6, 1.0), near_miss_range=(0.0, 0.15)),
+              failure_range=(0.75, 1.0), near_miss_range=(0.0, 0.15)),
     )
 }

@@ -3,6 +3,11 @@
 Every operator branches the expert program at an onset time with
 :meth:`~simfail.core.program.Program.branch`, so a variant is identical to the expert up to its
 onset. Positions are world frame [m], yaws [rad] about world z; ``m`` is the magnitude in [0, 1].
+
+``bottle_collision``, ``shaky`` are generic operators of
+:mod:`simfail.counterfactual.operators` bound to this task's phases and objects
+(:func:`~simfail.counterfactual.operators.bound`): they edit the expert's commands at replay
+time, not its program (docs/counterfactuals.md).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from simfail.core.program import Segment
-from simfail.counterfactual.operators import bound
+from simfail.counterfactual.operators import bound, shaky_sigma
 from simfail.perturbations.base import Applied, Perturbation
 from simfail.scenes.push_pull import (BACKOFF, LIFT_S, PUSH_S, PUSH_Z, START_GAP, TRAVEL_Z, contact_offset,
                                       push_grip)
@@ -24,12 +29,10 @@ FAST_PUSH_S = (1.2, 0.25)
 EDGE_RANGE = (-0.03, 0.10)
 #: TCP height [m] of the hop to the object's side (the fingertips clear its top by 2 cm).
 HOP_Z = 0.08
-#: Sweeps past the bottle: start / end distance [m] before / after it along the push direction,
-#: the collision sweep's duration [s] (16 cm), and how far [m] the hand's underside lies above
-#: the TCP and clears the bottle's top.
+#: The graze past the bottle: start / end distance [m] before / after it along the push
+#: direction, and how far [m] the hand's underside lies above the TCP and clears the bottle's top.
 SWEEP_LEAD = 0.10
 SWEEP_TAIL = 0.06
-SWEEP_S = 1.0
 HAND_BELOW_TCP = 0.0375
 HAND_CLEARANCE = 0.008
 #: Graze: pad overlap [m] with the bottle at m = 0 and 1, and the sweep's duration [s].
@@ -140,14 +143,6 @@ def _bottle_sweep(task, layout, expert, overlap: float, sweep_s: float) -> tuple
     return t_on, _hold_until(segs, t_on, task.duration)
 
 
-def bottle_collision(task, layout, expert, m, rng) -> Applied:
-    """Swing the hand through the bottle after the push: the pads overlap it by (radius + pad
-    half width) x m near its top, at ``SWEEP_S`` s for 16 cm."""
-    overlap = (layout.obj("bottle").size[0] + PAD_SIDE) * m
-    t_on, segs = _bottle_sweep(task, layout, expert, overlap, SWEEP_S)
-    return Applied(expert.branch(t_on, segs), t_on, {"overlap_m": overlap})
-
-
 def graze(task, layout, expert, m, rng) -> Applied:
     """Brush past the bottle after the push, slowly, the pads overlapping its rim by
     ``GRAZE_OVERLAP`` (by m): it rocks but stays up, and the task still succeeds."""
@@ -169,26 +164,6 @@ def wrong_object(task, layout, expert, m, rng) -> Applied:
     return Applied(expert.branch(t_on, _hold_until(segs, t_on, task.duration)), t_on, {"pushed": "distractor0"})
 
 
-def shaky(task, layout, expert, m, rng) -> Applied:
-    """Jittery, hesitant execution that still succeeds: lateral oscillation (amplitude from
-    ``JITTER``, x m, at 3 Hz) on the approach and the lift, and a hesitation before descending."""
-    t_on = 0.2
-    i = expert.index_of("approach")
-    segs = [Segment(s.phase, np.array(s.pos, float), s.yaw, s.duration, s.grip) for s in expert.segments[i:]]
-    segs[0].duration -= t_on
-    amp = JITTER[0] + (JITTER[1] - JITTER[0]) * m
-    out = []
-    for s in segs:
-        if s.phase in ("approach", "lift"):
-            s.jitter = (amp, JITTER_HZ)
-        if s.phase == "descend":
-            up = np.array(out[-1].pos, float) + np.array([0.0, 0.0, 0.05])
-            out += [_seg("hesitate", up, s.yaw, 0.35, s.grip), _seg("hesitate", out[-1].pos, s.yaw, 0.35, s.grip)]
-        out.append(s)
-    out[-1].duration = max(0.1, out[-1].duration - 0.7)
-    return Applied(expert.branch(t_on, out), t_on, {"jitter_amplitude_m": amp})
-
-
 PUSH_PULL_PERTURBATIONS: dict[str, Perturbation] = {
     p.name: p
     for p in (
@@ -206,7 +181,7 @@ PUSH_PULL_PERTURBATIONS: dict[str, Perturbation] = {
         Perturbation("wrong_object", ("wrong_object",), "push the distractor block toward the goal instead",
                      wrong_object, failure_range=(0.0, 1.0), near_miss_range=(0.0, 1.0)),
         bound("shaky", "jitter", ("shaky_motion",), "jittery execution that still succeeds",
-              lambda layout, m: {"onset": "approach", "sigma": (JITTER[0] + (JITTER[1] - JITTER[0]) * m) * 0.5 ** 0.5,
+              lambda layout, m: {"onset": "approach", "sigma": shaky_sigma(JITTER[0] + (JITTER[1] - JITTER[0]) * m),
                                  "frequency": JITTER_HZ, "phases": ["approach", "lift"]},
               failure_range=(0.6, 1.0), near_miss_range=(0.47, 0.53)),
     )

@@ -7,6 +7,10 @@ its onset. Positions are world frame [m]; turn angles are radians about the layo
 its ``delta``; ``m`` is the magnitude in [0, 1]. The expert's phases are approach, descend,
 grasp, lift, rotate, lower, release, retreat, hold (``scenes/reorient.py``); after a turn the
 task's :meth:`finish` sets the object down with its lowest point just above the table.
+
+``collision`` is a generic operator of :mod:`simfail.counterfactual.operators`
+bound to this task's phases and objects (:func:`~simfail.counterfactual.operators.bound`): it
+edits the expert's commands at replay time, not its program (docs/counterfactuals.md).
 """
 
 from __future__ import annotations
@@ -31,9 +35,6 @@ WITHDRAW_DZ = 0.08
 TOSS_GAP = 0.008
 TOSS_TIME = 0.5
 TOSS_OPEN = 0.1
-#: Swing (collision): height [m] above the higher of the lift and the pass over the cup that
-#: the hand rises to before swinging over and after swinging back.
-SWING_RISE = 0.03
 
 
 def _copy(s: Segment, **changes) -> Segment:
@@ -142,42 +143,23 @@ def overshoot(task, layout, expert, m, rng) -> Applied:
                    {"overshoot_deg": float(np.rad2deg(abs(over))), "regrasp_yaw_shift_rad": float(shift)})
 
 
-def collision(task, layout, expert, m, rng) -> Applied:
-    """Half way through the turn, swing the lifted object over the cup with its lowest point
-    ``0.03 - 0.06 m`` x m above the cup's top (negative: into it), rise back out, return,
-    finish the turn and set down."""
-    _, t_on, rot = _rotate(expert)
-    delta = layout.params["delta"]
-    cup = layout.obj("bystander")
-    top = cup.pos[2] + cup.size[1]
-    clear = 0.03 - 0.06 * m
-    via = np.array([cup.pos[0], cup.pos[1], top + clear + task.low_offset(layout, delta / 2)])
-    lifted = np.array(rot.pos, float)
-    high = max(lifted[2], via[2]) + SWING_RISE
-    mid = task.turn_quat(layout, delta / 2)
-    segs = [_copy(rot, pos=np.array([lifted[0], lifted[1], high]), quat=mid, duration=0.5),
-            _copy(rot, pos=via, quat=mid, duration=1.0),
-            _copy(rot, pos=np.array([via[0], via[1], high]), quat=mid, duration=0.4),
-            _copy(rot, pos=np.array([lifted[0], lifted[1], high]), duration=0.9),
-            _copy(rot, pos=lifted, duration=0.4)]
-    segs += task.finish(layout, delta, t_on + sum(s.duration for s in segs))
-    return Applied(expert.branch(t_on, segs), t_on, {"clearance_above_cup_m": clear})
-
-
 REORIENT_PERTURBATIONS: dict[str, Perturbation] = {
     p.name: p
     for p in (
         Perturbation("incomplete_rotation", ("incomplete_rotation",), "stop turning short of the goal orientation",
                      incomplete_rotation, failure_range=(0.45, 1.0), near_miss_range=(0.04, 0.1)),
-        bound("drop", "gripper_release", ("drop",), "open the gripper while the object is lifted and turning",
-              lambda layout, m: {"onset": f"rotate..lower@{1.0 - 0.95 * m:.4f}"},
-              failure_range=(0.55, 1.0), near_miss_range=(0.1, 0.15)),
+        # task-specific, not the generic gripper_release: released during the turn, the open
+        # hand here withdraws straight up; the generic release lowers the empty hand onto the
+        # fallen object along the expert's path, which often sets it right (task success of
+        # failure variants 9/20 generic vs 3/20 this one, docs/counterfactuals.md)
+        Perturbation("drop", ("drop",), "open the gripper while the object is lifted and turning", drop,
+                     failure_range=(0.55, 1.0), near_miss_range=(0.1, 0.15)),
         Perturbation("roll_off", ("rolled_off",), "toss the object down sideways so it rolls away after release",
                      roll_off, failure_range=(0.4, 1.0), near_miss_range=(0.0, 0.1)),
         Perturbation("overshoot", ("overshoot",), "turn past the goal and correct back (succeeds, lower quality)",
                      overshoot, failure_range=(0.3, 1.0), near_miss_range=(0.0, 0.1)),
         bound("collision", "action_offset", ("collision", "topple"), "swerve the lifted object toward the cup while turning",
               lambda layout, m: {"onset": "rotate", "toward": "bystander", "reach": m, "duration": 2.0},
-              failure_range=(0.6, 1.0), near_miss_range=(0.3, 0.45)),
+              failure_range=(0.75, 1.0), near_miss_range=(0.1, 0.2)),
     )
 }

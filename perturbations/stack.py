@@ -4,6 +4,11 @@ Every operator branches the expert program with
 :meth:`~simfail.core.program.Program.branch`, so a variant is identical to the expert up to
 its onset. Positions are world frame [m]; ``m`` is the magnitude in [0, 1]. "Top block" is the
 last block the expert places; its *support* is the block under it.
+
+``drop``, ``hit_bystander`` are generic operators of
+:mod:`simfail.counterfactual.operators` bound to this task's phases and objects
+(:func:`~simfail.counterfactual.operators.bound`): they edit the expert's commands at replay
+time, not its program (docs/counterfactuals.md).
 """
 
 from __future__ import annotations
@@ -125,33 +130,6 @@ def wrong_order(task, layout, expert, m, rng) -> Applied:
     segs = [_copy(s) for s in other.segments]
     segs[0].duration -= t_on
     return Applied(expert.branch(t_on, segs), t_on, {"order": ",".join(order)})
-
-
-def drop(task, layout, expert, m, rng) -> Applied:
-    """Open the gripper during the carry of the top block, at fraction ``0.9 - 0.8 m`` of it
-    (larger magnitude: earlier, farther from the tower)."""
-    i = _last_index(expert, "carry")
-    a = expert.start_of(i)
-    frac = 0.9 - 0.8 * m
-    t_on = a + frac * expert.segments[i].duration
-    return Applied(expert.branch(t_on, grip=0.0), t_on, {"release_fraction_of_carry": frac})
-
-
-def hit_bystander(task, layout, expert, m, rng) -> Applied:
-    """Carry the first block past the cup: via a point over it with the block's bottom
-    ``0.05 - 0.10 m`` x m above the cup's top (negative: through the cup)."""
-    i = expert.index_of("carry")
-    t_on = expert.start_of(i)
-    cup = layout.obj("bystander")
-    block = layout.obj(task.tower(layout)[1])
-    top = cup.pos[2] + cup.size[1]
-    clearance = 0.05 - 0.10 * m
-    carry = expert.segments[i]
-    via = np.array([cup.pos[0], cup.pos[1], top + block.size[2] + clearance])
-    segs = [Segment("carry", via, carry.yaw, 0.8, 1.0), Segment("carry", np.array(carry.pos, float), carry.yaw, 0.8, 1.0)]
-    segs += [_copy(s) for s in expert.segments[i + 1:]]
-    segs[-1].duration = max(0.1, segs[-1].duration - 0.4)
-    return Applied(expert.branch(t_on, segs), t_on, {"clearance_over_cup_m": clearance})
 
 
 STACK_PERTURBATIONS: dict[str, Perturbation] = {

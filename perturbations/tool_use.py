@@ -4,6 +4,11 @@ Every operator branches the expert program at an onset time with
 :meth:`~simfail.core.program.Program.branch`, so a variant is identical to the expert up to
 its onset. Positions are world frame [m]; ``m`` is the magnitude in [0, 1]. Heights of the
 eraser are given for its head's bottom; the TCP sits ``GRASP_DZ + HEAD_HALF[2]`` above it.
+
+``drop``, ``collision``, ``shaky`` are generic operators of
+:mod:`simfail.counterfactual.operators` bound to this task's phases and objects
+(:func:`~simfail.counterfactual.operators.bound`): they edit the expert's commands at replay
+time, not its program (docs/counterfactuals.md).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from simfail.core.program import Segment
-from simfail.counterfactual.operators import bound
+from simfail.counterfactual.operators import bound, shaky_sigma
 from simfail.perturbations.base import Applied, Perturbation
 from simfail.scenes.tool_use import BOARD_HALF, BOARD_TOP, CARRY_Z, GRASP_DZ, HEAD_HALF
 
@@ -33,21 +38,6 @@ def _fit_hold(segs: list[Segment], t_on: float, duration: float) -> list[Segment
     used = t_on + sum(s.duration for s in segs[:-1])
     segs[-1].duration = max(duration - used, 0.1)
     return segs
-
-
-def drop(task, layout, expert, m, rng) -> Applied:
-    """Loosen the grip half way through the carry to the board: while the eraser should be
-    held, the gripper command falls to ``1 - m`` (0 = fully open). From about m = 0.3 the
-    fingers open wider than the 2.2 cm handle and the eraser falls ~15 cm; smaller m only
-    weakens the grip. The later release opens the gripper fully, as the expert's does."""
-    a, b = expert.phase_times()["carry"]
-    t_on = a + 0.5 * (b - a)
-    grip = 1.0 - m
-    segs = _tail(expert, "carry")
-    segs[0].duration = b - t_on
-    for s in segs:
-        s.grip = min(s.grip, grip)
-    return Applied(expert.branch(t_on, segs), t_on, {"grip_command": grip})
 
 
 def short_stroke(task, layout, expert, m, rng) -> Applied:
@@ -89,22 +79,6 @@ def high_wipe(task, layout, expert, m, rng) -> Applied:
     segs[0].pos = start
     segs[1].pos = end
     return Applied(expert.branch(t_on, segs), t_on, {"extra_height_m": dz})
-
-
-def collision(task, layout, expert, m, rng) -> Applied:
-    """Carry the eraser through the cup: pass over the cup's centre with the head's bottom
-    ``0.05 - 0.12 m`` m above the cup's top (negative: into the cup), then go on to the board."""
-    i = expert.index_of("carry")
-    t_on = expert.start_of(i)
-    cup = layout.obj("cup")
-    top = cup.pos[2] + cup.size[1]
-    clearance = 0.05 - 0.12 * m
-    via = np.array([cup.pos[0], cup.pos[1], top + clearance + TCP_ABOVE_HEAD_BOTTOM])
-    carry = expert.segments[i]
-    segs = [Segment("carry", via, carry.yaw, 1.0, 1.0), Segment("carry", np.array(carry.pos, float), carry.yaw, 0.8, 1.0)]
-    segs += _tail(expert, "lower")
-    return Applied(expert.branch(t_on, _fit_hold(segs, t_on, task.duration)), t_on,
-                   {"head_clearance_over_cup_m": clearance})
 
 
 def shortcut(task, layout, expert, m, rng) -> Applied:
@@ -168,19 +142,6 @@ def edge_put_down(task, layout, expert, m, rng) -> Applied:
     return Applied(expert.branch(t_on, _fit_hold(segs, t_on, task.duration)), t_on, {"overhang_m": off})
 
 
-def shaky(task, layout, expert, m, rng) -> Applied:
-    """Jittery execution that still succeeds: lateral oscillation of ``0.006 + 0.014 m`` m at
-    3 Hz on the approach, the carries and the retreat."""
-    t_on = 0.2
-    segs = _tail(expert, "approach")
-    segs[0].duration -= t_on
-    amp = 0.006 + 0.014 * m
-    for s in segs:
-        if s.phase in ("approach", "carry", "return", "retreat"):
-            s.jitter = (amp, 3.0)
-    return Applied(expert.branch(t_on, segs), t_on, {"jitter_amplitude_m": amp})
-
-
 TOOL_USE_PERTURBATIONS: dict[str, Perturbation] = {
     p.name: p
     for p in (
@@ -195,7 +156,7 @@ TOOL_USE_PERTURBATIONS: dict[str, Perturbation] = {
                      high_wipe, failure_range=(0.6, 1.0), near_miss_range=(0.0, 0.15)),
         bound("collision", "action_offset", ("collision", "topple"), "swerve toward the cup while carrying the eraser",
               lambda layout, m: {"onset": "carry", "toward": "bystander", "reach": m, "duration": 1.6},
-              failure_range=(0.75, 1.0), near_miss_range=(0.3, 0.45)),
+              failure_range=(0.75, 1.0), near_miss_range=(0.1, 0.2)),
         Perturbation("shortcut", ("gripper_wiping",), "push the marks with the fingers instead of the eraser",
                      shortcut, failure_range=(0.0, 1.0), near_miss_range=(0.0, 1.0)),
         Perturbation("rough_put_down", ("rough_put_down",), "let the eraser fall the last centimetres when putting it back",
@@ -203,7 +164,7 @@ TOOL_USE_PERTURBATIONS: dict[str, Perturbation] = {
         Perturbation("edge_put_down", ("tool_not_put_down",), "put the eraser on the board's edge: it tips off after release",
                      edge_put_down, failure_range=(0.8, 1.0), near_miss_range=(0.0, 0.3)),
         bound("shaky", "jitter", ("shaky_motion",), "jittery execution that still succeeds",
-              lambda layout, m: {"onset": "approach", "sigma": (0.006 + 0.014 * m) * 0.5 ** 0.5, "frequency": 3.0,
+              lambda layout, m: {"onset": "approach", "sigma": shaky_sigma(0.006 + 0.014 * m), "frequency": 3.0,
                                  "phases": ["approach", "carry", "return", "retreat"]},
               failure_range=(0.5, 1.0), near_miss_range=(0.0, 0.2)),
     )

@@ -467,8 +467,13 @@ class Pour(Task):
         events += det.not_released(trace, ["cup"], layout)
         events += det.shaky_motion(trace, layout)
         events += det.robot_disturbances(trace, layout, events, layout.tracked)
-        # a task-category event (a drop, a topple, nuts in the wrong bowl ...) fails the task
-        success = pdet.pour_success(trace, layout, nuts) and not any(e.category == "task" for e in events)
+        # a task-category event (a drop, a topple, nuts in the wrong bowl ...) fails the task,
+        # unless it is a setback the robot repaired (the cup taken again: docs/recovery.md)
+        from simfail.labels.recovery import repaired_setbacks
+
+        repaired = {id(e) for e, _ in repaired_setbacks(trace, events)}
+        success = pdet.pour_success(trace, layout, nuts) and not any(
+            e.category == "task" and id(e) not in repaired for e in events)
         events += det.failure_verdict(
             trace, layout, success, events, lambda: self.progress(trace, layout), obj="cup",
             engaged=det.grasped(trace, "cup"), at_goal=nuts.in_target.mean(axis=1) >= pdet.GOAL_SHARE,

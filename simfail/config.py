@@ -127,8 +127,20 @@ class GenerateConfig:
     executor: str = _f("local", "where the groups run: local (this process) or ray (shards on a Ray cluster, "
                        "merged into out; docs/scale.md)", "executor=ray", choices=list(EXECUTORS))
     ray: RayConfig = _f(factory=RayConfig, help="Ray cluster, workers and retries (executor=ray only)")
+    #: After a generic operator's window: replay the expert's actions or hand control to a policy.
+    continuation: str = _f("open_loop", "after a generic operator's last step: open_loop (the expert's own actions "
+                           "go on) or closed_loop (policy= takes over from the perturbed state; docs/recovery.md)",
+                           "continuation=closed_loop", choices=["open_loop", "closed_loop"])
+    policy: str = _f("expert", "continuation=closed_loop: the policy that takes over (a registered name or "
+                     "package.module:factory)", "policy=noisy_expert")
 
     def validate(self) -> None:
+        if self.continuation not in ("open_loop", "closed_loop"):
+            raise UnknownNameError("continuation", self.continuation, ["open_loop", "closed_loop"])
+        if self.continuation == "closed_loop":
+            from simfail.policy.registry import resolve_factory
+
+            resolve_factory(self.policy)  # an unknown name lists the known ones, before any work
         if self.executor not in EXECUTORS:  # before the generic check: "unknown executor 'spark'"
             raise UnknownNameError("executor", self.executor, list(EXECUTORS))
         check_ranges(self)

@@ -235,6 +235,19 @@ def _record(task: Task, scene: BuiltScene, res: RolloutResult, group_id: int, va
     )
 
 
+def continuation_driver(cfg: GenerateConfig, runner: SceneRunner, n_frames: int, scene_seed: int, group_id: int,
+                        variant: str):
+    """``continuation=closed_loop``: a driver of ``cfg.policy`` that takes over a variant after
+    its operator's last step (docs/recovery.md); ``None`` for ``open_loop``."""
+    if cfg.continuation != "closed_loop":
+        return None
+    from simfail.counterfactual.closed_loop import continuation_policy, policy_driver
+    from simfail.policy.rollout import policy_seed
+
+    loaded = continuation_policy(cfg.policy, runner, cfg.render.width, cfg.render.height)
+    return policy_driver(loaded, runner, n_frames, policy_seed(scene_seed, cfg.policy, 0), (group_id, variant))
+
+
 def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bool = True,
                    runner: SceneRunner | None = None, defer_frames: bool = False,
                    visibility: bool = True) -> GroupResult:
@@ -297,7 +310,9 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
             k = edit.onset
             t0 = time.perf_counter()
             try:
-                trace, states = branch(runner, source, edit, n_frames, from_start=not cfg.dataset.reuse_prefix)
+                driver = continuation_driver(cfg, runner, n_frames, seed, group_id, spec.name)
+                trace, states = branch(runner, source, edit, n_frames, continuation=cfg.continuation, driver=driver,
+                                       from_start=not cfg.dataset.reuse_prefix)
                 res = RolloutResult(trace, states)
                 first_new = k + 1 if cfg.dataset.reuse_prefix else 0
             except SimulationUnstableError as exc:
@@ -310,7 +325,7 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
                 frames.append(worker.submit(res.trace.qpos, prefix=expert_frames, first=first_new))
             t0 = time.perf_counter()
             params = {"name": spec.perturbation, "kind": spec.kind, "magnitude": round(spec.magnitude, 4),
-                      **edit.params, "continuation": "open_loop", "source": source.describe(),
+                      **edit.params, "continuation": cfg.continuation, "source": source.describe(),
                       **(command_timing(res.trace, base.trace, timing_fields) if match else {})}
             episodes.append(_record(task, scene, res, group_id, spec.name, params, fps))
             if spec.kind == CLEAN:  # the physics decides whether an alternative is clean

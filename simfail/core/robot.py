@@ -103,6 +103,12 @@ class PandaIK:
         self.configuration.update(q)
         self.posture_task.set_target(q.copy())
 
+    def warm_start(self, arm_q: np.ndarray) -> None:
+        """Continue solving from joint angles ``arm_q`` [rad] (the posture target is kept)."""
+        q = self.configuration.q.copy()
+        q[self._arm] = arm_q
+        self.configuration.update(q)
+
     @property
     def arm_q(self) -> np.ndarray:
         return self.configuration.q[self._arm].copy()

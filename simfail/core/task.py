@@ -8,6 +8,7 @@ themselves by name (:mod:`simfail.task_registry`), the way dm_control and MuJoCo
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -69,7 +70,18 @@ class Layout:
 
 
 class Task(ABC):
-    """Interface every task implements. Subclasses set :attr:`name` and register."""
+    """Interface every task implements. Subclasses set :attr:`name` and register.
+
+    Every subclass's :meth:`detect` result passes through the one recovery rule
+    (:func:`simfail.labels.recovery.recovery_events`): a successful episode whose transient
+    failure the robot repaired gets a ``recovered`` event, whoever calls ``detect``.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("detect")
+        if own is not None and not getattr(own, "_with_recovery", False):
+            cls.detect = _with_recovery(own)  # type: ignore[method-assign]
 
     name: str = ""
     #: Episode length in seconds (the expert program is padded with a hold to this length).
@@ -106,6 +118,23 @@ class Task(ABC):
         qpos[idx.arm_qpos] = HOME_QPOS
         qpos[idx.finger_qpos] = 0.04
         return qpos
+
+
+def _with_recovery(detect: Any) -> Any:
+    """``detect`` followed by the recovery rule (events re-sorted by visible frame, type)."""
+
+    @functools.wraps(detect)
+    def detect_with_recovery(self: Task, trace: Trace, layout: Layout) -> tuple[bool, list[FailureEvent]]:
+        from simfail.labels.recovery import recovery_events
+
+        success, events = detect(self, trace, layout)
+        extra = recovery_events(trace, layout, success, events, lambda: self.progress(trace, layout))
+        if not extra:
+            return success, events
+        return success, sorted([*events, *extra], key=lambda e: (e.visible_frame, e.type))
+
+    detect_with_recovery._with_recovery = True  # type: ignore[attr-defined]
+    return detect_with_recovery
 
 
 # The registry itself lives in simfail.task_registry (light: no MuJoCo import), re-exported here.

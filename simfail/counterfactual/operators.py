@@ -692,6 +692,13 @@ class BoundOperator:
         return op.make_edit(source, magnitude, rng, **self.bind(source.layout, float(magnitude)))
 
 
+def shaky_sigma(amplitude: float) -> float:
+    """The ``jitter`` sigma [m] with the energy of the keyframe programs' old ``shaky``
+    oscillation of ``amplitude`` [m]: a sine under a sin(pi u) envelope per segment has an RMS
+    of half its amplitude."""
+    return 0.5 * float(amplitude)
+
+
 def bound(name: str, operator: str, intended: tuple[str, ...], description: str,
           bind: Callable[[Any, float], dict[str, Any]], **ranges: Any) -> BoundOperator:
     return BoundOperator(name, operator, intended, description, bind, **ranges)

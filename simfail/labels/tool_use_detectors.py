@@ -245,8 +245,13 @@ def merge_tool_events(events: list[FailureEvent]) -> list[FailureEvent]:
 
 def wiped_success(trace, layout, marks: list[str], events: list[FailureEvent]) -> bool:
     """Success: the eraser was lifted and used, ``SUCCESS_SHARE`` of the marks are off the board,
-    the eraser stands upright on the table out of the gripper, and no task failure happened."""
-    if any(e.category == "task" for e in events):
+    the eraser stands upright on the table out of the gripper, and no task failure happened
+    (a setback the robot repaired, the eraser taken again after a drop, does not count:
+    docs/recovery.md)."""
+    from simfail.labels.recovery import repaired_setbacks
+
+    repaired = {id(e) for e, _ in repaired_setbacks(trace, events)}
+    if any(e.category == "task" and id(e) not in repaired for e in events):
         return False
     share = float(cleared_share(trace, layout, marks)[-1])
     return bool(tool_lifted(trace).any() and share >= SUCCESS_SHARE and not det.grasped(trace, "tool")[-1]

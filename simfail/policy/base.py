@@ -69,6 +69,11 @@ class EpisodeContext:
     action_high: np.ndarray = field(default_factory=lambda: np.ones(ACTION_DIM), repr=False)
     layout: Any = field(default=None, repr=False)
     task_obj: Any = field(default=None, repr=False)
+    #: frame at which the policy takes control: 0 for a rollout; the frame after a
+    #: perturbation's last step for a closed-loop continuation (frame ``t`` is at ``t / fps`` s)
+    start_frame: int = 0
+    #: the ``(8,)`` command in force when the policy takes control (None: the home command)
+    start_action: np.ndarray | None = field(default=None, repr=False)
 
 
 @runtime_checkable

@@ -36,10 +36,10 @@ from simfail.errors import ConfigError, SimulationUnstableError, UnknownNameErro
 from simfail.labels.trace import Trace
 from simfail.policy.base import EpisodeContext, PolicyError, PolicyNeeds, check_actions, policy_needs
 from simfail.policy.registry import load_policy
+from simfail.counterfactual.closed_loop import POLICY_PHASE  # the phase label of policy steps
+from simfail.counterfactual.replay import CONTINUATIONS
 from simfail.scale.executor import EXECUTORS, RayConfig
 
-#: Phase label of policy steps in the trace.
-POLICY_PHASE = "policy"
 #: ``simfail.policy`` of the scripted expert's reference episode.
 REFERENCE_POLICY = "scripted_expert"
 ON_POLICY_ERROR = ("raise", "skip")
@@ -74,6 +74,12 @@ class RolloutConfig:
     seed: int = _f(0, "base seed of the scene seeds (generate's seed=)", "seed=3", range=(0, None))
     out: str = _f("simfail_rollouts", "output dataset folder", "out=data/rollouts")
     include_expert: bool = _f(False, "add the scripted expert's clean episode to every group", "include_expert=true")
+    perturb: List[str] = _f(list, "generic operators branched from every rollout, each NAME or NAME@MAGNITUDE "
+                            "(magnitude in [0, 1]; default: the middle of its failure range; docs/recovery.md)",
+                            "perturb=[gripper_release,action_offset@0.3]")
+    continuation: str = _f("open_loop", "after a perturbation: open_loop (the rollout's own actions go on) or "
+                           "closed_loop (the policy takes over from the perturbed state)", "continuation=closed_loop",
+                           choices=list(CONTINUATIONS))
     on_policy_error: str = _f("raise", "raise: stop with one error; skip: leave the episode out and count it",
                               "on_policy_error=skip", choices=list(ON_POLICY_ERROR))
     width: int = _f(256, "image width of the videos in pixels, even (also render.width=)", "render.width=128",
@@ -130,6 +136,11 @@ class RolloutConfig:
             raise ConfigError(f"the policy label {REFERENCE_POLICY!r} is reserved for include_expert=true")
         for s in specs:  # unknown names / unimportable modules: one error before any work
             resolve_factory(s.spec)
+        if self.continuation not in CONTINUATIONS:
+            raise UnknownNameError("continuation", self.continuation, CONTINUATIONS)
+        if not isinstance(self.perturb, list):
+            raise ConfigError(f"perturb must be a list, e.g. perturb=[gripper_release], got {self.perturb!r}")
+        perturb_specs(self)
 
 
 @dataclass
@@ -163,6 +174,41 @@ def policy_specs(cfg: RolloutConfig) -> list[PolicySpec]:
 
 
 @dataclass
+class PerturbSpec:
+    """A generic operator branched from every rollout, at ``magnitude``."""
+
+    name: str
+    magnitude: float
+
+
+def perturb_specs(cfg: RolloutConfig) -> list[PerturbSpec]:
+    """``perturb=`` entries (``NAME`` or ``NAME@MAGNITUDE``) as checked specs; an unknown
+    operator lists the known ones."""
+    from simfail.counterfactual.operators import OPERATORS
+
+    out: list[PerturbSpec] = []
+    for e in cfg.perturb:
+        name, sep, mag = str(e).partition("@")
+        name = name.strip()
+        if name not in OPERATORS.names():
+            raise UnknownNameError("generic operator", name, OPERATORS.names())
+        op = OPERATORS.get(name)
+        if sep:
+            try:
+                m = float(mag)
+            except ValueError:
+                raise ConfigError(f"perturb entry {e!r}: the magnitude must be a number in [0, 1]") from None
+            if not 0.0 <= m <= 1.0:
+                raise ConfigError(f"perturb entry {e!r}: the magnitude must be in [0, 1], got {m}")
+        else:
+            m = round(sum(op.failure_range) / 2.0, 4)
+        if any(p.name == name and p.magnitude == m for p in out):
+            raise ConfigError(f"perturb entry {e!r} repeats")
+        out.append(PerturbSpec(name, m))
+    return out
+
+
+@dataclass
 class LoadedPolicy:
     spec: PolicySpec
     policy: Any
@@ -171,17 +217,20 @@ class LoadedPolicy:
 
 
 def load_policies(cfg: RolloutConfig, task: Task, object_names: list[str]) -> list[LoadedPolicy]:
-    out = []
-    for s in policy_specs(cfg):
-        pol = load_policy(s.spec, **s.kwargs)
-        needs = policy_needs(pol)
-        unknown = [v for v in needs.views if v not in VIEWS]
-        if unknown:
-            raise ConfigError(f"policy {s.label!r} asks for unknown view(s) {unknown}; views: {list(VIEWS)}")
-        h, w = needs.image_size or (cfg.height, cfg.width)
-        obs = Observer(object_names, needs.views, w, h, pixels=bool(needs.views))
-        out.append(LoadedPolicy(s, pol, needs, obs))
-    return out
+    return [load_one(s, object_names, cfg.width, cfg.height) for s in policy_specs(cfg)]
+
+
+def load_one(s: PolicySpec, object_names: list[str], width: int, height: int) -> LoadedPolicy:
+    """Build one policy and its observer (images at its ``needs.image_size`` or
+    ``width`` x ``height``)."""
+    pol = load_policy(s.spec, **s.kwargs)
+    needs = policy_needs(pol)
+    unknown = [v for v in needs.views if v not in VIEWS]
+    if unknown:
+        raise ConfigError(f"policy {s.label!r} asks for unknown view(s) {unknown}; views: {list(VIEWS)}")
+    h, w = needs.image_size or (height, width)
+    obs = Observer(object_names, needs.views, w, h, pixels=bool(needs.views))
+    return LoadedPolicy(s, pol, needs, obs)
 
 
 def policy_seed(scene_seed: int, label: str, sample: int) -> int:
@@ -202,52 +251,32 @@ class EpisodeRun:
     trace: Trace
     policy_s: float
     act_calls: int
+    #: per-frame simulator states (``keep_states=True``): what a counterfactual branches from
+    states: Optional[List[np.ndarray]] = None
 
 
 def run_policy(runner: SceneRunner, lp: LoadedPolicy, ctx: EpisodeContext, pseed: int,
-               episode_key: Any) -> EpisodeRun:
+               episode_key: Any, keep_states: bool = False) -> EpisodeRun:
     """One closed-loop episode of ``lp`` from the runner's loaded scene at rest.
 
     The policy observes frame ``t`` and its action drives the step to frame ``t + 1`` (step
-    ``t``). Raises :class:`PolicyError` naming the policy, the scene seed, the policy seed and
-    the step for a policy that raises or returns a bad action.
+    ``t``), through the :class:`~simfail.counterfactual.closed_loop.PolicyDriver` that a
+    closed-loop continuation uses too. Raises :class:`PolicyError` naming the policy, the scene
+    seed, the policy seed and the step for a policy that raises or returns a bad action.
     """
-    label = lp.spec.label
-    where_ = f"policy {label!r} on scene seed {ctx.scene_seed} (policy seed {pseed})"
-
-    def guarded(what: str, fn, *args):
-        try:
-            return fn(*args)
-        except PolicyError as exc:
-            raise PolicyError(f"{where_} {what}: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - any error of user code becomes one clear line
-            raise PolicyError(f"{where_} raised {type(exc).__name__} {what}: {exc}") from exc
+    from simfail.counterfactual.closed_loop import PolicyDriver
 
     runner.reset_state()
     runner.start(HOME_ACTION, POLICY_PHASE)
-    pol, needs, observer = lp.policy, lp.needs, lp.observer
-    guarded("in reset()", pol.reset, pseed)
-    start = getattr(pol, "start_episode", None)
-    if callable(start):
-        guarded("in start_episode()", start, ctx if needs.privileged else _unprivileged(ctx))
-    queue: list[np.ndarray] = []
-    policy_s, calls = 0.0, 0
-    for f in range(1, ctx.n_frames):
-        if not queue:
-            step = f - 1
-            obs = observer.observe(runner.core, (episode_key, step))
-            t0 = time.perf_counter()
-            out = guarded(f"at step {step}", pol.act, obs)
-            policy_s += time.perf_counter() - t0
-            calls += 1
-            queue = list(check_actions(out, needs.chunk, ctx.action_low, ctx.action_high, f"{where_} at step {step}"))
-        runner.step(queue.pop(0), POLICY_PHASE)
-    return EpisodeRun(runner.trace, policy_s, calls)
-
-
-def _unprivileged(ctx: EpisodeContext) -> EpisodeContext:
-    return EpisodeContext(ctx.task, ctx.instruction, ctx.fps, ctx.n_frames, ctx.scene_seed,
-                          ctx.action_low, ctx.action_high)
+    driver = PolicyDriver(lp, ctx, pseed, episode_key)
+    driver.start(runner.core, 0)
+    states = [runner.core.get_state()] if keep_states else None
+    for f in range(ctx.n_frames - 1):
+        action = driver.act(runner.core, f)
+        runner.step(action, driver.phase)
+        if states is not None:
+            states.append(runner.core.get_state())
+    return EpisodeRun(runner.trace, driver.policy_s, driver.act_calls, states)
 
 
 # ------------------------------------------------------------------------------ groups
@@ -287,6 +316,7 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
     low, high = action_box(runner)
     unstable: list[dict[str, str]] = []
     errors: list[dict[str, str]] = []
+    skipped: list[dict[str, str]] = []  # perturbations that do not apply to a rollout
     ptime = RolloutTiming()
     worker = (RenderWorker(scene.model, VIEWS, cfg.width, cfg.height, seg_size=SEG_SIZE if visibility else 0)
               if render else None)
@@ -311,7 +341,8 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
                 variant = f"{lp.spec.label}#{k}"
                 t0 = time.perf_counter()
                 try:
-                    run = run_policy(runner, lp, ctx, pseed, episode_key=(group_id, variant))
+                    run = run_policy(runner, lp, ctx, pseed, episode_key=(group_id, variant),
+                                     keep_states=bool(cfg.perturb))
                 except PolicyError as exc:
                     timing.physics += time.perf_counter() - t0
                     if cfg.on_policy_error == "raise":
@@ -325,8 +356,9 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
                 timing.physics += time.perf_counter() - t0 - run.policy_s
                 ptime.policy += run.policy_s
                 ptime.act_calls += run.act_calls
-                if worker is not None:
-                    frames.append(worker.submit(run.trace.qpos))
+                source_frames = worker.submit(run.trace.qpos) if worker is not None else None
+                if source_frames is not None:
+                    frames.append(source_frames)
                 t0 = time.perf_counter()
                 params = {"name": "policy", "kind": "rollout", "policy": lp.spec.label, "spec": lp.spec.spec,
                           "kwargs": _jsonable(lp.spec.kwargs), "policy_seed": pseed, "sample": k}
@@ -335,12 +367,87 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
                 episodes.append(ep)
                 see(ep, RolloutResult(run.trace))
                 timing.labels += time.perf_counter() - t0
+                for v in branch_variants(cfg, runner, lp, ctx, pseed, run, variant, group_id, params, ptime,
+                                         timing, errors, unstable, skipped):
+                    if worker is not None:
+                        frames.append(worker.submit(v.trace.qpos, prefix=source_frames, first=v.onset + 1))
+                    t0 = time.perf_counter()
+                    ep = gen._record(task, scene, RolloutResult(v.trace), group_id, v.name, v.params, fps)
+                    ep.policy = lp.spec.label
+                    episodes.append(ep)
+                    see(ep, RolloutResult(v.trace))
+                    timing.labels += time.perf_counter() - t0
     except BaseException:
         if worker is not None:
             worker.close(cancel=True)
         raise
     return gen.finish_group(group_id, seed, start.rejected, episodes, timing, unstable, worker, frames, seen,
-                            defer_frames, policy_errors=errors, policy_time=ptime)
+                            defer_frames, policy_errors=errors, policy_time=ptime,
+                            perturbations_skipped=skipped)
+
+
+@dataclass
+class BranchedVariant:
+    name: str
+    trace: Trace
+    onset: int
+    params: dict[str, Any]
+
+
+def branch_variants(cfg: RolloutConfig, runner: SceneRunner, lp: LoadedPolicy, ctx: EpisodeContext, pseed: int,
+                    run: EpisodeRun, variant: str, group_id: int, params: dict[str, Any], ptime: RolloutTiming,
+                    timing: Any, errors: list[dict[str, str]], unstable: list[dict[str, str]],
+                    skipped: list[dict[str, str]]) -> list[BranchedVariant]:
+    """The ``perturb=`` variants of one rollout: each generic operator's edit branched from the
+    rollout (its :class:`~simfail.counterfactual.source.SourceEpisode`: the variant's frames up
+    to the onset are the rollout's, bit for bit), continued ``open_loop`` (the rollout's own
+    commands) or ``closed_loop`` (the same policy, same seed, takes over after the operator's
+    last step through a :class:`~simfail.counterfactual.closed_loop.PolicyDriver`). Variants
+    are named ``VARIANT+OPERATOR@MAGNITUDE``; a policy error in a continuation is handled as in
+    a rollout (``on_policy_error``). An operator that does not apply to this rollout (a release
+    when the policy never closed the gripper) is left out and listed in ``skipped``."""
+    from simfail.counterfactual.closed_loop import PolicyDriver
+    from simfail.counterfactual.operators import OPERATORS
+    from simfail.counterfactual.replay import branch
+    from simfail.counterfactual.source import SourceEpisode
+
+    specs = perturb_specs(cfg)
+    if not specs:
+        return []
+    source = SourceEpisode.from_rollout(runner, run.trace, run.states,
+                                        {"group": group_id, "variant": variant, "policy": lp.spec.label,
+                                         "policy_seed": pseed})
+    out: list[BranchedVariant] = []
+    for sp in specs:
+        name = f"{variant}+{sp.name}@{sp.magnitude:g}"
+        rng = np.random.default_rng(np.random.SeedSequence([int(ctx.scene_seed), zlib.crc32(name.encode()), 3]))
+        try:
+            edit = OPERATORS.get(sp.name).make_edit(source, sp.magnitude, rng)
+        except ConfigError as exc:  # e.g. a release in a rollout that never closes the gripper
+            skipped.append({"variant": name, "reason": str(exc)})
+            continue
+        driver = PolicyDriver(lp, ctx, pseed, (group_id, name)) if cfg.continuation == "closed_loop" else None
+        t0 = time.perf_counter()
+        try:
+            trace, _ = branch(runner, source, edit, source.n_frames, continuation=cfg.continuation, driver=driver)
+        except PolicyError as exc:
+            timing.physics += time.perf_counter() - t0
+            if cfg.on_policy_error == "raise":
+                raise
+            errors.append({"variant": name, "policy": lp.spec.label, "error": str(exc)})
+            continue
+        except SimulationUnstableError as exc:
+            timing.physics += time.perf_counter() - t0
+            unstable.append({"variant": name, "error": str(exc)})
+            continue
+        spent = driver.policy_s if driver is not None else 0.0
+        timing.physics += time.perf_counter() - t0 - spent
+        ptime.policy += spent
+        ptime.act_calls += driver.act_calls if driver is not None else 0
+        vparams = {**params, "kind": "perturbation", "name": sp.name, **edit.params,
+                   "continuation": cfg.continuation, "source": source.describe()}
+        out.append(BranchedVariant(name, trace.truncate(len(trace)), int(edit.onset), vparams))
+    return out
 
 
 def group_entry(cfg: RolloutConfig, runner: SceneRunner, res) -> dict[str, Any]:
@@ -351,6 +458,8 @@ def group_entry(cfg: RolloutConfig, runner: SceneRunner, res) -> dict[str, Any]:
         entry["unstable_variants"] = res.unstable_variants
     if res.policy_errors:
         entry["policy_errors"] = res.policy_errors
+    if getattr(res, "perturbations_skipped", None):
+        entry["perturbations_skipped"] = res.perturbations_skipped
     return entry
 
 
@@ -465,8 +574,15 @@ def summarize(results) -> dict[str, Any]:
     per: dict[str, dict[str, Any]] = {}
     for r in results:
         for e in r.episodes:
-            p = per.setdefault(e.policy or "?", {"episodes": 0, "success": 0, "scores": [], "failures": Counter(),
-                                                 "errors_skipped": 0, "unstable": 0})
+            key = summary_key(e)
+            p = per.setdefault(key, {"episodes": 0, "success": 0, "scores": [], "failures": Counter(),
+                                     "errors_skipped": 0, "unstable": 0})
+            if e.perturbation.get("kind") == "perturbation":
+                from simfail.counterfactual.operators import OPERATORS
+
+                p["realized"] = p.get("realized", 0) + int(OPERATORS.get(e.perturbation["name"]).realized(e.failures))
+                p["recovered"] = p.get("recovered", 0) + int(any(ev.type == "recovered" for ev in e.failures))
+                p["continuation"] = e.perturbation.get("continuation")
             p["episodes"] += 1
             p["success"] += int(e.success)
             p["scores"].append(float(e.score))
@@ -490,11 +606,27 @@ def summarize(results) -> dict[str, Any]:
             "failures": dict(p["failures"].most_common()),
             "errors_skipped": p["errors_skipped"], "unstable": p["unstable"],
         }
+        if "realized" in p:  # perturbed variants: realization and recovery (docs/recovery.md)
+            n = max(p["episodes"], 1)
+            out[label].update({"continuation": p["continuation"], "realized": p["realized"],
+                               "realization_rate": p["realized"] / n, "recovered": p["recovered"],
+                               "recovery_rate": p["recovered"] / n})
     policy_s = sum(getattr(r, "policy_time", RolloutTiming()).policy for r in results)
     return {"groups": len(results), "episodes": sum(len(r.episodes) for r in results), "policies": out,
+            "perturbations_skipped": sum(len(getattr(r, "perturbations_skipped", [])) for r in results),
             "time": {"physics": sum(r.timing.physics for r in results),
                      "labels": sum(r.timing.labels for r in results),
                      "render": sum(r.timing.render for r in results), "policy": policy_s}}
+
+
+def summary_key(e: EpisodeRecord) -> str:
+    """Summary row of an episode: its policy, and for a perturbed variant its operator at its
+    magnitude (``expert+gripper_release@0.65``)."""
+    label = e.policy or "?"
+    pert = e.perturbation
+    if pert.get("kind") == "perturbation":
+        return f"{label}+{pert['name']}@{float(pert.get('magnitude', 0.0)):g}"
+    return label
 
 
 def summary_table(s: dict[str, Any]) -> str:
@@ -506,14 +638,19 @@ def summary_table(s: dict[str, Any]) -> str:
         top = ", ".join(f"{k} {v}" for k, v in list(p["failures"].items())[:4]) or "-"
         rows.append([label, str(p["episodes"]), f"{100 * p['success_rate']:.0f}%",
                      f"{p['score_mean']:.1f}" if p["episodes"] else "-",
-                     " / ".join(f"{v:.0f}" for v in q) if q else "-", str(p["errors_skipped"]), top])
+                     " / ".join(f"{v:.0f}" for v in q) if q else "-", str(p["errors_skipped"]),
+                     f"{100 * p['realization_rate']:.0f}%" if "realized" in p else "-",
+                     f"{100 * p['recovery_rate']:.0f}%" if "recovered" in p else "-", top])
     t = s["time"]
     head = [f"dataset: {s['out']}" if s.get("out") else "dataset: (render=false: nothing written)",
             f"groups: {s['groups']} (already there: {len(s.get('skipped_groups', []))})   episodes: {s['episodes']}   "
             f"time: {s.get('seconds', 0.0):.1f} s (physics {t['physics']:.1f} s, policy {t['policy']:.1f} s, "
-            f"labels {t['labels']:.1f} s, rendering {t['render']:.1f} s on its own thread)", ""]
+            f"labels {t['labels']:.1f} s, rendering {t['render']:.1f} s on its own thread)"
+            + (f"   perturbations that did not apply (left out): {s['perturbations_skipped']}"
+               if s.get("perturbations_skipped") else ""), ""]
     return "\n".join(head) + table(rows, ["policy", "episodes", "success", "mean score", "score p10/p50/p90",
-                                          "errors skipped", "most frequent failures (episodes)"])
+                                          "errors skipped", "realized", "recovered",
+                                          "most frequent failures (episodes)"])
 
 
 # ------------------------------------------------------------------------------ command line
