@@ -268,21 +268,3 @@ def test_recipe_errors():
             parse_spec({**d, **change})
     assert load_spec("v1").bench_id(128) == "v1-128" and load_spec("v1").bench_id() == "v1"
 
-
-def test_subset_pairs_and_ties():
-    from simfail.benchmark.subsets import subset_accuracy, subset_pairs
-
-    eps = [{"episode_index": 0, "group_id": 0, "roles": ["expert"]},
-           {"episode_index": 1, "group_id": 0, "roles": ["clean_alternative"]},
-           {"episode_index": 2, "group_id": 0, "roles": ["failure", "bad_but_successful"]},
-           {"episode_index": 3, "group_id": 1, "roles": ["near_miss", "unsuccessful", "delayed"]},
-           {"episode_index": 4, "group_id": 1, "roles": ["expert"]}]
-    scores = {0: 100.0, 1: 100.0, 2: 70.0, 3: 20.0, 4: 100.0}
-    pairs = subset_pairs(eps, scores)
-    assert sorted(pairs["clean_vs_failure"]) == [(0, 2), (4, 3)]
-    assert pairs["nuisance"] == [(1, 2)]  # expert vs alternative: equal scores, never a pair
-    assert sorted(pairs["bad_but_successful"]) == [(0, 2), (1, 2)]
-    assert pairs["delayed"] == [(4, 3)]
-    r = subset_accuracy([(0, 2), (1, 2), (4, 3)], {0: 5.0, 1: 3.0, 2: 3.0, 3: 9.0, 4: 1.0})
-    assert r == {"pairs": 3, "A": 1 / 3, "A_half": 0.5, "ties": 1 / 3}
-    assert subset_accuracy([], {})["A"] is None

@@ -1,8 +1,7 @@
 """Which preference pairs a benchmark subset holds, from the labels and the dataset metadata:
-the subsets ``simfail benchmark run`` reports. (:mod:`simfail.benchmark.subsets` derives
-similar subsets from a built benchmark's ``benchmark.json`` roles only; these rules also work on
-any dataset ``simfail generate`` or ``simfail rollout`` writes, and take the roles' ``delayed``
-verdict where a ``benchmark.json`` gives one.)
+the subsets ``simfail benchmark run`` reports. The rules work on any dataset ``simfail
+generate`` or ``simfail rollout`` writes, and take the ``delayed`` role where a built
+benchmark's ``benchmark.json`` gives one.
 
 Every subset is a rule over the pairs ``(i, j)`` of episodes of ONE counterfactual group (a
 context); the metrics then keep the pairs whose ground-truth scores differ (strict pairs,
