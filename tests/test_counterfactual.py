@@ -233,6 +233,22 @@ def test_push_moves_the_object_through_an_external_force_and_clears_it():
     assert edit.params["parameters"]["object"] == "object" and edit.params["object_mass_kg"] > 0
 
 
+@pytest.mark.parametrize(("direction", "bystander"), [(60.0, "obstacle"), (210.0, "distractor1")])
+def test_a_pushed_object_hitting_a_bystander_is_not_a_robot_collision(direction, bystander):
+    """docs/counterfactuals.md's push (pick_place, the cube, before the grasp): the cube flies
+    off, is never held, and hits a bystander. Main's detector counted the airborne cube as
+    "lifted", hence carried, and labelled "the robot hits the ..."; the robot never touches it."""
+    runner, source = expert_source("pick_place")
+    edit = failure_edit(source, "push", object="object", direction=direction, onset=0.1)
+    trace, _ = branch(runner, source, edit)
+    assert trace.impulse("object", bystander).sum() > 0.05, "the pushed cube hits the bystander"
+    assert trace.impulse("robot", bystander).sum() == 0.0, "the robot never touches it"
+    assert not (trace.touch("object")[:, 0] & trace.touch("object")[:, 1]).any(), "never held"
+    ok, events = source.task.detect(trace, source.layout)
+    assert not ok and "never_grasped" in {e.type for e in events}
+    assert not [e for e in events if e.type == "collision"], [e.rationale for e in events]
+
+
 def test_action_offset_toward_the_obstacle_collides_and_rejoins_the_source():
     runner, source = expert_source("pick_place")
     edit = failure_edit(source, "action_offset", toward="obstacle")

@@ -453,6 +453,31 @@ def test_collision_through_a_carried_object_counts(layout):
     assert det.collisions(s.trace(), ["obstacle"], layout) == []
 
 
+def test_an_airborne_object_the_robot_does_not_hold_is_not_the_robot_hitting(layout):
+    """Height is not carrying: a lifted (pushed, bouncing, thrown) object's impact on a
+    bystander counts only while the robot holds it or within CARRY_HOLD_S of the last hold."""
+    s = Scripted(layout, n=30)
+    s.pos[:, s.i("object"), 2] += np.linspace(0, 0.1, 30)  # airborne, never held
+    s.set_impulse("object", "obstacle", slice(20, 22), 0.05)
+    assert det.collisions(s.trace(), ["obstacle"], layout, carried=["object"]) == []
+    # held until frame 18, released: a hit within the window is the robot's, a later one is not
+    hold = int(round(det.CARRY_HOLD_S * FPS))
+    s.grasp("object", slice(0, 19))
+    s.grip[19:] = 0.0
+    (ev,) = det.collisions(s.trace(), ["obstacle"], layout, carried=["object"])
+    assert ev.onset_frame == 20 and hold >= 3
+    s.set_impulse("object", "obstacle", slice(20, 22), 0.0)
+    s.set_impulse("object", "obstacle", slice(18 + hold, 18 + hold + 2), 0.05)
+    assert det.collisions(s.trace(), ["obstacle"], layout, carried=["object"]) == []
+    c = det.carried_by_robot(s.trace(), "object")
+    assert c[:18 + hold].all() and not c[18 + hold:].any(), "held frames 0..18, plus the window"
+    # one pad still on it with the gripper closed: in the grasp (slipping), still carried
+    s.touch[18 + hold:, s.i("object"), 0] = True
+    s.grip[18 + hold:] = 1.0
+    (ev,) = det.collisions(s.trace(), ["obstacle"], layout, carried=["object"])
+    assert ev.onset_frame == 18 + hold
+
+
 def test_off_table(layout):
     s = Scripted(layout, n=30)
     s.pos[12:, s.i("distractor1"), 2] = np.linspace(0.0, -0.4, 18)

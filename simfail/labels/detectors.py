@@ -50,6 +50,9 @@ TOUCH_IMPULSE = 1e-4
 PLACE_CLEARANCE = 0.035
 #: Speed [m/s] under which an object is at rest.
 REST_SPEED = 0.03
+#: How long [s] an object still counts as carried after both finger pads last touched it (a
+#: grasp flickering for a frame, the instant of a release); 0.3 s = 3 frames at 10 fps.
+CARRY_HOLD_S = 0.3
 #: Drag: horizontal speed [m/s] and path length [m] of a grasped object sliding on the table.
 DRAG_SPEED = 0.02
 DRAG_MIN_PATH = 0.04
@@ -112,6 +115,20 @@ def grasped(trace, name: str) -> np.ndarray:
 def lifted(trace, name: str) -> np.ndarray:
     z = trace.pos(name)[:, 2]
     return z > z[0] + LIFT_DZ
+
+
+def carried_by_robot(trace, name: str) -> np.ndarray:
+    """(T,) bool: the robot carries the object at frame ``t``: both finger pads touched it at a
+    frame in ``(t - CARRY_HOLD_S * fps, t]``, or a pad touches it while the gripper is commanded
+    closed (in the grasp, slipping). Height alone is not carrying: an object pushed, thrown or
+    bouncing off the table is airborne without the robot. Causal: frame ``t`` reads frames <= t.
+    """
+    touch = trace.touch(name)
+    both = touch[:, 0] & touch[:, 1]
+    window = max(1, int(round(CARRY_HOLD_S * trace.fps)))
+    recent = np.convolve(both.astype(np.int64), np.ones(window, dtype=np.int64))[: len(both)] > 0
+    in_grasp = touch.any(axis=1) & (trace.grip_cmd() > 0.5)
+    return recent | in_grasp
 
 
 def object_label(layout, name: str) -> str:
@@ -213,6 +230,9 @@ def drops(trace, name: str, inside: np.ndarray, layout, target: str = "target") 
 def collisions(trace, bystanders: list[str], layout, carried: list[str] = ()) -> list[FailureEvent]:
     """Contact between the robot (or an object it carries) and a bystander object.
 
+    A ``carried`` object's contacts count only on frames :func:`carried_by_robot` holds: an
+    object pushed, thrown or dropped that then hits a bystander is not the robot hitting it
+    (what it does to the bystander is ``topples`` / ``off_table``'s to label).
     Severity grows with the total normal impulse (``COLLISION_FULL_IMPULSE`` N*s -> 1) and is
     1 when the bystander ends up displaced more than 5 cm.
     """
@@ -220,8 +240,7 @@ def collisions(trace, bystanders: list[str], layout, carried: list[str] = ()) ->
     for b in bystanders:
         imp = trace.impulse("robot", b)
         for c in carried:
-            held = grasped(trace, c) | lifted(trace, c)
-            imp = imp + trace.impulse(c, b) * held
+            imp = imp + trace.impulse(c, b) * carried_by_robot(trace, c)
         total = float(imp.sum())
         if total < COLLISION_IMPULSE:
             continue
