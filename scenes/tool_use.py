@@ -241,6 +241,14 @@ class ToolUse(Task):
     def progress(self, trace: Trace, layout: Layout) -> np.ndarray:
         return tdet.wipe_progress(trace, layout, self.marks())
 
+    def progress_at(self, view: Trace, layout: Layout, state: dict) -> float:
+        """Online progress: wiping counts once the tool *has been* lifted, a running OR over the
+        episode that ``state["used"]`` carries (the rest is frame-local)."""
+        used = np.maximum.accumulate(tdet.tool_lifted(view))
+        used[-1] = used[-1] or state.get("used", False)
+        state["used"] = bool(used[-1])
+        return float(tdet.wipe_progress(view, layout, self.marks(), used=used)[-1])
+
     def detect(self, trace: Trace, layout: Layout) -> tuple[bool, list[FailureEvent]]:
         marks = self.marks()
         events: list[FailureEvent] = []

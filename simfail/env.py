@@ -44,7 +44,9 @@ Spaces
 
 Reward, termination, info
     ``reward_mode="progress"`` (default): the task's dense progress in [0, 1] at the new frame,
-    ``task.progress(trace, layout)[-1]``. ``reward_mode="dense"``: the failure-aware dense reward
+    exactly ``task.progress(trace, layout)[-1]``, computed incrementally
+    (:class:`~simfail.labels.online.OnlineProgress`: frame 0, the new frame and O(1) carried
+    state, never the whole trace). ``reward_mode="dense"``: the failure-aware dense reward
     of datasets (:func:`simfail.labels.scoring.dense_reward`) as far as it is known online
     (:func:`simfail.labels.online.online_dense_reward`): progress scaled down by every task or
     quality event already reported and visible, 0 once a safety event is. Penalties that can
@@ -59,10 +61,8 @@ Reward, termination, info
     at the first detection that reports success (so up to ``detect_ratio`` of the elapsed frames
     after the success frame; ``detect_ratio=0`` detects at every step); ``truncated`` is True
     once ``max_episode_steps`` steps were taken (default ``task.duration * fps``, the
-    generator's episode length). Not incremental: the progress term, ``task.progress`` on the
-    whole trace, is recomputed every step (vectorized numpy, about 0.7 ms at 400 frames against
-    several ms of physics per step on this CPU; the tasks' progress functions read the whole
-    history, e.g. whether the object was ever grasped).
+    generator's episode length). Between checkpoints a step reads a constant number of trace
+    frames (the progress term reads two; ``env.progress_tracker.frames_read`` counts them).
 
     ``info`` carries ``success`` (bool, also as ``is_success``, LeRobot's convention),
     ``progress`` (float), ``events`` (the :class:`~simfail.core.episode.FailureEvent` s known so
@@ -86,7 +86,7 @@ from simfail.core.runner import HOME_ACTION, SceneRunner
 from simfail.core.scene import StageConfig
 from simfail.core.sim import SimCore
 from simfail.core.task import Task, get_task, task_names
-from simfail.labels.online import DEFAULT_RATIO, OnlineLabeler, online_dense_reward
+from simfail.labels.online import DEFAULT_RATIO, OnlineLabeler, OnlineProgress, online_dense_reward
 from simfail.task_registry import env_id, register_envs  # noqa: F401  (re-exported)
 from simfail.labels.trace import Trace
 
@@ -201,6 +201,7 @@ class SimfailEnv(gymnasium.Env):
 
         self.elapsed_steps = 0
         self.labeler: OnlineLabeler | None = None
+        self.progress_tracker: OnlineProgress | None = None
         extra = ("left",) if render_mode is not None else ()
         self.observer = Observer(self.object_names, self.views, self.width, self.height, pixels=self.pixels,
                                  mode=obs_mode, extra_views=extra)
@@ -292,6 +293,7 @@ class SimfailEnv(gymnasium.Env):
             )
         self.runner.start(HOME_ACTION, self.phase)
         self.labeler = OnlineLabeler(self.task, scene.layout, self.detect_ratio)
+        self.progress_tracker = OnlineProgress(self.task, scene.layout)
         self.elapsed_steps = 0
         self._episode += 1
         obs = self._observation()
@@ -302,7 +304,7 @@ class SimfailEnv(gymnasium.Env):
             "checked_at": -1,
             "success": False,
             "is_success": False,
-            "progress": float(self.task.progress(self.trace, scene.layout)[-1]),
+            "progress": self.progress_tracker.update(self.trace),
             "events": [],
         }
         return obs, info
@@ -316,8 +318,8 @@ class SimfailEnv(gymnasium.Env):
         action = np.clip(action, self._action_low, self._action_high)
         self.runner.step(action, self.phase)
         self.elapsed_steps += 1
-        trace, layout = self.trace, self.scene.layout
-        progress = float(self.task.progress(trace, layout)[-1])
+        trace = self.trace
+        progress = self.progress_tracker.update(trace)
         truncated = self.elapsed_steps >= self.max_episode_steps
         verdict = self.labeler.final(trace) if truncated else self.labeler.update(trace)
         terminated = bool(verdict.success)

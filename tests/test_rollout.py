@@ -302,8 +302,14 @@ def test_summary_table_per_policy(rollout_dir, capsys):
     from simfail.policy.rollout import summarize, summary_table
 
     res = _group("pick_place", ["test_constant"], samples=2)
-    text = summary_table({**summarize([res]), "seconds": 1.0, "out": "x"})
+    s = summarize([res])
+    text = summary_table({**s, "seconds": 1.0, "out": "x"})
     assert "test_constant" in text and "0%" in text and "score p10/p50/p90" in text
+    p = s["policies"]["test_constant"]
+    assert p["episodes"] == 2 and p["success"] == 0
+    # every failed episode carries an event (the verdict rule), counted per failed episode
+    assert p["failed_no_event"] == 0 and p["failures_of_failed"]
+    assert all(n <= 2 for n in p["failures_of_failed"].values()) and p["failures_of_failed"].items() <= p["failures"].items()
 
 
 # ------------------------------------------------------------------ bad input
@@ -504,3 +510,26 @@ def test_bench_mode_is_a_checked_field(capsys):
                          (["mode=rollout", "repeats=2"], "runs once"), (["policy=noisy_expert"], "mode=rollout only")):
         code, _, err = run_cli(capsys, ["bench", *argv, "--cfg"])
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_policy_table_tool_reads_rollout_summaries(capsys, tmp_path):
+    """tools/policy_table.py (the docs' bc / noisy_expert table) builds its rows from the
+    summaries ``simfail rollout json=`` saves: task, policy setting, success, events."""
+    import importlib.util
+    import json
+
+    path = tmp_path / "s.json"
+    code, _, err = run_cli(capsys, ["rollout", "policies=[n1=noisy_expert,c=test_constant]", "policy.n1.level=1",
+                                    "seeds=1", "samples=1", "render=false", f"json={path}", *SMALL])
+    assert code == 0, err
+    s = json.loads(path.read_text())
+    assert s["task"] == "pick_place" and s["policy_specs"]["n1"] == {"spec": "noisy_expert", "kwargs": {"level": 1}}
+    spec = importlib.util.spec_from_file_location("policy_table", Path(__file__).parents[1] / "tools" / "policy_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = mod.rows([str(path)])
+    assert [r[:3] for r in rows] == [["pick_place", "noisy_expert", "level 1"], ["pick_place", "test_constant", ""]]
+    c = s["policies"]["c"]
+    assert rows[1][3] == "0/1 (0%)" and rows[1][5] == str(c["failed_no_event"]) == "0"
+    top = max(c["failures_of_failed"].items(), key=lambda kv: kv[1])
+    assert f"{top[0]} ({top[1]})" in rows[1][4]

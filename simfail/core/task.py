@@ -100,7 +100,21 @@ class Task(ABC):
 
     @abstractmethod
     def progress(self, trace: Trace, layout: Layout) -> np.ndarray:
-        """Per-frame task progress in [0, 1] from privileged state."""
+        """Per-frame task progress in [0, 1] from privileged state.
+
+        Contract (what makes the env's progress reward O(1) per step, see
+        :class:`simfail.labels.online.OnlineProgress`): ``progress[t]`` reads frames 0 and ``t``
+        only, unless the task overrides :meth:`progress_at` to carry what it needs from the
+        frames in between. ``tests/test_env_online.py`` checks the online value against this
+        function on every task.
+        """
+
+    def progress_at(self, view: Trace, layout: Layout, state: dict) -> float:
+        """Progress at the last frame of ``view``, a trace of the episode's frame 0 and its newest
+        frame ``t`` (one frame at ``t = 0``); ``state`` is this episode's carry, ``{}`` at reset,
+        passed back at every frame in order. Equals ``self.progress(trace, layout)[t]`` on the
+        whole trace. Default: progress is frame-local (a function of frames 0 and ``t``)."""
+        return float(self.progress(view, layout)[-1])
 
     @abstractmethod
     def detect(self, trace: Trace, layout: Layout) -> tuple[bool, list[FailureEvent]]:

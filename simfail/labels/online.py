@@ -19,11 +19,16 @@ What is provisional (say it to the user):
   the prefix, not on the episode.
 * :meth:`OnlineLabeler.final` reruns the detectors on the whole trace: the final verdict is
   exactly the offline one that a generated or rolled-out episode is written with.
+
+Progress, by contrast, is exact and O(1) at every frame: :class:`OnlineProgress` evaluates the
+task's progress on a two-frame view of the trace (frame 0 and the newest frame) with the task's
+carried state (:meth:`simfail.core.task.Task.progress_at`), which equals
+``task.progress(trace, layout)[-1]`` on the whole trace (tested on every task, whole episodes).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from simfail.core.episode import FailureEvent
 from simfail.core.task import Layout, Task
@@ -80,6 +85,47 @@ class OnlineLabeler:
         if self.verdict.final and self.verdict.checked_at == len(trace) - 1:
             return self.verdict
         return self._detect(trace, final=True)
+
+
+#: Trace fields that are not per-frame lists.
+_STATIC_FIELDS = ("fps", "entity_names", "object_names", "joint_index")
+
+
+def frame_view(trace: Trace, frames: list[int]) -> Trace:
+    """A trace holding only ``frames`` of ``trace`` (shared arrays, no copies): O(len(frames))."""
+    out = Trace(trace.fps, trace.entity_names, trace.object_names, joint_index=trace.joint_index)
+    for f in fields(Trace):
+        if f.name not in _STATIC_FIELDS:
+            seq = getattr(trace, f.name)
+            setattr(out, f.name, [seq[i] for i in frames])
+    return out
+
+
+class OnlineProgress:
+    """The task's progress at the newest frame, from frame 0, that frame and O(1) carried state.
+
+    :meth:`update` must be called once per frame, in order (frame 0 first). Each call reads
+    two frames of the trace (one at frame 0): ``frames_read`` counts them, so the cost of a
+    step does not grow with the episode. The value is exactly ``task.progress(trace,
+    layout)[-1]`` (see :meth:`simfail.core.task.Task.progress_at`).
+    """
+
+    def __init__(self, task: Task, layout: Layout):
+        self.task, self.layout = task, layout
+        self.state: dict = {}
+        #: frames of the trace read so far (2 per call after frame 0)
+        self.frames_read = 0
+        self._frame = -1
+
+    def update(self, trace: Trace) -> float:
+        t = len(trace) - 1
+        if t != self._frame + 1:
+            raise ValueError(f"OnlineProgress.update must see every frame in order: expected frame "
+                             f"{self._frame + 1}, the trace ends at {t}")
+        self._frame = t
+        view = frame_view(trace, [0] if t == 0 else [0, t])
+        self.frames_read += len(view)
+        return self.task.progress_at(view, self.layout, self.state)
 
 
 def online_dense_reward(progress: float, events: list[FailureEvent], frame: int) -> float:

@@ -268,13 +268,17 @@ def put_down(trace, layout) -> np.ndarray:
             & ~det.grasped(trace, "tool") & (speed < det.REST_SPEED))
 
 
-def wipe_progress(trace, layout, marks: list[str]) -> np.ndarray:
+def wipe_progress(trace, layout, marks: list[str], used: np.ndarray | None = None) -> np.ndarray:
     """Progress in [0, 1] from privileged state.
 
     * reaching: 0 -> 0.15 as the TCP closes in on the handle;
     * tool held: 0.20; once it has been lifted: 0.25 + 0.55 x share of marks off the board;
     * tool used and put down upright on the table, released, at rest: 0.25 + 0.75 x share;
     * tool never lifted: at most 0.30 x share of marks off the board (moved some other way).
+
+    ``used`` (T,) bool: whether the tool has been lifted by each frame; default the running OR
+    of :func:`tool_lifted` over ``trace``. The online progress passes it for a two-frame view
+    (frames 0 and t) with the OR carried over the frames in between.
     """
     tool = trace.pos("tool")
     handle = tool + np.array([0.0, 0.0, layout.obj("tool").size[2] + 0.04])
@@ -282,7 +286,8 @@ def wipe_progress(trace, layout, marks: list[str]) -> np.ndarray:
     d = np.linalg.norm(tcp - handle, axis=1)
     reach = 1.0 - np.clip(d / max(d[0], 1e-3), 0.0, 1.0)
     held = det.grasped(trace, "tool")
-    used = np.maximum.accumulate(tool_lifted(trace))
+    if used is None:
+        used = np.maximum.accumulate(tool_lifted(trace))
     share = cleared_share(trace, layout, marks)
     p = 0.15 * reach
     p = np.where(held, np.maximum(p, 0.20), p)

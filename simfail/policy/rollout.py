@@ -565,18 +565,26 @@ def run(cfg: RolloutConfig) -> dict[str, Any]:
         writer.finalize(_meta(cfg, model, seeds))
     summary = summarize(results)
     summary.update({"seconds": time.perf_counter() - t_start, "skipped_groups": sorted(done),
-                    "out": str(writer.root) if writer else None})
+                    "out": str(writer.root) if writer else None, "task": cfg.task, "seed": cfg.seed,
+                    "samples": cfg.samples,
+                    "policy_specs": {s.label: {"spec": s.spec, "kwargs": _jsonable(s.kwargs)} for s in policy_specs(cfg)}})
     return summary
 
 
+def _new_tally() -> dict[str, Any]:
+    return {"episodes": 0, "success": 0, "scores": [], "failures": Counter(), "failures_of_failed": Counter(),
+            "failed_no_event": 0, "errors_skipped": 0, "unstable": 0}
+
+
 def summarize(results) -> dict[str, Any]:
-    """Per policy: episodes, successes, score distribution, failure types, skipped errors."""
+    """Per policy: episodes, successes, score distribution, failure types (episodes carrying each
+    event type: ``failures`` over all episodes, ``failures_of_failed`` over the failed ones),
+    failed episodes without any event (``failed_no_event``, a detector gap), skipped errors."""
     per: dict[str, dict[str, Any]] = {}
     for r in results:
         for e in r.episodes:
             key = summary_key(e)
-            p = per.setdefault(key, {"episodes": 0, "success": 0, "scores": [], "failures": Counter(),
-                                     "errors_skipped": 0, "unstable": 0})
+            p = per.setdefault(key, _new_tally())
             if e.perturbation.get("kind") == "perturbation":
                 from simfail.counterfactual.operators import OPERATORS
 
@@ -587,9 +595,11 @@ def summarize(results) -> dict[str, Any]:
             p["success"] += int(e.success)
             p["scores"].append(float(e.score))
             p["failures"].update({ev.type for ev in e.failures})
+            if not e.success:
+                p["failures_of_failed"].update({ev.type for ev in e.failures})
+                p["failed_no_event"] += int(not e.failures)
         for err in getattr(r, "policy_errors", []):
-            p = per.setdefault(err["policy"], {"episodes": 0, "success": 0, "scores": [], "failures": Counter(),
-                                               "errors_skipped": 0, "unstable": 0})
+            p = per.setdefault(err["policy"], _new_tally())
             p["errors_skipped"] += 1
         for u in r.unstable_variants:
             label = u["variant"].rsplit("#", 1)[0]
@@ -604,6 +614,8 @@ def summarize(results) -> dict[str, Any]:
             "score_mean": float(s.mean()) if s.size else float("nan"),
             "score_p10_p50_p90": [float(v) for v in np.percentile(s, [10, 50, 90])] if s.size else [],
             "failures": dict(p["failures"].most_common()),
+            "failures_of_failed": dict(p["failures_of_failed"].most_common()),
+            "failed_no_event": p["failed_no_event"],
             "errors_skipped": p["errors_skipped"], "unstable": p["unstable"],
         }
         if "realized" in p:  # perturbed variants: realization and recovery (docs/recovery.md)
