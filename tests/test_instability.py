@@ -26,16 +26,16 @@ def test_core_raises_when_the_physics_diverges(task):
 def test_generate_leaves_out_a_diverged_variant_and_records_it(task, monkeypatch):
     import simfail.generate as gen
 
-    real = gen.run_program
+    real = gen.branch
     calls = {"n": 0}
 
-    def flaky(core, ik, program, n_frames, **kw):
+    def flaky(runner, source, edit, n_frames, **kw):
         calls["n"] += 1
-        if calls["n"] == 2:  # the first variant after the expert
+        if calls["n"] == 1:  # the first variant branched from the expert
             raise SimulationUnstableError("the physics diverged near t = 1.000 s")
-        return real(core, ik, program, n_frames, **kw)
+        return real(runner, source, edit, n_frames, **kw)
 
-    monkeypatch.setattr(gen, "run_program", flaky)
+    monkeypatch.setattr(gen, "branch", flaky)
     cfg = small_config()
     cfg.failures.names = ["drop", "shaky"]
     res = gen.generate_group(task, cfg, 0, render=False)

@@ -46,11 +46,13 @@ def light_result(res) -> SimpleNamespace:
     """What :func:`simfail.policy.rollout.summarize` reads of a group result, picklable and small
     (no frames, no traces)."""
     episodes = [SimpleNamespace(policy=e.policy, success=bool(e.success), score=float(e.score),
+                                perturbation=dict(e.perturbation),
                                 failures=[SimpleNamespace(type=ev.type) for ev in e.failures])
                 for e in res.episodes]
     t = res.timing
     return SimpleNamespace(group_id=res.group_id, episodes=episodes, policy_errors=list(res.policy_errors),
                            unstable_variants=list(res.unstable_variants),
+                           perturbations_skipped=list(getattr(res, "perturbations_skipped", [])),
                            timing=SimpleNamespace(physics=t.physics, labels=t.labels, render=t.render),
                            policy_time=SimpleNamespace(policy=res.policy_time.policy))
 
