@@ -343,15 +343,9 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
                 try:
                     run = run_policy(runner, lp, ctx, pseed, episode_key=(group_id, variant),
                                      keep_states=bool(cfg.perturb))
-                except PolicyError as exc:
+                except (PolicyError, SimulationUnstableError) as exc:
                     timing.physics += time.perf_counter() - t0
-                    if cfg.on_policy_error == "raise":
-                        raise
-                    errors.append({"variant": variant, "policy": lp.spec.label, "error": str(exc)})
-                    continue
-                except SimulationUnstableError as exc:
-                    timing.physics += time.perf_counter() - t0
-                    unstable.append({"variant": variant, "error": str(exc)})
+                    note_failed_run(exc, cfg, variant, lp.spec.label, errors, unstable)
                     continue
                 timing.physics += time.perf_counter() - t0 - run.policy_s
                 ptime.policy += run.policy_s
@@ -384,6 +378,19 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
     return gen.finish_group(group_id, seed, start.rejected, episodes, timing, unstable, worker, frames, seen,
                             defer_frames, policy_errors=errors, policy_time=ptime,
                             perturbations_skipped=skipped)
+
+
+def note_failed_run(exc: PolicyError | SimulationUnstableError, cfg: RolloutConfig, variant: str, policy: str,
+                    errors: list[dict[str, str]], unstable: list[dict[str, str]]) -> None:
+    """Record a rollout (or a branched continuation) named ``variant`` that ended in ``exc``: a
+    :class:`PolicyError` is re-raised when ``on_policy_error=raise``, else listed in ``errors``;
+    a :class:`SimulationUnstableError` is listed in ``unstable``. Call it from the ``except``."""
+    if isinstance(exc, PolicyError):
+        if cfg.on_policy_error == "raise":
+            raise exc
+        errors.append({"variant": variant, "policy": policy, "error": str(exc)})
+    else:
+        unstable.append({"variant": variant, "error": str(exc)})
 
 
 @dataclass
@@ -430,15 +437,9 @@ def branch_variants(cfg: RolloutConfig, runner: SceneRunner, lp: LoadedPolicy, c
         t0 = time.perf_counter()
         try:
             trace, _ = branch(runner, source, edit, source.n_frames, continuation=cfg.continuation, driver=driver)
-        except PolicyError as exc:
+        except (PolicyError, SimulationUnstableError) as exc:
             timing.physics += time.perf_counter() - t0
-            if cfg.on_policy_error == "raise":
-                raise
-            errors.append({"variant": name, "policy": lp.spec.label, "error": str(exc)})
-            continue
-        except SimulationUnstableError as exc:
-            timing.physics += time.perf_counter() - t0
-            unstable.append({"variant": name, "error": str(exc)})
+            note_failed_run(exc, cfg, name, lp.spec.label, errors, unstable)
             continue
         spent = driver.policy_s if driver is not None else 0.0
         timing.physics += time.perf_counter() - t0 - spent
