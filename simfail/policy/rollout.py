@@ -36,6 +36,7 @@ from simfail.errors import ConfigError, SimulationUnstableError, UnknownNameErro
 from simfail.labels.trace import Trace
 from simfail.policy.base import EpisodeContext, PolicyError, PolicyNeeds, check_actions, policy_needs
 from simfail.policy.registry import load_policy
+from simfail.report import write_summary_json
 from simfail.counterfactual.closed_loop import POLICY_PHASE  # the phase label of policy steps
 from simfail.counterfactual.replay import CONTINUATIONS
 from simfail.scale.executor import EXECUTORS, RayConfig
@@ -678,7 +679,7 @@ def split_policy_args(args: list[str]) -> tuple[list[str], dict[str, Any]]:
     arguments into ``{"policy_kwargs": {...}}``, rename generate's spellings (``render.width=``
     -> ``width=``, see :data:`ALIASES`) and take ``render=true|false`` (a switch here, not
     generate's render preset) and ``policies=[...]`` (read as YAML). The registry merges the updates over the composed settings."""
-    from simfail.stress.commands import _yaml_value
+    from simfail.stress.commands import _yaml_name_list, _yaml_value
 
     rest: list[str] = []
     updates: dict[str, Any] = {}
@@ -696,12 +697,8 @@ def split_policy_args(args: list[str]) -> tuple[list[str], dict[str, Any]]:
         elif sep and key == "render":
             updates["render"] = value.strip()
         elif sep and key == "policies":  # LABEL=NAME entries are not Hydra list syntax: read as YAML
-            v = _yaml_value(value, key)
-            v = [] if v is None else [v] if isinstance(v, str) else v
-            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-                raise ConfigError(f"policies must be a list of NAME or LABEL=NAME, e.g. "
-                                  f"policies=[expert,noisy=noisy_expert], got {value!r}")
-            updates["policies"] = v
+            updates["policies"] = _yaml_name_list(value, key,
+                                                  "NAME or LABEL=NAME, e.g. policies=[expert,noisy=noisy_expert]")
         else:
             rest.append(a)
     if kwargs:
@@ -718,7 +715,5 @@ def rollout_main(cfg: RolloutConfig) -> int:
 
         print(worker_table(summary))
     if cfg.json:
-        from simfail.learn.checkpoint import atomic_write_bytes
-
-        atomic_write_bytes(cfg.json, (json.dumps(summary, indent=2, default=str) + "\n").encode())
+        write_summary_json(cfg.json, summary)
     return 0
