@@ -381,6 +381,15 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
                             perturbations_skipped=skipped)
 
 
+def close_sink_and_observers(sink: Any, policies: list[LoadedPolicy]) -> None:
+    """The ``finally`` of a rollout loop: close the dataset's group sink (``None`` when nothing
+    is written) and every loaded policy's observer."""
+    if sink is not None:
+        sink.close()
+    for lp in policies:
+        lp.observer.close()
+
+
 def note_failed_run(exc: PolicyError | SimulationUnstableError, cfg: RolloutConfig, variant: str, policy: str,
                     errors: list[dict[str, str]], unstable: list[dict[str, str]]) -> None:
     """Record a rollout (or a branched continuation) named ``variant`` that ended in ``exc``: a
@@ -559,10 +568,7 @@ def run(cfg: RolloutConfig) -> dict[str, Any]:
         if sink is not None:
             sink.wait()
     finally:
-        if sink is not None:
-            sink.close()
-        for lp in policies:
-            lp.observer.close()
+        close_sink_and_observers(sink, policies)
     if writer is not None:
         writer.finalize(_meta(cfg, model, seeds))
     summary = summarize(results)
