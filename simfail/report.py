@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+
+def write_summary_json(path: str | Path, summary: dict[str, Any]) -> None:
+    """Save a command's summary as indented JSON (values JSON cannot hold written as ``str``),
+    atomically: a reader sees the old file or the whole new one."""
+    import json
+
+    from simfail.learn.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(summary, indent=2, default=str) + "\n").encode())
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:

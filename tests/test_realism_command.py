@@ -11,6 +11,8 @@ import pytest
 
 from simfail.core.episode import VIEWS
 
+from editor_helpers import SHUFFLE_TILES
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
@@ -201,8 +203,7 @@ def test_identity_command_copies_everything(small_ds, tmp_path, capsys):
     assert not meta["rejected"]
 
 
-SCRAMBLER = textwrap.dedent('''
-    import numpy as np
+SCRAMBLER = SHUFFLE_TILES + textwrap.dedent('''
 
     class EveryOtherScrambled:
         """Identity on calls 1, 3, ...; tile-shuffled frames on calls 2, 4, ..."""
@@ -212,12 +213,7 @@ SCRAMBLER = textwrap.dedent('''
             type(self).calls += 1
             if type(self).calls % 2:
                 return frames.copy()
-            t, h, w, c = frames.shape
-            b = 8
-            x = frames.reshape(t, h // b, b, w // b, b, c).transpose(0, 1, 3, 2, 4, 5).reshape(t, -1, b, b, c)
-            x = x[:, np.random.default_rng(0).permutation(x.shape[1])]
-            x = x.reshape(t, h // b, w // b, b, b, c).transpose(0, 1, 3, 2, 4, 5)
-            return np.ascontiguousarray(x.reshape(t, h, w, c))
+            return shuffle_tiles(frames)
 ''')
 
 

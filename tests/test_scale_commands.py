@@ -18,12 +18,12 @@ from simfail.cli import main  # noqa: E402
 from simfail.dataset import layout as L  # noqa: E402
 from simfail.dataset.reader import SimfailDataset  # noqa: E402
 
+from editor_helpers import SHUFFLE_TILES  # noqa: E402
+
 #: An editor that rejects group 1 (every episode scrambled: the fidelity check refuses it) and
 #: copies every other group; seeded per group like every realism editor, so the result does not
 #: depend on which worker edits which group.
-GROUP1_SCRAMBLER = textwrap.dedent('''
-    import numpy as np
-
+GROUP1_SCRAMBLER = SHUFFLE_TILES + textwrap.dedent('''
     from simfail.realism.edit import group_seed
 
 
@@ -31,12 +31,7 @@ GROUP1_SCRAMBLER = textwrap.dedent('''
         def edit(self, frames, control, *, prompt, negative_prompt, seed):
             if seed != group_seed(0, 1):
                 return frames.copy()
-            t, h, w, c = frames.shape
-            b = 8
-            x = frames.reshape(t, h // b, b, w // b, b, c).transpose(0, 1, 3, 2, 4, 5).reshape(t, -1, b, b, c)
-            x = x[:, np.random.default_rng(0).permutation(x.shape[1])]
-            x = x.reshape(t, h // b, w // b, b, b, c).transpose(0, 1, 3, 2, 4, 5)
-            return np.ascontiguousarray(x.reshape(t, h, w, c))
+            return shuffle_tiles(frames)
 ''')
 
 

@@ -32,7 +32,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -370,6 +370,21 @@ def _lag(row: dict[str, Any]) -> str:
     return f"{lag:.2f} s ({row['timing_detection_rate']:.0%} of {row['timing_n']})"
 
 
+def _pair_accuracy_rows(models: dict[str, Any], section: str, keys: Sequence[str], digits: int) -> list[list[Any]]:
+    """One leaderboard row per model: its label, then ``A/A(ties=1/2) (pairs)`` (``digits``
+    decimals) of each of ``keys`` in the model's ``section`` (``subsets``, ``by_operator``);
+    ``-`` where that key has no pair."""
+    rows = []
+    for lab, m in models.items():
+        row = [lab]
+        for key in keys:
+            r = m[section].get(key)
+            row.append("-" if not r or not r["n_pairs"]
+                       else f"{r['A']:.{digits}f}/{r['A_ties_half']:.{digits}f} ({r['n_pairs']})")
+        rows.append(row)
+    return rows
+
+
 def leaderboard_text(results: dict[str, Any]) -> str:
     """Every table of a benchmark run (or of several, side by side: ``simfail benchmark
     compare`` passes merged results)."""
@@ -397,25 +412,13 @@ def leaderboard_text(results: dict[str, Any]) -> str:
         parts += ["", f"== {cat} ==", format_table(head, rows)]
     from .pairs import SUBSET_ORDER
 
-    rows = []
-    for lab, m in models.items():
-        row = [lab]
-        for s in SUBSET_ORDER:
-            r = m["subsets"].get(s)
-            row.append("-" if not r or not r["n_pairs"] else f"{r['A']:.3f}/{r['A_ties_half']:.3f} ({r['n_pairs']})")
-        rows.append(row)
+    rows = _pair_accuracy_rows(models, "subsets", SUBSET_ORDER, digits=3)
     parts += ["", "== subsets: A / A(ties=1/2) (strict pairs) ==", format_table(["model", *SUBSET_ORDER], rows)]
     held = set(d.get("held_out_operators") or [])
     ops = [o for o in results["operators"] if o in held] if held else list(results["operators"])
     title = ("== held-out operators: A / A(ties=1/2) (pairs), reference vs that operator =="
              if held else "== by operator (no held-out operators in the metadata): A / A(ties=1/2) (pairs) ==")
-    rows = []
-    for lab, m in models.items():
-        row = [lab]
-        for op in ops:
-            r = m["by_operator"].get(op)
-            row.append("-" if not r or not r["n_pairs"] else f"{r['A']:.2f}/{r['A_ties_half']:.2f} ({r['n_pairs']})")
-        rows.append(row)
+    rows = _pair_accuracy_rows(models, "by_operator", ops, digits=2)
     if ops:
         parts += ["", title, format_table(["model", *ops], rows)]
     return "\n".join(parts)

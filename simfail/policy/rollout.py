@@ -36,6 +36,7 @@ from simfail.errors import ConfigError, SimulationUnstableError, UnknownNameErro
 from simfail.labels.trace import Trace
 from simfail.policy.base import EpisodeContext, PolicyError, PolicyNeeds, check_actions, policy_needs
 from simfail.policy.registry import load_policy
+from simfail.report import write_summary_json
 from simfail.counterfactual.closed_loop import POLICY_PHASE  # the phase label of policy steps
 from simfail.counterfactual.replay import CONTINUATIONS
 from simfail.scale.executor import EXECUTORS, RayConfig
@@ -343,15 +344,9 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
                 try:
                     run = run_policy(runner, lp, ctx, pseed, episode_key=(group_id, variant),
                                      keep_states=bool(cfg.perturb))
-                except PolicyError as exc:
+                except (PolicyError, SimulationUnstableError) as exc:
                     timing.physics += time.perf_counter() - t0
-                    if cfg.on_policy_error == "raise":
-                        raise
-                    errors.append({"variant": variant, "policy": lp.spec.label, "error": str(exc)})
-                    continue
-                except SimulationUnstableError as exc:
-                    timing.physics += time.perf_counter() - t0
-                    unstable.append({"variant": variant, "error": str(exc)})
+                    note_failed_run(exc, cfg, variant, lp.spec.label, errors, unstable)
                     continue
                 timing.physics += time.perf_counter() - t0 - run.policy_s
                 ptime.policy += run.policy_s
@@ -384,6 +379,28 @@ def rollout_group(task: Task, cfg: RolloutConfig, policies: list[LoadedPolicy], 
     return gen.finish_group(group_id, seed, start.rejected, episodes, timing, unstable, worker, frames, seen,
                             defer_frames, policy_errors=errors, policy_time=ptime,
                             perturbations_skipped=skipped)
+
+
+def close_sink_and_observers(sink: Any, policies: list[LoadedPolicy]) -> None:
+    """The ``finally`` of a rollout loop: close the dataset's group sink (``None`` when nothing
+    is written) and every loaded policy's observer."""
+    if sink is not None:
+        sink.close()
+    for lp in policies:
+        lp.observer.close()
+
+
+def note_failed_run(exc: PolicyError | SimulationUnstableError, cfg: RolloutConfig, variant: str, policy: str,
+                    errors: list[dict[str, str]], unstable: list[dict[str, str]]) -> None:
+    """Record a rollout (or a branched continuation) named ``variant`` that ended in ``exc``: a
+    :class:`PolicyError` is re-raised when ``on_policy_error=raise``, else listed in ``errors``;
+    a :class:`SimulationUnstableError` is listed in ``unstable``. Call it from the ``except``."""
+    if isinstance(exc, PolicyError):
+        if cfg.on_policy_error == "raise":
+            raise exc
+        errors.append({"variant": variant, "policy": policy, "error": str(exc)})
+    else:
+        unstable.append({"variant": variant, "error": str(exc)})
 
 
 @dataclass
@@ -430,15 +447,9 @@ def branch_variants(cfg: RolloutConfig, runner: SceneRunner, lp: LoadedPolicy, c
         t0 = time.perf_counter()
         try:
             trace, _ = branch(runner, source, edit, source.n_frames, continuation=cfg.continuation, driver=driver)
-        except PolicyError as exc:
+        except (PolicyError, SimulationUnstableError) as exc:
             timing.physics += time.perf_counter() - t0
-            if cfg.on_policy_error == "raise":
-                raise
-            errors.append({"variant": name, "policy": lp.spec.label, "error": str(exc)})
-            continue
-        except SimulationUnstableError as exc:
-            timing.physics += time.perf_counter() - t0
-            unstable.append({"variant": name, "error": str(exc)})
+            note_failed_run(exc, cfg, name, lp.spec.label, errors, unstable)
             continue
         spent = driver.policy_s if driver is not None else 0.0
         timing.physics += time.perf_counter() - t0 - spent
@@ -557,10 +568,7 @@ def run(cfg: RolloutConfig) -> dict[str, Any]:
         if sink is not None:
             sink.wait()
     finally:
-        if sink is not None:
-            sink.close()
-        for lp in policies:
-            lp.observer.close()
+        close_sink_and_observers(sink, policies)
     if writer is not None:
         writer.finalize(_meta(cfg, model, seeds))
     summary = summarize(results)
@@ -677,7 +685,7 @@ def split_policy_args(args: list[str]) -> tuple[list[str], dict[str, Any]]:
     arguments into ``{"policy_kwargs": {...}}``, rename generate's spellings (``render.width=``
     -> ``width=``, see :data:`ALIASES`) and take ``render=true|false`` (a switch here, not
     generate's render preset) and ``policies=[...]`` (read as YAML). The registry merges the updates over the composed settings."""
-    from simfail.stress.commands import _yaml_value
+    from simfail.stress.commands import _yaml_name_list, _yaml_value
 
     rest: list[str] = []
     updates: dict[str, Any] = {}
@@ -695,12 +703,8 @@ def split_policy_args(args: list[str]) -> tuple[list[str], dict[str, Any]]:
         elif sep and key == "render":
             updates["render"] = value.strip()
         elif sep and key == "policies":  # LABEL=NAME entries are not Hydra list syntax: read as YAML
-            v = _yaml_value(value, key)
-            v = [] if v is None else [v] if isinstance(v, str) else v
-            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-                raise ConfigError(f"policies must be a list of NAME or LABEL=NAME, e.g. "
-                                  f"policies=[expert,noisy=noisy_expert], got {value!r}")
-            updates["policies"] = v
+            updates["policies"] = _yaml_name_list(value, key,
+                                                  "NAME or LABEL=NAME, e.g. policies=[expert,noisy=noisy_expert]")
         else:
             rest.append(a)
     if kwargs:
@@ -717,7 +721,5 @@ def rollout_main(cfg: RolloutConfig) -> int:
 
         print(worker_table(summary))
     if cfg.json:
-        from simfail.learn.checkpoint import atomic_write_bytes
-
-        atomic_write_bytes(cfg.json, (json.dumps(summary, indent=2, default=str) + "\n").encode())
+        write_summary_json(cfg.json, summary)
     return 0

@@ -33,6 +33,7 @@ from simfail.core.scene import StageConfig
 from simfail.errors import ConfigError, SimulationUnstableError
 from simfail.replay.demos import DemoEpisode, DemoSet, load_demos
 from simfail.replay.verify import ReplayDivergenceError, Replayed, replay_demo
+from simfail.report import write_summary_json
 
 #: Variant name of a group's reference episode: the replayed demo itself.
 REFERENCE_VARIANT = "demo"
@@ -398,7 +399,7 @@ def split_args(args: list[str]) -> tuple[list[str], dict[str, Any]]:
     """Rename generate's spellings (``render.width=`` -> ``width=``, see :data:`ALIASES`) and take
     ``OPERATOR.KEY=VALUE`` (VALUE read as YAML) out into ``{"operator_params": {OPERATOR: {KEY:
     VALUE}}}``; ``failures=`` is read as YAML too (``failures=[push]`` or ``failures=push``)."""
-    from simfail.stress.commands import _yaml_value
+    from simfail.stress.commands import _yaml_name_list, _yaml_value
 
     out: list[str] = []
     params: dict[str, dict[str, Any]] = {}
@@ -410,12 +411,7 @@ def split_args(args: list[str]) -> tuple[list[str], dict[str, Any]]:
         if sep and key in ALIASES:
             out.append(f"{ALIASES[key]}={value}")
         elif sep and key == "failures":  # operator names, not generate's failures config group
-            v = _yaml_value(value, key)
-            v = [] if v is None else [v] if isinstance(v, str) else v
-            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-                raise ConfigError(f"failures must be a list of operator names, e.g. failures=[gripper_release,push], "
-                                  f"got {value!r}")
-            updates["failures"] = v
+            updates["failures"] = _yaml_name_list(value, key, "operator names, e.g. failures=[gripper_release,push]")
         elif sep and dot and head not in ("render", "dataset", "operator_params") and head.isidentifier():
             if not rest.isidentifier():
                 raise ConfigError(f"bad operator parameter {a!r}: use OPERATOR.KEY=VALUE, e.g. push.object=red_cube")
@@ -432,7 +428,5 @@ def replay_main(cfg: ReplayConfig) -> int:
     summary = run(cfg)
     print(summary_table(summary))
     if cfg.json:
-        from simfail.learn.checkpoint import atomic_write_bytes
-
-        atomic_write_bytes(cfg.json, (json.dumps(summary, indent=2, default=str) + "\n").encode())
+        write_summary_json(cfg.json, summary)
     return 0

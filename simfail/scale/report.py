@@ -30,21 +30,17 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, List, Optional
 
+from simfail.config import _f
 from simfail.errors import ConfigError
 from simfail.scale.executor import EXECUTORS, RayConfig
 
 __all__ = ["ScaleReportConfig", "measure", "project", "markdown", "run", "update_block"]
 
 BEGIN, END = "<!-- scale-report -->", "<!-- /scale-report -->"
-
-
-def _f(default: Any = None, help: str = "", example: str = "", factory: Any = None, **meta: Any) -> Any:
-    md = {"help": help, "example": example, **meta}
-    return field(default_factory=factory, metadata=md) if factory is not None else field(default=default, metadata=md)
 
 
 @dataclass

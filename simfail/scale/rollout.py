@@ -99,10 +99,7 @@ def rollout_shard(spec: RolloutShardSpec, report: Report) -> dict[str, Any]:
         if sink is not None:
             sink.wait()
     finally:
-        if sink is not None:
-            sink.close()
-        for lp in policies:
-            lp.observer.close()
+        R.close_sink_and_observers(sink, policies)
     if writer is not None:
         writer.finalize(R._meta(cfg, model, seeds))
     return {"shard": spec.index, "worker": worker_identity(), "seconds": time.perf_counter() - t0,

@@ -61,6 +61,16 @@ def _yaml_value(text: str, what: str) -> Any:
         raise ConfigError(f"cannot read the value of {what}: {str(exc).splitlines()[0]}") from exc
 
 
+def _yaml_name_list(value: str, key: str, expected: str) -> list[str]:
+    """``KEY=VALUE`` read as a YAML list of strings: ``[a,b]``, a single ``a``, or nothing
+    (``[]``); anything else raises ``ConfigError("KEY must be a list of EXPECTED, got VALUE")``."""
+    v = _yaml_value(value, key)
+    v = [] if v is None else [v] if isinstance(v, str) else v
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ConfigError(f"{key} must be a list of {expected}, got {value!r}")
+    return v
+
+
 def split_model_args(args: list[str]) -> tuple[list[str], dict[str, Any]]:
     """Take ``model.KEY=VALUE`` (VALUE read as YAML) and ``model_kwargs=JSON`` out of the
     arguments: (the other arguments, ``{"model_kwargs": {...}}`` with ``model.KEY`` merged over

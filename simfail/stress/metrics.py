@@ -215,6 +215,16 @@ def _iter_contexts(contexts: Mapping[Hashable, Any] | Sequence[Any]) -> Iterable
     return enumerate(contexts)
 
 
+def _score_vectors(key: Hashable, y: Sequence[float], yhat: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """One context's true scores ``y`` and model returns ``ŷ`` as flat float64 arrays;
+    ``ValueError`` naming the context when their sizes differ."""
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    yhat = np.asarray(yhat, dtype=np.float64).reshape(-1)
+    if y.shape != yhat.shape:
+        raise ValueError(f"context {key!r}: {y.size} scores but {yhat.size} model returns")
+    return y, yhat
+
+
 def preference_accuracy(
     contexts: Mapping[Hashable, tuple[Sequence[float], Sequence[float]]] | Sequence[tuple[Sequence[float], Sequence[float]]],
     *,
@@ -242,10 +252,7 @@ def preference_accuracy(
 
     counts: dict[Hashable, ContextCounts] = {}
     for key, (y, yhat) in _iter_contexts(contexts):
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        yhat = np.asarray(yhat, dtype=np.float64).reshape(-1)
-        if y.shape != yhat.shape:
-            raise ValueError(f"context {key!r}: {y.size} scores but {yhat.size} model returns")
+        y, yhat = _score_vectors(key, y, yhat)
         counts[key] = _count_pairs(y, _sign_matrix_from_values(yhat, tie_tol), None)
     return _aggregate(counts, n_boot=n_boot, confidence=confidence, seed=seed)
 
@@ -264,10 +271,7 @@ def preference_accuracy_on_pairs(
 
     counts: dict[Hashable, ContextCounts] = {}
     for key, (y, yhat, pairs) in contexts.items():
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        yhat = np.asarray(yhat, dtype=np.float64).reshape(-1)
-        if y.shape != yhat.shape:
-            raise ValueError(f"context {key!r}: {y.size} scores but {yhat.size} model returns")
+        y, yhat = _score_vectors(key, y, yhat)
         counts[key] = _count_pairs(y, _sign_matrix_from_values(yhat, tie_tol), pairs)
     return _aggregate(counts, n_boot=n_boot, confidence=confidence, seed=seed)
 
