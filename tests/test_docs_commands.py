@@ -258,6 +258,8 @@ def test_every_shown_command_runs(page, tmp_path, monkeypatch, request, capsys):
         capsys.readouterr()
         rc = main(tiny_argv)
         out, err = capsys.readouterr()
+        if rc == 1 and tiny_argv[0] == "check" and "was published with other software or another CPU" in out:
+            continue  # the tiny benchmark's published bytes come from another machine; check said so
         assert rc == 0, f"{page.name}:{line}: simfail {' '.join(argv)}\n  ran as: simfail {' '.join(tiny_argv)}\n{err[-2000:]}"
 
 

@@ -185,7 +185,7 @@ def check_disjoint_scenes(desc: dict[str, Any]) -> None:
 def build(cfg: BuildConfig, log=print) -> dict[str, Any]:
     """Build the benchmark of ``cfg`` into ``cfg.out``; returns ``benchmark.json``'s content
     plus ``seconds`` and ``bytes``."""
-    from simfail.benchmark.hashes import format_manifest, tree_hashes
+    from simfail.benchmark.hashes import build_environment, format_manifest, tree_hashes
     from simfail.benchmark.spec import hash_file_path, load_spec
     from simfail.generate import run as generate
     from simfail.learn.checkpoint import atomic_write_bytes
@@ -219,7 +219,7 @@ def build(cfg: BuildConfig, log=print) -> dict[str, Any]:
     atomic_write_bytes(root / BENCHMARK_JSON, (json.dumps(desc, indent=1, sort_keys=True) + "\n").encode())
     hashes = tree_hashes(root)
     if cfg.write_hashes:
-        atomic_write_bytes(hash_file_path(desc["id"]), format_manifest(hashes).encode())
+        atomic_write_bytes(hash_file_path(desc["id"]), format_manifest(hashes, build_environment()).encode())
     seconds = time.perf_counter() - t0
     size_bytes = sum((root / rel).stat().st_size for rel in hashes)
     return {**desc, "seconds": seconds, "bytes": size_bytes, "files": len(hashes)}

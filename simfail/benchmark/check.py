@@ -32,7 +32,7 @@ def split_args(args: list[str]) -> tuple[list[str], dict[str, str]]:
 def check_benchmark(bench_id: str, root: str | Path, *, out=print) -> int:
     """Print one line per file of ``root`` that differs from ``benchmarks/<bench_id>.sha256``
     and a summary line; 0 when the copy matches bit for bit, 1 otherwise."""
-    from simfail.benchmark.hashes import parse_manifest, verify
+    from simfail.benchmark.hashes import environment_differences, manifest_environment, parse_manifest, verify
     from simfail.benchmark.spec import hash_file_path, published_ids
 
     known = published_ids()
@@ -50,9 +50,14 @@ def check_benchmark(bench_id: str, root: str | Path, *, out=print) -> int:
         if held and held != bench_id:
             print(f"note: {meta} names benchmark {held!r}, checked against {bench_id!r}")
     path = hash_file_path(bench_id)
-    problems = verify(root, parse_manifest(path.read_text(), str(path)))
+    text = path.read_text()
+    differs = environment_differences(manifest_environment(text))
+    if differs:
+        out(f"note: {path.name} was published with other software or another CPU ({'; '.join(differs)}); "
+            "a build made here may differ in bytes from it")
+    problems = verify(root, parse_manifest(text, str(path)))
     for p in problems:
         out(f"problem: {p}")
-    n = len(parse_manifest(path.read_text()))
+    n = len(parse_manifest(text))
     out(f"ok: {n} files match {path.name}" if not problems else f"{len(problems)} problem(s) against {path.name}")
     return 0 if not problems else 1

@@ -36,8 +36,51 @@ def tree_hashes(root: Path) -> dict[str, str]:
     return {rel: file_sha256(root / rel) for rel in tree_files(root)}
 
 
-def format_manifest(hashes: dict[str, str]) -> str:
-    return "".join(f"{h}  {rel}\n" for rel, h in sorted(hashes.items()))
+#: Header line of a manifest naming the software and CPU the hashes were published with.
+ENV_PREFIX = "# built with: "
+
+
+def build_environment() -> dict[str, str]:
+    """What the bytes of a build depend on besides the recipe: the Python, MuJoCo, NumPy,
+    PyArrow and PyAV (FFmpeg) versions, the machine architecture and the CPU model (the
+    software OpenGL renderer and the encoder pick code paths by CPU)."""
+    import platform
+
+    import av
+    import mujoco
+    import numpy
+    import pyarrow
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    return {"python": platform.python_version(), "mujoco": mujoco.__version__, "numpy": numpy.__version__,
+            "pyarrow": pyarrow.__version__, "av": av.__version__, "machine": platform.machine(), "cpu": cpu}
+
+
+def format_manifest(hashes: dict[str, str], environment: dict[str, str] | None = None) -> str:
+    """The manifest text; ``environment`` (:func:`build_environment`) becomes its header line."""
+    head = ENV_PREFIX + "; ".join(f"{k}={v}" for k, v in environment.items()) + "\n" if environment else ""
+    return head + "".join(f"{h}  {rel}\n" for rel, h in sorted(hashes.items()))
+
+
+def manifest_environment(text: str) -> dict[str, str]:
+    """The environment named in a manifest's header line (``{}`` when it has none)."""
+    for line in text.splitlines():
+        if line.startswith(ENV_PREFIX):
+            return dict(kv.partition("=")[::2] for kv in line[len(ENV_PREFIX):].split("; ") if "=" in kv)
+    return {}
+
+
+def environment_differences(published: dict[str, str]) -> list[str]:
+    """``key: published -> here`` for every entry of ``published`` this machine does not match."""
+    here = build_environment()
+    return [f"{k}: {v} -> {here.get(k)}" for k, v in published.items() if here.get(k) != v]
 
 
 def parse_manifest(text: str, source: str = "manifest") -> dict[str, str]:
