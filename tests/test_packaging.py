@@ -108,3 +108,15 @@ def test_wheel_declares_the_console_script(wheel):
     ep = next(n for n in z.namelist() if n.endswith(".dist-info/entry_points.txt"))
     text = z.read(ep).decode()
     assert "[console_scripts]" in text and "simfail = simfail.cli:main" in text
+
+
+def test_every_simfail_package_is_declared_for_the_wheel():
+    """A package missing from ``[tool.setuptools] packages`` works in an editable install and
+    breaks ``pip install .`` (README command 1): every folder of ``simfail/`` with an
+    ``__init__.py`` must be listed (fast; the wheel itself is built by the slow tests)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    declared = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "simfail").rglob("__init__.py")}
+    assert found - declared == set(), f"not in pyproject.toml packages: {sorted(found - declared)}"
