@@ -60,3 +60,16 @@ class SimulationUnstableError(SimfailError):
 
 class RewardModelError(SimfailError):
     """A reward model returned an output of the wrong shape, NaN, or out of range values."""
+
+
+def read_json(path, error: type[SimfailError] = ConfigError, what: str = ""):
+    """The JSON value held in ``path``. A file that cannot be read or parsed raises ``error``
+    with one line, ``cannot read <what>PATH: REASON`` (``what`` ends with a space when given)."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise error(f"cannot read {what}{p}: {exc}") from exc

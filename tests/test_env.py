@@ -46,9 +46,10 @@ def test_check_env_passes_with_render_check():
     env.close()
 
 
+@pytest.mark.parametrize("modes", [{}, {"obs_mode": "lerobot", "reward_mode": "dense"}], ids=["default", "lerobot-dense"])
 @pytest.mark.parametrize("task_name", task_names())
-def test_every_task_env_passes_check_env(task_name):
-    env = gymnasium.make(senv.env_id(task_name), **SMALL)
+def test_every_task_env_passes_check_env(task_name, modes):
+    env = gymnasium.make(senv.env_id(task_name), **modes, **SMALL)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         check_env(env.unwrapped, skip_render_check=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simfail.errors import ConfigError
+from simfail.errors import ConfigError, read_json
 
 __all__ = ["BenchmarkMeta", "load_benchmark_meta", "META_FILES"]
 
@@ -98,10 +98,7 @@ def load_benchmark_meta(data: str | Path) -> BenchmarkMeta:
     for rel in META_FILES:
         p = root / rel
         if p.is_file():
-            try:
-                raw = json.loads(p.read_text())
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"cannot read the benchmark metadata {p}: {exc}") from exc
+            raw = read_json(p, ConfigError, "the benchmark metadata ")
             if not isinstance(raw, dict):
                 raise ConfigError(f"{p} must hold a JSON object")
             splits_raw = raw.get("splits") or {}

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from simfail.core.episode import FailureEvent, Preference, failures_from_json, strict_preferences
 from simfail.dataset import layout as L
 from simfail.dataset.video import VideoCodecError, decode_frames, frame_times
-from simfail.errors import DatasetFormatError
+from simfail.errors import DatasetFormatError, read_json
 
 __all__ = ["SimfailDataset"]
 
@@ -53,10 +53,7 @@ class SimfailDataset:
                 f"{self.root} is not a simfail dataset: {L.INFO_PATH} is missing "
                 "(was the run finalized?)"
             )
-        try:
-            info = json.loads(info_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise DatasetFormatError(f"cannot read {info_path}: {exc}") from exc
+        info = read_json(info_path, DatasetFormatError)
         if not isinstance(info, dict):
             raise DatasetFormatError(f"{info_path} does not hold a JSON object")
         missing = [k for k in _REQUIRED_INFO if k not in info]

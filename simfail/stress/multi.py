@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from simfail.errors import ConfigError
+from simfail.errors import ConfigError, read_json
 
 from . import metrics as M
 
@@ -54,10 +54,7 @@ def load_split(value: str | Path) -> dict[str, Any]:
         p = p / SPLIT_NAME
     if not p.is_file():
         raise ConfigError(f"split={value}: no {SPLIT_NAME} there (train-reward writes one next to model.pt)")
-    try:
-        d = json.loads(p.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {p}: {exc}") from exc
+    d = read_json(p)
     if not isinstance(d, dict) or not isinstance(d.get("sources"), list):
         raise ConfigError(f"{p} is not a train-reward split (no 'sources' list)")
     return d

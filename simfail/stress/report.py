@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from simfail.dataset import layout as L
-from simfail.errors import ConfigError, OutputDirError, UnknownNameError
+from simfail.errors import ConfigError, OutputDirError, UnknownNameError, read_json
 from simfail.viewer.page import render_page
 
 from . import metrics as M
@@ -427,10 +427,7 @@ def load_metrics(path: str | Path) -> dict[str, Any]:
         p = p / "metrics.json"
     if not p.is_file():
         raise ConfigError(f"{path} is not an evaluate report (no metrics.json)")
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {p}: {exc}") from exc
+    data = read_json(p)
     if not isinstance(data, dict) or "summary" not in data:
         raise ConfigError(f"{p} is not a simfail evaluate metrics.json")
     return data

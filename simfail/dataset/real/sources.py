@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from simfail.errors import read_json
+
 from .mapping import RealMapping
 from .probe import RealDataError, VideoProbe, probe_video
 
@@ -290,10 +292,7 @@ def read_lerobot(src: str | Path, mapping: RealMapping) -> RealRelease:
     info_path = root / "meta" / "info.json"
     if not info_path.is_file():
         raise RealDataError(f"{root} is not a LeRobot dataset: meta/info.json is missing")
-    try:
-        info = json.loads(info_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise RealDataError(f"cannot read {info_path}: {exc}") from exc
+    info = read_json(info_path, RealDataError)
     if str(info.get("codebase_version", "")).split(".")[0] != "v3":
         raise RealDataError(f"{info_path}: codebase_version {info.get('codebase_version')!r} is not LeRobot v3")
     video_keys = [k for k, v in (info.get("features") or {}).items() if isinstance(v, dict) and v.get("dtype") == "video"]
