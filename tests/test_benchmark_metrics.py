@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from simfail.benchmark.pairs import SUBSETS, episode_meta, hard_pairs, operator_pairs, subset_pairs
+from simfail.benchmark.pairs import BALANCED, SUBSETS, episode_meta, hard_pairs, operator_pairs, subset_pairs
 from simfail.stress import metrics as M
 from simfail.stress.baselines import ConstantModel, RandomModel
 from simfail.stress.harness import evaluate, run_model
@@ -131,7 +131,7 @@ def test_subsets_follow_labels_and_metadata():
     assert m["shaky"].bad_but_successful
 
     def pairs(name):
-        return _names(subset_pairs(metas, SUBSETS[name]), metas)
+        return _names(subset_pairs(metas, {**SUBSETS, **BALANCED}[name]), metas)
 
     refs = {"expert", "alt:pause"}
     cvf = pairs("clean_vs_failure")
@@ -153,3 +153,89 @@ def test_hard_pairs_are_the_progress_models_wrong_orderings():
     # the progress model ranks the drop (score 5) above the clean alternative and ties it with the expert
     hard = hard_pairs(metas, np.array([3.0, 1.0, 3.0]))
     assert _names(hard, metas) == {("expert", "drop"), ("alt:pause", "drop")}
+
+
+# ----------------------------------------------------------------------------- progress-balanced nuisance
+
+
+def _synthetic_groups(n_groups=6, seed=0):
+    """Groups of an expert, two clean alternatives and flawed episodes with random scores and
+    random privileged progress returns (some ties): ``(metas, progress returns)``."""
+    rng = np.random.default_rng(seed)
+    rows, progress = [], []
+    for g in range(n_groups):
+        rows.append(_row(len(rows), g, "expert", 100.0))
+        progress.append(5.0)
+        for a in ("alt:pause", "alt:slower"):
+            rows.append(_row(len(rows), g, a, 100.0, kind="clean_alternative", name=a[4:]))
+            progress.append(float(rng.choice([4.0, 5.0, 6.0])))
+        for k in range(5):
+            bad = bool(rng.random() < 0.5)
+            rows.append(_row(len(rows), g, f"op{k}", float(rng.integers(0, 95)), success=not bad,
+                             events=[(3, 4)]))
+            progress.append(float(rng.choice([2.0, 4.0, 5.0, 5.5, 7.0])))
+    return [episode_meta(r, fps=10) for r in rows], np.array(progress)
+
+
+def _accuracy(metas, values, pairs):
+    from simfail.benchmark.pairs import group_members
+    from simfail.stress import metrics as M
+
+    pos = {m.index: k for k, m in enumerate(metas)}
+    ctx = {g: ([m.score for m in ms], [values[pos[m.index]] for m in ms], pairs.get(g, []))
+           for g, ms in group_members(metas).items() if pairs.get(g)}
+    return M.preference_accuracy_on_pairs(ctx)
+
+
+def test_nuisance_is_balanced_for_the_privileged_progress_model():
+    from simfail.benchmark.pairs import balanced_pairs
+
+    metas, progress = _synthetic_groups()
+    b = balanced_pairs(metas, BALANCED["nuisance"], progress)
+    cand = subset_pairs(metas, BALANCED["nuisance"])
+    hard = hard_pairs(metas, progress)
+    n_wrong = sum(len(set(cand[g]) & set(hard[g])) for g in cand)
+    n_cand = sum(1 for g, ps in cand.items() for x, z in ps
+                 if [m for m in metas if m.group == g][x].score != [m for m in metas if m.group == g][z].score)
+    assert b.candidates == n_cand and b.wrong_or_tied == n_wrong and b.right == n_cand - n_wrong
+    assert 0 < b.wrong_or_tied < b.right  # the usual case: every wrong pair kept, as many right ones
+    assert b.kept == 2 * b.wrong_or_tied
+    kept = {(g, p) for g, ps in b.pairs.items() for p in ps}
+    assert {(g, p) for g, ps in hard.items() for p in ps if p in cand[g]} <= kept
+    # the privileged progress model: exactly 0.5 with ties as disagreements, 0.5 + T/4R with ties as half
+    pa = _accuracy(metas, progress, b.pairs)
+    assert pa.n_pairs == b.kept and pa.accuracy == pytest.approx(0.5)
+    ties = pa.tie_rate * pa.n_pairs
+    assert ties > 0 and pa.accuracy_ties_half == pytest.approx(0.5 + ties / (2 * b.kept))  # = 0.5 + T / 4W
+    # a model that sees the failure (the score itself) is perfect on it
+    assert _accuracy(metas, np.array([m.score for m in metas]), b.pairs).accuracy == 1.0
+    # deterministic, and the same variant pairs whatever order the episodes come in
+    assert b == balanced_pairs(metas, BALANCED["nuisance"], progress)
+    again = balanced_pairs(list(reversed(metas)), BALANCED["nuisance"], progress[::-1])
+    assert _variant_pairs(list(reversed(metas)), again) == _variant_pairs(metas, b)
+
+
+def _variant_pairs(metas, b):
+    out = set()
+    for g, ps in b.pairs.items():
+        ms = [m for m in metas if m.group == g]
+        out |= {(g, frozenset((ms[x].variant, ms[z].variant))) for x, z in ps}
+    return out
+
+
+def test_balanced_subset_keeps_the_smaller_side_whole():
+    from simfail.benchmark.pairs import balanced_pairs, pair_key
+
+    metas, _ = _synthetic_groups(n_groups=3, seed=1)
+    # progress that orders most candidates wrongly: the right ones are the smaller side
+    inverted = np.array([100.0 - m.score for m in metas])
+    inverted[[k for k, m in enumerate(metas) if m.variant == "op0"]] = -1000.0  # op0: ranked last (right)
+    b = balanced_pairs(metas, BALANCED["nuisance"], inverted)
+    assert 0 < b.right < b.wrong_or_tied and b.kept == 2 * b.right
+    assert _accuracy(metas, inverted, b.pairs).accuracy == pytest.approx(0.5)
+    a, c = metas[1], metas[3]
+    assert pair_key(0, a, c) == pair_key(0, a, c) and len(pair_key(0, a, c)) == 64
+    # a NaN return (a model error) takes the pair out of the candidates
+    nan = inverted.copy()
+    nan[3] = np.nan
+    assert balanced_pairs(metas, BALANCED["nuisance"], nan).candidates < b.candidates

@@ -23,13 +23,25 @@ delayed             a reference vs an episode with a delayed failure: an event t
                     visible at least ``DELAY_S`` seconds after its cause began (or a
                     perturbation marked ``"delayed": true``)
 near_miss           a near-miss variant (``kind: near_miss``) vs any other episode of its group
-nuisance            a clean alternative (``kind: clean_alternative``, clean by the labels) vs an
-                    episode with a failure event or without success
-closed_loop         a policy rollout (``kind: rollout``) vs any other episode of its group
-hard                every pair the privileged progress model (``progress_only mode=progress``,
-                    same return definition) orders wrongly or ties: progress and timing cannot
-                    win these
+nuisance            progress-balanced: of the *candidates* (a clean alternative, ``kind:
+                    clean_alternative`` and clean by the labels, vs an episode with a failure
+                    event or without success, strict in score), every pair the privileged
+                    progress returns order wrongly or tie, and as many of the pairs they order
+                    rightly, chosen by a stable hash (:func:`balanced_pairs`); the privileged
+                    progress model scores ``A = 0.5`` on it by construction
+closed_loop         a policy rollout (``kind: rollout``) vs any other episode of its group (in
+                    a built benchmark: the expert or another rollout of the same scene)
+hard                every pair (strict in score) the privileged progress returns order wrongly
+                    or tie: progress and timing cannot win these
 =================== =========================================================================
+
+``hard`` and ``nuisance`` read the *privileged progress returns*: the returns of ``progress_only
+mode=progress`` (the dataset's own task-progress labels, under the run's return definition), so
+both subsets are properties of the benchmark, never of the model under test. On ``hard`` that
+model scores 0 (ties as half: half its tie share); on ``nuisance`` exactly 0.5 with ties as
+disagreements (``0.5 + T / 4R`` with ties as half, ``T`` of its ``R`` wrong pairs being ties);
+``progress_only mode=time`` ties every pair of a duration-matched benchmark (0, 0.5 with ties as
+half). A model that sees the failure itself can score above 0.5 on ``nuisance``.
 """
 
 from __future__ import annotations
@@ -41,8 +53,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DELAY_S", "EpisodeMeta", "SUBSETS", "SUBSET_ORDER", "episode_meta", "group_members", "hard_pairs", "operator_pairs",
-           "subset_pairs"]
+__all__ = ["DELAY_S", "EpisodeMeta", "SUBSETS", "SUBSET_ORDER", "BALANCED", "Balanced", "balanced_pairs", "episode_meta",
+           "group_members", "hard_pairs", "operator_pairs", "pair_key", "subset_pairs"]
 
 #: A failure is *delayed* when it becomes visible this many seconds or more after its onset.
 DELAY_S = 1.0
@@ -160,14 +172,14 @@ def _nuisance(a: EpisodeMeta, b: EpisodeMeta) -> bool:
     return (a.clean_alternative and b.flawed) or (b.clean_alternative and a.flawed)
 
 
-#: The label/metadata subsets (``hard`` is added from the progress model's returns).
+#: The label/metadata subsets (``hard`` and the progress-balanced ones in :data:`BALANCED`
+#: are made from the privileged progress returns).
 SUBSETS: dict[str, PairRule] = {
     "all": lambda a, b: True,
     "clean_vs_failure": _ref_vs(lambda e: e.failed),
     "bad_but_successful": _ref_vs(lambda e: e.bad_but_successful),
     "delayed": _ref_vs(lambda e: e.delayed and e.flawed),
     "near_miss": _any_with(lambda e: e.kind == "near_miss"),
-    "nuisance": _nuisance,
     "closed_loop": _any_with(lambda e: e.kind == "rollout"),
 }
 
@@ -189,9 +201,11 @@ def subset_pairs(metas: list[EpisodeMeta], rule: PairRule) -> dict[int, list[tup
     return out
 
 
-def hard_pairs(metas: list[EpisodeMeta], progress_values: np.ndarray) -> dict[int, list[tuple[int, int]]]:
-    """Pairs (strict in score) that the progress model's returns ``progress_values`` (aligned
-    with ``metas``) order against the score, or tie."""
+def _progress_orders_wrongly(metas: list[EpisodeMeta], progress_values: np.ndarray) -> PairRule:
+    """A pair (strict in score, both returns finite) that ``progress_values`` order against
+    the score or tie."""
+    pos = {m.index: k for k, m in enumerate(metas)}
+
     def wrong(a: EpisodeMeta, b: EpisodeMeta) -> bool:
         if a.score == b.score:
             return False
@@ -200,8 +214,77 @@ def hard_pairs(metas: list[EpisodeMeta], progress_values: np.ndarray) -> dict[in
             return False
         return np.sign(va - vb) != np.sign(a.score - b.score)
 
+    return wrong
+
+
+def hard_pairs(metas: list[EpisodeMeta], progress_values: np.ndarray) -> dict[int, list[tuple[int, int]]]:
+    """Pairs (strict in score) that the progress model's returns ``progress_values`` (aligned
+    with ``metas``) order against the score, or tie."""
+    return subset_pairs(metas, _progress_orders_wrongly(metas, progress_values))
+
+
+def pair_key(group: Any, a: EpisodeMeta, b: EpisodeMeta) -> str:
+    """The stable order key of a pair: SHA-256 of its group key and the two episodes'
+    variant names, sorted (unique within a group, so the key does not depend on the order the
+    episodes are listed in; never Python's ``hash``, which is salted per process)."""
+    import hashlib
+
+    first, second = sorted((a.variant, b.variant))
+    return hashlib.sha256(f"{group}|{first}|{second}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Balanced:
+    """A progress-balanced subset: ``pairs`` (``{group: [(x, z), ...]}``) and its counts:
+    ``candidates`` (strict, both returns finite), ``wrong_or_tied`` / ``right`` among them
+    (by the privileged progress returns), ``kept`` (``2 * min(wrong_or_tied, right)``)."""
+
+    pairs: dict[Any, list[tuple[int, int]]]
+    candidates: int
+    wrong_or_tied: int
+    right: int
+
+    @property
+    def kept(self) -> int:
+        return sum(len(v) for v in self.pairs.values())
+
+    def counts(self) -> dict[str, int]:
+        return {"candidates": self.candidates, "wrong_or_tied": self.wrong_or_tied, "right": self.right,
+                "kept": self.kept}
+
+
+def balanced_pairs(metas: list[EpisodeMeta], rule: PairRule, progress_values: np.ndarray) -> Balanced:
+    """The pairs of ``rule`` balanced for the privileged progress returns ``progress_values``.
+
+    Candidates are the rule's pairs that are strict in score and whose two returns are finite.
+    They split into those the returns order wrongly or tie (``W``) and those they order rightly
+    (``R``). The smaller class is kept whole and the same number is taken from the larger one:
+    its pairs sorted by :func:`pair_key` (stable across processes and machines), first ``k``.
+    With ``W <= R`` (the usual case) every pair the progress model gets wrong stays in, and the
+    progress model's accuracy (ties as disagreements) on the result is exactly 0.5.
+    """
+    wrong_rule = _progress_orders_wrongly(metas, progress_values)
     pos = {m.index: k for k, m in enumerate(metas)}
-    return subset_pairs(metas, wrong)
+    wrong, right = [], []
+    for g, members in group_members(metas).items():
+        for x, a in enumerate(members):
+            for z in range(x + 1, len(members)):
+                b = members[z]
+                if a.score == b.score or not rule(a, b):
+                    continue
+                if not (np.isfinite(progress_values[pos[a.index]]) and np.isfinite(progress_values[pos[b.index]])):
+                    continue
+                (wrong if wrong_rule(a, b) else right).append((pair_key(g, a, b), g, x, z))
+    k = min(len(wrong), len(right))
+    keep = sorted(wrong)[:k] + sorted(right)[:k]
+    pairs: dict[Any, list[tuple[int, int]]] = {g: [] for g in group_members(metas)}
+    for _, g, x, z in keep:
+        pairs[g].append((x, z))
+    return Balanced({g: sorted(v) for g, v in pairs.items()}, len(wrong) + len(right), len(wrong), len(right))
+
+
+#: Subsets made progress-balanced from a candidate rule (:func:`balanced_pairs`).
+BALANCED: dict[str, PairRule] = {"nuisance": _nuisance}
 
 
 def operator_pairs(metas: list[EpisodeMeta], operator: str) -> dict[int, list[tuple[int, int]]]:

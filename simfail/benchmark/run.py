@@ -228,11 +228,16 @@ def _category_row(drun: Any, category: str | None, cfg: BenchmarkRunConfig, fps:
 
 
 def _model_results(drun: Any, info: dict[str, Any], metas: list[Any], categories: list[str], operators: list[str],
-                   hard: dict[int, list[tuple[int, int]]] | None, cfg: BenchmarkRunConfig, fps: float) -> dict[str, Any]:
-    from .pairs import SUBSETS, operator_pairs, subset_pairs
+                   hard: dict[int, list[tuple[int, int]]] | None, balanced: dict[str, Any], cfg: BenchmarkRunConfig,
+                   fps: float) -> dict[str, Any]:
+    from .pairs import BALANCED, SUBSETS, operator_pairs, subset_pairs
 
     values = _values(drun)
     subsets = {name: _pairs_accuracy(metas, values, subset_pairs(metas, rule), cfg) for name, rule in SUBSETS.items()}
+    for name in BALANCED:
+        b = balanced.get(name)
+        subsets[name] = ({**_pairs_accuracy(metas, values, b.pairs, cfg), "n_candidates": b.candidates}
+                         if b is not None else None)
     subsets["hard"] = _pairs_accuracy(metas, values, hard, cfg) if hard is not None else None
     return {
         "identity": info["model"]["identity"],
@@ -270,7 +275,7 @@ def benchmark_run(cfg: BenchmarkRunConfig) -> tuple[dict[str, Any], Path]:
     from simfail.stress.identity import dataset_content_hash
 
     from .meta import load_benchmark_meta
-    from .pairs import episode_meta, hard_pairs
+    from .pairs import BALANCED, balanced_pairs, episode_meta, hard_pairs
 
     data = Path(str(cfg.data))
     meta = load_benchmark_meta(data)
@@ -315,6 +320,8 @@ def benchmark_run(cfg: BenchmarkRunConfig) -> tuple[dict[str, Any], Path]:
     hard_drun, hard_info = scored[hard_label] if hard_label in scored else score_all(*HARD_REFERENCE)
     hv = _values(hard_drun)
     hard = hard_pairs(metas, hv) if np.isfinite(hv).any() else None
+    balanced = ({name: balanced_pairs(metas, rule, hv) for name, rule in BALANCED.items()}
+                if np.isfinite(hv).any() else {})
     hashes = {rel or ".": dataset_content_hash(path) for rel, path, _, _ in datasets}
     content_hash = next(iter(hashes.values())) if len(hashes) == 1 else "sha256:" + hashlib.sha256(
         "\n".join(f"{k} {v}" for k, v in sorted(hashes.items())).encode()).hexdigest()
@@ -334,10 +341,11 @@ def benchmark_run(cfg: BenchmarkRunConfig) -> tuple[dict[str, Any], Path]:
         "operators": operators,
         "hard_reference": {"model": hard_label, "identity": hard_info["model"]["identity"],
                            "n_errors": int(np.isnan(hv).sum())},
+        "balanced_subsets": {name: {**b.counts(), "reference": hard_label} for name, b in balanced.items()},
         "models": {},
     }
     for lab, (drun, info) in scored.items():
-        results["models"][lab] = _model_results(drun, info, metas, categories, operators, hard, cfg, fps)
+        results["models"][lab] = _model_results(drun, info, metas, categories, operators, hard, balanced, cfg, fps)
     text = leaderboard_text(results)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "results.json", (json.dumps(results, indent=2, allow_nan=False, default=str) + "\n").encode())
@@ -379,8 +387,9 @@ def _pair_accuracy_rows(models: dict[str, Any], section: str, keys: Sequence[str
         row = [lab]
         for key in keys:
             r = m[section].get(key)
+            of = f" of {r['n_candidates']}" if r and "n_candidates" in r else ""
             row.append("-" if not r or not r["n_pairs"]
-                       else f"{r['A']:.{digits}f}/{r['A_ties_half']:.{digits}f} ({r['n_pairs']})")
+                       else f"{r['A']:.{digits}f}/{r['A_ties_half']:.{digits}f} ({r['n_pairs']}{of})")
         rows.append(row)
     return rows
 
@@ -414,6 +423,10 @@ def leaderboard_text(results: dict[str, Any]) -> str:
 
     rows = _pair_accuracy_rows(models, "subsets", SUBSET_ORDER, digits=3)
     parts += ["", "== subsets: A / A(ties=1/2) (strict pairs) ==", format_table(["model", *SUBSET_ORDER], rows)]
+    for name, b in (results.get("balanced_subsets") or {}).items():
+        parts.append(f"{name}: {b['kept']} of {b['candidates']} candidate pairs, balanced for {b['reference']} "
+                     f"({b['wrong_or_tied']} it orders wrongly or ties, {b['right']} rightly: the smaller side whole, "
+                     "as many of the other by a stable hash), so that model scores 0.5 there by construction")
     held = set(d.get("held_out_operators") or [])
     ops = [o for o in results["operators"] if o in held] if held else list(results["operators"])
     title = ("== held-out operators: A / A(ties=1/2) (pairs), reference vs that operator =="
