@@ -89,6 +89,112 @@ def generate_config(spec, split: str, category: str, size: int, *, resume: bool,
     )
 
 
+def rollout_config(spec, split: str, category: str, size: int, *, resume: bool, progress: bool):
+    """The ``simfail rollout`` settings of one closed-loop dataset (out relative to DIR): the
+    recipe's policy on the split's scenes (``seed`` and ``seeds`` = the split's base seed and
+    groups, so group ``g`` is the scene of the generated dataset's group ``g``), ``samples``
+    rollouts each, plus the scripted expert (``include_expert=true``)."""
+    from simfail.benchmark.spec import closed_loop_rel
+    from simfail.policy.rollout import RolloutConfig
+
+    s, cl = spec.split(split), spec.closed_loop
+    return RolloutConfig(policy=cl.policy, policy_kwargs=cl.kwargs_of(category), task=category, seeds=s.groups,
+                         samples=cl.samples, seed=s.seed, out=closed_loop_rel(split, category), include_expert=True,
+                         width=size, height=size, fps=spec.fps, crf=spec.crf, resume=resume, progress=progress)
+
+
+@dataclass(frozen=True)
+class DatasetJob:
+    """One dataset of a benchmark: ``kind`` ``generated`` (``simfail generate``) or
+    ``closed_loop`` (``simfail rollout``), at ``rel`` (relative to DIR), ``groups`` groups."""
+
+    rel: str
+    kind: str
+    split: str
+    category: str
+    groups: int
+
+    def config(self, spec, size: int, *, resume: bool, progress: bool):
+        make = generate_config if self.kind == GENERATED else rollout_config
+        return make(spec, self.split, self.category, size, resume=resume, progress=progress)
+
+    def make(self, config, log) -> None:
+        if self.kind == GENERATED:
+            from simfail.generate import run as generate
+
+            generate(config, log=log)
+        else:
+            from simfail.policy.rollout import run as rollout
+
+            rollout(config)
+
+
+GENERATED, CLOSED_LOOP = "generated", "closed_loop"
+
+#: Settings that change how a build runs, never what it writes: recorded as their defaults in
+#: every dataset's ``meta/simfail.json`` so that a resumed build, or one with progress bars,
+#: gives the same bytes as a fresh one.
+RUN_ONLY_SETTINGS: dict[str, Any] = {"resume": False, "progress": False}
+
+
+def dataset_jobs(spec) -> list[DatasetJob]:
+    """Every dataset of the recipe in build order: per split, the generated datasets of each
+    category, then (for the splits ``closed_loop.splits`` names) the closed-loop ones."""
+    from simfail.benchmark.spec import closed_loop_rel
+
+    jobs = []
+    for s in spec.splits:
+        jobs += [DatasetJob(f"{s.name}/{c}", GENERATED, s.name, c, s.groups) for c in spec.categories]
+        if spec.closed_loop is not None and s.name in spec.closed_loop.splits:
+            jobs += [DatasetJob(closed_loop_rel(s.name, c), CLOSED_LOOP, s.name, c, s.groups) for c in spec.categories]
+    return jobs
+
+
+def _recorded_config(config) -> dict[str, Any]:
+    from simfail.generate import config_dict
+
+    return {**config_dict(config), **RUN_ONLY_SETTINGS}
+
+
+def dataset_state(root: Path, job: DatasetJob, config) -> str:
+    """``absent`` (no folder or an empty one), ``done`` (every group committed and finalized
+    with this recipe's settings: left untouched) or ``partial`` (to resume). A finished dataset
+    written with other settings is an error: the folder holds another benchmark."""
+    from simfail.dataset import layout as L
+
+    folder = root / job.rel
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return "absent"
+    meta_path = folder / L.SIMFAIL_META_PATH
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return "partial"
+    if (folder / L.STAGING_NAME).exists() or int(meta.get("total_groups", -1)) != job.groups:
+        return "partial"
+    want, have = _recorded_config(config), meta.get("config") or {}
+    diffs = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+    if diffs:
+        raise OutputDirError(f"{job.rel} in out= was built with other settings ({', '.join(diffs[:5])} differ from "
+                             "this recipe's); build into a new folder")
+    return "done"
+
+
+def normalize_recorded_config(folder: Path) -> None:
+    """Record :data:`RUN_ONLY_SETTINGS` in ``meta/simfail.json``'s ``config`` (rewritten in the
+    writer's own JSON form, atomically, only when it differs)."""
+    from simfail.dataset import layout as L
+    from simfail.learn.checkpoint import atomic_write_bytes
+
+    path = folder / L.SIMFAIL_META_PATH
+    meta = json.loads(path.read_text())
+    cfg = meta.get("config") or {}
+    if all(cfg.get(k) == v for k, v in RUN_ONLY_SETTINGS.items()):
+        return
+    meta["config"] = {**cfg, **RUN_ONLY_SETTINGS}
+    atomic_write_bytes(path, (L.dumps_json(meta, indent=2) + "\n").encode())
+
+
 def episode_roles(ep: dict[str, Any], events: list, fps: int, held_out: set[str], delayed_lag_s: float) -> list[str]:
     """The benchmark roles of one episode (docs/benchmark.md, "Subsets"), from its physics
     labels and its ``simfail.perturbation``:
@@ -130,28 +236,33 @@ def describe(root: Path, spec, size: int) -> dict[str, Any]:
 
     datasets: dict[str, Any] = {}
     counts: dict[str, Counter] = {}
-    for split in spec.splits:
-        for cat in spec.categories:
-            rel = f"{split.name}/{cat}"
-            ds = SimfailDataset(root / rel)
-            meta = ds.simfail_meta
-            held = set(spec.held_out_operators.get(cat, ()))
-            eps = []
-            for i, ep in enumerate(ds.episodes):
-                p = json.loads(ep["simfail.perturbation"] or "{}")
-                roles = episode_roles(ep, ds.failures(i), spec.fps, held, spec.delayed_lag_s)
-                counts.setdefault(split.name, Counter()).update(roles)
-                row = {"episode_index": i, "group_id": int(ep["simfail.group_id"]), "variant": ep["simfail.variant"],
-                       "operator": p.get("name"), "roles": roles}
-                if "duration_matched" in p:
-                    row["duration_matched"] = bool(p["duration_matched"])
-                eps.append(row)
-            datasets[rel] = {
-                "split": split.name, "category": cat,
-                "scene_seeds": [int(g["seed"]) for _, g in sorted(meta["groups"].items(), key=lambda kv: int(kv[0]))],
-                "operators": spec.operators_of(split.name, cat),
-                "episodes": eps,
-            }
+    for job in dataset_jobs(spec):
+        ds = SimfailDataset(root / job.rel)
+        meta = ds.simfail_meta
+        held = set(spec.held_out_operators.get(job.category, ()))
+        eps = []
+        for i, ep in enumerate(ds.episodes):
+            p = json.loads(ep["simfail.perturbation"] or "{}")
+            roles = episode_roles(ep, ds.failures(i), spec.fps, held, spec.delayed_lag_s)
+            counts.setdefault(job.split, Counter()).update(roles)
+            row = {"episode_index": i, "group_id": int(ep["simfail.group_id"]), "variant": ep["simfail.variant"],
+                   "operator": p.get("name"), "roles": roles}
+            if job.kind == CLOSED_LOOP:
+                row["policy"] = ep.get("simfail.policy")
+            if "duration_matched" in p:
+                row["duration_matched"] = bool(p["duration_matched"])
+            eps.append(row)
+        entry = {
+            "split": job.split, "category": job.category, "kind": job.kind,
+            "scene_seeds": [int(g["seed"]) for _, g in sorted(meta["groups"].items(), key=lambda kv: int(kv[0]))],
+            "operators": spec.operators_of(job.split, job.category) if job.kind == GENERATED else [],
+            "episodes": eps,
+        }
+        if job.kind == CLOSED_LOOP:
+            entry["policy"] = {"name": spec.closed_loop.policy, "kwargs": spec.closed_loop.kwargs_of(job.category),
+                               "samples": spec.closed_loop.samples, "include_expert": True}
+        datasets[job.rel] = entry
+    jobs = dataset_jobs(spec)
     return {
         "format": FORMAT,
         "id": spec.bench_id(size),
@@ -160,7 +271,8 @@ def describe(root: Path, spec, size: int) -> dict[str, Any]:
         "fps": spec.fps,
         "categories": list(spec.categories),
         "splits": {s.name: {"seed": s.seed, "groups_per_category": s.groups,
-                            "datasets": [f"{s.name}/{c}" for c in spec.categories]} for s in spec.splits},
+                            "datasets": [j.rel for j in jobs if j.split == s.name]} for s in spec.splits},
+        "closed_loop": spec.closed_loop.describe() if spec.closed_loop is not None else None,
         "held_out_operators": {c: list(v) for c, v in spec.held_out_operators.items() if v},
         "held_out_scenes": "every scene seed of the test split (disjoint from train and val, checked at build)",
         "alternatives": list(spec.alternatives),
@@ -180,6 +292,18 @@ def check_disjoint_scenes(desc: dict[str, Any]) -> None:
             if key in owner and owner[key] != d["split"]:
                 raise SimfailError(f"scene seed {seed} of {d['category']} is in both {owner[key]} and {d['split']}")
             owner[key] = d["split"]
+
+
+def check_closed_loop_scenes(desc: dict[str, Any]) -> None:
+    """Raise unless every closed-loop dataset's groups are the scenes of the generated dataset
+    of its split and category (group ``g`` on the same scene seed)."""
+    for rel, d in desc["datasets"].items():
+        if d.get("kind") != CLOSED_LOOP:
+            continue
+        gen = desc["datasets"].get(f"{d['split']}/{d['category']}")
+        if gen is None or gen["scene_seeds"] != d["scene_seeds"]:
+            raise SimfailError(f"the rollouts of {rel} are not on the scenes of {d['split']}/{d['category']} "
+                               f"({d['scene_seeds']} vs {gen['scene_seeds'] if gen else 'missing'})")
 
 
 def build(cfg: BuildConfig, log=print) -> dict[str, Any]:
@@ -204,25 +328,29 @@ def build(cfg: BuildConfig, log=print) -> dict[str, Any]:
     if not os.access(root, os.W_OK):
         raise OutputDirError(f"cannot write to out={cfg.out}")
     t0 = time.perf_counter()
+    made: list[str] = []
     with _inside(root):
-        for split in spec.splits:
-            for cat in spec.categories:
-                rel = f"{split.name}/{cat}"
-                started = (root / rel).exists() and any((root / rel).iterdir())
-                gcfg = generate_config(spec, split.name, cat, size, resume=cfg.resume and started,
-                                       progress=cfg.progress)
+        for job in dataset_jobs(spec):
+            state = dataset_state(root, job, job.config(spec, size, resume=False, progress=False))
+            if state == "done":
                 if cfg.progress:
-                    log(f"benchmark {spec.bench_id(size)}: {rel} ({split.groups} groups)")
-                generate(gcfg, log=log)
+                    log(f"benchmark {spec.bench_id(size)}: {job.rel} is complete, kept as it is")
+                continue
+            if cfg.progress:
+                log(f"benchmark {spec.bench_id(size)}: {job.rel} ({job.groups} groups{', resumed' if state == 'partial' else ''})")
+            job.make(job.config(spec, size, resume=state == "partial", progress=cfg.progress), log)
+            normalize_recorded_config(root / job.rel)
+            made.append(job.rel)
     desc = describe(root, spec, size)
     check_disjoint_scenes(desc)
+    check_closed_loop_scenes(desc)
     atomic_write_bytes(root / BENCHMARK_JSON, (json.dumps(desc, indent=1, sort_keys=True) + "\n").encode())
     hashes = tree_hashes(root)
     if cfg.write_hashes:
         atomic_write_bytes(hash_file_path(desc["id"]), format_manifest(hashes, build_environment()).encode())
     seconds = time.perf_counter() - t0
     size_bytes = sum((root / rel).stat().st_size for rel in hashes)
-    return {**desc, "seconds": seconds, "bytes": size_bytes, "files": len(hashes)}
+    return {**desc, "seconds": seconds, "bytes": size_bytes, "files": len(hashes), "made": made}
 
 
 def summary_table(result: dict[str, Any]) -> str:

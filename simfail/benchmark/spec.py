@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -35,6 +35,37 @@ class SplitSpec:
 
 
 @dataclass(frozen=True)
+class ClosedLoopSpec:
+    """Closed-loop policy rollouts of a recipe (``closed_loop:``): ``samples`` rollouts of
+    ``policy`` (a registered policy name) with ``kwargs`` (``category_kwargs[c]`` overriding
+    them for category ``c``) on every scene of each split in ``splits``, plus the scripted
+    expert's episode (``simfail rollout include_expert=true``), one dataset per split and
+    category at ``DIR/closed_loop/<split>/<category>``."""
+
+    policy: str
+    kwargs: dict[str, Any]
+    samples: int
+    splits: tuple[str, ...]
+    category_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def kwargs_of(self, category: str) -> dict[str, Any]:
+        return {**self.kwargs, **self.category_kwargs.get(category, {})}
+
+    def describe(self) -> dict[str, Any]:
+        return {"policy": self.policy, "kwargs": dict(self.kwargs), "samples": self.samples,
+                "splits": list(self.splits), "category_kwargs": {c: dict(v) for c, v in self.category_kwargs.items()}}
+
+
+#: Folder (relative to the benchmark folder) of the closed-loop datasets of a split.
+CLOSED_LOOP_DIR = "closed_loop"
+
+
+def closed_loop_rel(split: str, category: str) -> str:
+    """``closed_loop/<split>/<category>``: where a split's rollouts of a category live."""
+    return f"{CLOSED_LOOP_DIR}/{split}/{category}"
+
+
+@dataclass(frozen=True)
 class BenchmarkSpec:
     """A checked benchmark recipe (see the module docstring and docs/benchmark.md)."""
 
@@ -51,6 +82,7 @@ class BenchmarkSpec:
     delayed_lag_s: float = 1.0
     crf: int = 23
     description: str = ""
+    closed_loop: Optional[ClosedLoopSpec] = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def bench_id(self, size: int | None = None) -> str:
@@ -101,7 +133,7 @@ def parse_spec(d: dict[str, Any], source: str = "recipe") -> BenchmarkSpec:
     from simfail.perturbations.nuisance import ALTERNATIVES
 
     keys = {"version", "size", "fps", "categories", "splits", "operators", "held_out_operators", "alternatives",
-            "near_misses", "match_duration", "delayed_lag_s", "crf", "description"}
+            "near_misses", "match_duration", "delayed_lag_s", "crf", "description", "closed_loop"}
     unknown = sorted(set(d) - keys)
     if unknown:
         raise ConfigError(f"{source}: unknown keys {unknown}; known: {sorted(keys)}")
@@ -148,11 +180,71 @@ def parse_spec(d: dict[str, Any], source: str = "recipe") -> BenchmarkSpec:
     size, fps = int(d["size"]), int(d["fps"])
     if not 64 <= size <= 1024 or size % 2:
         raise ConfigError(f"{source}: size must be even and in [64, 1024], got {size}")
+    closed = parse_closed_loop(d["closed_loop"], cats, source) if d.get("closed_loop") is not None else None
     return BenchmarkSpec(version=str(d["version"]), size=size, fps=fps, categories=cats, splits=tuple(splits),
                          operators=operators, held_out_operators=held, alternatives=alts,
                          near_misses=bool(d.get("near_misses", True)), match_duration=bool(d.get("match_duration", True)),
                          delayed_lag_s=float(d.get("delayed_lag_s", 1.0)), crf=int(d.get("crf", 23)),
-                         description=str(d.get("description", "")))
+                         description=str(d.get("description", "")), closed_loop=closed)
+
+
+def _kwargs(value: Any, what: str, source: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(f"{source}: {what} must be a mapping of argument names to values, got {value!r}")
+    for k, v in value.items():
+        if not isinstance(v, (bool, int, float, str)):
+            raise ConfigError(f"{source}: {what}.{k} must be a number, a string or a boolean, got {v!r}")
+    return dict(value)
+
+
+def parse_closed_loop(d: Any, categories: tuple[str, ...], source: str) -> ClosedLoopSpec:
+    """Check ``closed_loop: {policy, kwargs, samples, splits, category_kwargs}``: a registered
+    policy (an unknown one lists the known ones), its arguments accepted by the policy's factory
+    (it is built once per category here, so a bad argument is one error before any work),
+    ``samples >= 1``, known splits, categories of the recipe."""
+    from simfail.policy.registry import available_policies, load_policy
+
+    keys = {"policy", "kwargs", "samples", "splits", "category_kwargs"}
+    if not isinstance(d, dict):
+        raise ConfigError(f"{source}: closed_loop must be a mapping {{policy, kwargs, samples, splits}}, got {d!r}")
+    unknown = sorted(set(d) - keys)
+    if unknown:
+        raise ConfigError(f"{source}: unknown keys closed_loop.{unknown}; known: {sorted(keys)}")
+    for k in ("policy", "samples", "splits"):
+        if k not in d:
+            raise ConfigError(f"{source}: closed_loop needs {k!r}")
+    policy = d["policy"]
+    known = available_policies()
+    if not isinstance(policy, str) or policy not in known:
+        raise UnknownNameError("closed_loop policy", str(policy), known)
+    samples = d["samples"]
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ConfigError(f"{source}: closed_loop.samples must be a whole number >= 1, got {samples!r}")
+    splits = _names(d["splits"], "closed_loop.splits", source)
+    for s in splits:
+        if s not in SPLITS:
+            raise UnknownNameError("closed_loop split", s, list(SPLITS))
+    if not splits:
+        raise ConfigError(f"{source}: closed_loop.splits names no split")
+    kwargs = _kwargs(d.get("kwargs"), "closed_loop.kwargs", source)
+    per_raw = d.get("category_kwargs") or {}
+    if not isinstance(per_raw, dict):
+        raise ConfigError(f"{source}: closed_loop.category_kwargs must map categories to arguments, got {per_raw!r}")
+    per = {}
+    for c, v in per_raw.items():
+        if c not in categories:
+            raise ConfigError(f"{source}: closed_loop.category_kwargs names {c!r}, not one of the categories")
+        per[c] = _kwargs(v, f"closed_loop.category_kwargs.{c}", source)
+    spec = ClosedLoopSpec(policy, kwargs, samples, splits, per)
+    for c in categories:
+        try:
+            load_policy(policy, **spec.kwargs_of(c))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: closed_loop policy {policy!r} refuses the arguments "
+                              f"{spec.kwargs_of(c)} ({c}): {exc}") from exc
+    return spec
 
 
 def hashes_dir() -> Path:
