@@ -22,11 +22,13 @@ def tiny_build(tmp_path_factory):
     return out
 
 
-def _datasets(root):
+def _datasets(root, kind="generated"):
+    """``benchmark.json`` and the datasets of one kind (``generated``: ``<split>/<category>``;
+    ``closed_loop``: ``closed_loop/<split>/<category>``)."""
     from simfail.dataset.reader import SimfailDataset
 
     desc = json.loads((root / "benchmark.json").read_text())
-    return desc, {rel: SimfailDataset(root / rel) for rel in desc["datasets"]}
+    return desc, {rel: SimfailDataset(root / rel) for rel, d in desc["datasets"].items() if d["kind"] == kind}
 
 
 def _perturbation(ep):
@@ -108,6 +110,68 @@ def test_check_benchmark_errors_are_one_line(tiny_build, tmp_path, capsys):
     assert "--benchmark needs a benchmark id" in capsys.readouterr().err
 
 
+def test_closed_loop_rollouts_on_the_test_scenes(tiny_build):
+    """The recipe's closed_loop: one rollout dataset per test category, listed in the test
+    split, on the scenes of the generated test datasets (group g on group g's scene seed), each
+    group the expert plus ``samples`` rollouts of the recipe's policy, with some that fail."""
+    from simfail.benchmark.spec import load_spec
+
+    spec = load_spec(TINY)
+    cl = spec.closed_loop
+    desc, sets = _datasets(tiny_build, "closed_loop")
+    assert desc["closed_loop"]["policy"] == cl.policy == "noisy_expert" and desc["closed_loop"]["splits"] == ["test"]
+    assert sorted(sets) == [f"closed_loop/test/{c}" for c in sorted(spec.categories)]
+    assert all(rel in desc["splits"]["test"]["datasets"] for rel in sets)
+    assert not any("closed_loop" in r for s in ("train", "val") for r in desc["splits"][s]["datasets"])
+    flawed = 0
+    for rel, ds in sets.items():
+        d = desc["datasets"][rel]
+        cat = rel.split("/")[-1]
+        assert d["kind"] == "closed_loop" and d["split"] == "test" and d["category"] == cat
+        assert d["scene_seeds"] == desc["datasets"][f"test/{cat}"]["scene_seeds"]
+        assert d["policy"] == {"name": "noisy_expert", "kwargs": cl.kwargs_of(cat), "samples": cl.samples,
+                               "include_expert": True}
+        for g, eps in ds.groups().items():
+            variants = sorted(ds.episodes[i]["simfail.variant"] for i in eps)
+            assert variants == ["expert"] + [f"noisy_expert#{k}" for k in range(cl.samples)]
+        for e, ep in zip(d["episodes"], ds.episodes):
+            if ep["simfail.variant"] == "expert":
+                assert e["roles"] == ["expert"] and e["policy"] == "scripted_expert"
+            else:
+                assert "rollout" in e["roles"] and e["policy"] == "noisy_expert"
+                assert _perturbation(ep)["kind"] == "rollout"
+                flawed += int(not ep["simfail.success"] or bool(json.loads(ep["simfail.failures"])))
+    assert flawed >= 1, "the tiny closed-loop rollouts should hold a failure"
+
+
+def test_build_resumes_and_keeps_finished_datasets_as_they_are(tiny_build, tmp_path, capsys):
+    """A build on an existing folder (resume=true) leaves every finished dataset untouched
+    (same bytes, not rewritten), makes only what is missing (here: the closed-loop datasets of
+    an older build, and an interrupted dataset), and ends byte-identical to a fresh build,
+    progress bars or not. A finished dataset of another recipe is refused."""
+    from simfail.benchmark.hashes import tree_hashes
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_build, old)
+    shutil.rmtree(old / "closed_loop")
+    (old / "benchmark.json").unlink()
+    (old / "val/push_pull/.staging").mkdir()  # an interrupted write: this dataset is resumed
+    kept = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in old.rglob("*")
+            if p.is_file() and not p.is_relative_to(old / "val/push_pull")}
+    assert main(["benchmark", "build", f"version={TINY}", f"out={old}", "resume=true", "progress=true"]) == 0
+    out = capsys.readouterr()
+    assert "train/pick_place is complete, kept as it is" in out.out + out.err
+    assert all(p.read_bytes() == b and p.stat().st_mtime_ns == t for p, (b, t) in kept.items())
+    assert tree_hashes(old) == tree_hashes(tiny_build)
+    meta = old / "train/pick_place/meta/simfail.json"
+    d = json.loads(meta.read_text())
+    d["config"]["seed"] += 1
+    meta.write_text(json.dumps(d))
+    assert main(["benchmark", "build", f"version={TINY}", f"out={old}", "resume=true", "progress=false"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train/pick_place in out= was built with other settings (seed" in err[0]
+
+
 def test_build_refuses_bad_input_before_writing(tmp_path, capsys):
     assert main(["benchmark", "build", "version=v9", f"out={tmp_path / 'x'}"]) == 2
     assert "unknown benchmark version 'v9'" in capsys.readouterr().err
@@ -127,7 +191,8 @@ def test_benchmark_json_describes_the_splits(tiny_build):
     desc, sets = _datasets(tiny_build)
     assert desc["id"] == TINY and desc["version"] == TINY and desc["size"] == spec.size
     assert set(desc["splits"]) == {"train", "val", "test"}
-    assert sorted(desc["datasets"]) == sorted(f"{s}/{c}" for s in ("train", "val", "test") for c in spec.categories)
+    assert sorted(desc["datasets"]) == sorted([f"{s}/{c}" for s in ("train", "val", "test") for c in spec.categories]
+                                              + [f"closed_loop/test/{c}" for c in spec.categories])
     for rel, ds in sets.items():
         eps = desc["datasets"][rel]["episodes"]
         assert [e["variant"] for e in eps] == [ep["simfail.variant"] for ep in ds.episodes]
@@ -298,4 +363,33 @@ def test_recipe_errors():
         with pytest.raises(ConfigError, match=msg):
             parse_spec({**d, **change})
     assert load_spec("v1").bench_id(128) == "v1-128" and load_spec("v1").bench_id() == "v1"
+
+
+def test_closed_loop_recipe_errors():
+    from simfail.benchmark.spec import parse_spec
+    from simfail.errors import ConfigError
+
+    import yaml
+    from importlib import resources
+
+    d = yaml.safe_load(resources.files("simfail.configs").joinpath("benchmark", "tiny.yaml").read_text())
+    good = d["closed_loop"]
+    assert parse_spec(d).closed_loop.kwargs_of("push_pull") == {"level": 1}
+    per = parse_spec({**d, "closed_loop": {**good, "category_kwargs": {"push_pull": {"level": 0.5}}}}).closed_loop
+    assert per.kwargs_of("push_pull") == {"level": 0.5} and per.kwargs_of("pick_place") == {"level": 1}
+    assert parse_spec({k: v for k, v in d.items() if k != "closed_loop"}).closed_loop is None
+    for change, msg in [({"policy": "noisy_expurt"}, "unknown closed_loop policy 'noisy_expurt'"),
+                        ({"samples": 0}, "samples must be a whole number >= 1"),
+                        ({"samples": "four"}, "samples must be a whole number >= 1"),
+                        ({"splits": ["holdout"]}, "unknown closed_loop split 'holdout'"),
+                        ({"splits": []}, "names no split"),
+                        ({"kwargs": {"level": -1}}, "refuses the arguments"),
+                        ({"kwargs": {"colour": "red"}}, "bad arguments"),
+                        ({"kwargs": [1]}, "must be a mapping"),
+                        ({"category_kwargs": {"stack": {"level": 1}}}, "not one of the categories"),
+                        ({"seeds": 3}, "unknown keys closed_loop")]:
+        with pytest.raises(ConfigError, match=msg):
+            parse_spec({**d, "closed_loop": {**good, **change}})
+    with pytest.raises(ConfigError, match="closed_loop needs 'policy'"):
+        parse_spec({**d, "closed_loop": {"samples": 2, "splits": ["test"]}})
 
