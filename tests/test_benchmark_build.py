@@ -144,6 +144,37 @@ def test_closed_loop_rollouts_on_the_test_scenes(tiny_build):
     assert flawed >= 1, "the tiny closed-loop rollouts should hold a failure"
 
 
+def test_run_scores_the_rollouts_and_balances_nuisance(tiny_build, tmp_path):
+    """benchmark run on the tiny test split: the closed-loop groups are scored (closed_loop has
+    pairs, and the pooled tables count their groups); the privileged progress model is at 0.5
+    on nuisance and 0 on hard by construction; the time model ties every pair."""
+    out = tmp_path / "run"
+    assert main(["benchmark", "run", "model=progress_only", "model.mode=progress", f"data={tiny_build}", "split=test",
+                 f"out={out}", "bootstrap=0", "progress=false", "figure=false"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    desc = json.loads((tiny_build / "benchmark.json").read_text())
+    assert set(res["dataset"]["content_hashes"]) == set(desc["splits"]["test"]["datasets"])
+    prog = res["models"]["progress_only mode=progress"]
+    assert prog["by_category"]["all"]["n_groups"] == 4  # 2 generated groups + 2 closed-loop groups
+    assert prog["subsets"]["closed_loop"]["n_pairs"] > 0 and prog["subsets"]["closed_loop"]["n_groups"] == 2
+    assert "policy:noisy_expert" in res["operators"]
+    nu = prog["subsets"]["nuisance"]
+    bal = res["balanced_subsets"]["nuisance"]
+    assert nu["n_pairs"] == bal["kept"] > 0 and nu["n_candidates"] == bal["candidates"] >= bal["kept"]
+    assert nu["A"] == pytest.approx(0.5) and prog["subsets"]["hard"]["A"] == 0.0
+    assert "nuisance: " in (out / "leaderboard.txt").read_text()
+
+
+@pytest.mark.slow
+def test_time_model_ties_every_pair_of_the_tiny_test_split(tiny_build, tmp_path):
+    """Durations are matched (rollouts included): returns summed over time tie every pair."""
+    assert main(["benchmark", "run", "model=progress_only", "model.mode=time", f"data={tiny_build}", "split=test",
+                 f"out={tmp_path / 'time'}", "bootstrap=0", "progress=false", "figure=false"]) == 0
+    timed = json.loads((tmp_path / "time" / "results.json").read_text())["models"]["progress_only mode=time"]
+    for name in ("closed_loop", "nuisance", "hard", "all"):
+        assert timed["subsets"][name]["tie_rate"] == 1.0 and timed["subsets"][name]["A_ties_half"] == 0.5, name
+
+
 def test_build_resumes_and_keeps_finished_datasets_as_they_are(tiny_build, tmp_path, capsys):
     """A build on an existing folder (resume=true) leaves every finished dataset untouched
     (same bytes, not rewritten), makes only what is missing (here: the closed-loop datasets of

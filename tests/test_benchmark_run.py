@@ -271,7 +271,11 @@ def test_built_benchmark_layout_pools_datasets_and_reads_roles(tmp_path, capsys)
     assert oracle["by_category"]["all"]["n_groups"] == 4  # group 0 of each dataset is its own context
     assert oracle["by_category"]["pick_place"]["n_groups"] == 2
     assert oracle["subsets"]["delayed"]["n_pairs"] == 2  # only the episode benchmark.json marks delayed
-    assert oracle["subsets"]["nuisance"]["n_pairs"] == 4  # clean alternative vs the failure, per group
+    # nuisance candidates: the clean alternative vs the failure, per group; the privileged progress
+    # model orders all four rightly, so the progress-balanced subset keeps none of them
+    assert res["balanced_subsets"]["nuisance"] == {"candidates": 4, "wrong_or_tied": 0, "right": 4, "kept": 0,
+                                                   "reference": "progress_only mode=progress"}
+    assert oracle["subsets"]["nuisance"]["n_pairs"] == 0 and oracle["subsets"]["nuisance"]["n_candidates"] == 4
     assert res["dataset"]["held_out_operators"] == ["perturb_1"]
     assert "held-out operators" in capsys.readouterr().out
     assert main(["benchmark", "run", "model=oracle", f"data={root}", "split=val", f"out={out}", "progress=false"]) == 2
