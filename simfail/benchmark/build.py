@@ -5,12 +5,17 @@ Layout of ``DIR`` (one simfail/LeRobot v3.0 dataset per split and category, all 
 
     DIR/benchmark.json              what the benchmark holds (see :func:`describe`)
     DIR/<split>/<category>/         a dataset: meta/, data/, videos/  (split: train, val, test)
+    DIR/closed_loop/<split>/<category>/   the recipe's closed-loop policy rollouts on that
+                                    split's scenes (``simfail rollout include_expert=true``)
 
 Every dataset is generated with its output path given *relative to DIR* (the build runs
 inside DIR), so ``meta/simfail.json`` records ``<split>/<category>`` and the bytes do not
 depend on where DIR is: two builds of one recipe on the same software versions are
 byte-identical, and ``benchmarks/<id>.sha256`` (:mod:`simfail.benchmark.hashes`) pins them.
-An interrupted build continues with ``resume=true`` (each dataset resumes group by group).
+``resume=true`` builds into an existing folder: a finished dataset (every group, this recipe's
+settings) is left untouched, an interrupted one resumes group by group, a missing one is made
+(:func:`dataset_state`); the run-only settings are recorded as their defaults
+(:data:`RUN_ONLY_SETTINGS`), so the bytes equal a fresh build's.
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ class BuildConfig:
                             required=True)
     size: Optional[int] = _f(None, "image size in pixels a side (null: the recipe's own; 128: the CPU variant "
                                    "v1-128 with its own hashes)", "size=128", range=(64, 1024))
-    resume: bool = _f(False, "continue an interrupted build in out", "resume=true")
+    resume: bool = _f(False, "build into an existing out: finished datasets are kept as they are (same bytes), "
+                            "interrupted ones resumed, missing ones made", "resume=true")
     progress: bool = _f(True, "progress bars", "progress=false")
     write_hashes: bool = _f(False, "write the hashes of this build to benchmarks/<id>.sha256 (maintainers: "
                                    "publishing a benchmark)", "write_hashes=true")
