@@ -27,8 +27,9 @@ nuisance            progress-balanced: of the *candidates* (a clean alternative,
                     clean_alternative`` and clean by the labels, vs an episode with a failure
                     event or without success, strict in score), every pair the privileged
                     progress returns order wrongly or tie, and as many of the pairs they order
-                    rightly, chosen by a stable hash (:func:`balanced_pairs`); the privileged
-                    progress model scores ``A = 0.5`` on it by construction
+                    rightly, chosen by a stable hash (the smaller side whole, when it is the
+                    right one: :func:`balanced_pairs`); the privileged progress model scores
+                    ``A = 0.5`` on it by construction
 closed_loop         a policy rollout (``kind: rollout``) vs any other episode of its group (in
                     a built benchmark: the expert or another rollout of the same scene)
 hard                every pair (strict in score) the privileged progress returns order wrongly
@@ -39,7 +40,7 @@ hard                every pair (strict in score) the privileged progress returns
 mode=progress`` (the dataset's own task-progress labels, under the run's return definition), so
 both subsets are properties of the benchmark, never of the model under test. On ``hard`` that
 model scores 0 (ties as half: half its tie share); on ``nuisance`` exactly 0.5 with ties as
-disagreements (``0.5 + T / 4R`` with ties as half, ``T`` of its ``R`` wrong pairs being ties);
+disagreements (``0.5 + T / 4W`` with ties as half, ``T`` of its ``W`` wrong pairs being ties);
 ``progress_only mode=time`` ties every pair of a duration-matched benchmark (0, 0.5 with ties as
 half). A model that sees the failure itself can score above 0.5 on ``nuisance``.
 """
