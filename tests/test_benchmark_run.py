@@ -87,6 +87,19 @@ def test_compare_side_by_side_and_refuses_other_data(data, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("simfail: error: cannot compare:") and "different data" in err[0]
 
 
+def test_label_names_the_model_in_tables_and_compare(data, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _run(data, a, "model=progress_only", "model.mode=progress", "label=seed0", "figure=false") == 0
+    assert _run(data, b, "model=progress_only", "model.mode=time", "label=seed1", "figure=false") == 0
+    res = json.loads((a / "results.json").read_text())
+    assert res["model"] == "seed0" and set(res["models"]) == {"seed0", "random seed=0", "constant"}
+    assert res["models"]["seed0"]["identity"]["args"] == {"mode": "progress"}  # the label renames, not re-identifies
+    capsys.readouterr()
+    assert main(["benchmark", "compare", str(a), str(b)]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("seed")]
+    assert "seed0" in rows and "seed1" in rows
+
+
 # ----------------------------------------------------------------------------- cache key
 
 

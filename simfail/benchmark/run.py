@@ -82,6 +82,8 @@ class BenchmarkRunConfig:
     figure: bool = _f(True, "draw figure3.png (needs matplotlib)", "figure=false")
     cache: bool = _f(True, "reuse and extend the score caches in OUT/scores/cache", "cache=false")
     progress: bool = _f(True, "progress bars while scoring", "progress=false")
+    label: Optional[str] = _f(None, "the model's name in tables and results (default: the model and its arguments; "
+                              "e.g. to tell checkpoints apart)", "label=rewind_with_failures_seed0")
 
     def validate(self) -> None:
         from simfail.errors import UnknownNameError
@@ -280,7 +282,7 @@ def benchmark_run(cfg: BenchmarkRunConfig) -> tuple[dict[str, Any], Path]:
     data = Path(str(cfg.data))
     meta = load_benchmark_meta(data)
     sources, groups_note = meta.sources(cfg.split, data, lambda: sorted(SimfailDataset(data).groups()))
-    label = model_label(cfg.model, cfg.model_kwargs)
+    label = str(cfg.label).strip() if cfg.label not in (None, "") else model_label(cfg.model, cfg.model_kwargs)
     out = Path(cfg.out) if cfg.out else _default_out(data, label)
     if (out / L.INFO_PATH).is_file() or (out / L.MARKER_NAME).is_file():
         raise ConfigError(f"out={out} is a dataset folder; choose another results folder")
@@ -303,8 +305,8 @@ def benchmark_run(cfg: BenchmarkRunConfig) -> tuple[dict[str, Any], Path]:
         return ScoredSet.join(parts), parts[0][2]
 
     scored: dict[str, tuple[Any, dict[str, Any]]] = {}
-    for spec, kw in _entries(cfg):
-        scored[model_label(spec, kw)] = score_all(spec, kw)
+    for k, (spec, kw) in enumerate(_entries(cfg)):  # the first entry is the model under test
+        scored[label if k == 0 else model_label(spec, kw)] = score_all(spec, kw)
     first = next(iter(scored.values()))[0]
     metas = []
     for (rel, _, ds, _), idx in zip(datasets, first.indices_by_source):
