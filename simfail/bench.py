@@ -770,8 +770,9 @@ def bench_table(result: BenchResult) -> str:
                  f"  {c['frames_segmented']} view-frames segmented at {SEG_SIZE}x{SEG_SIZE}"
                  + ("" if st.get("visibility", True) else " (visibility=false: pass off)"))
     lines.append(f"rendering runs on its own thread beside the physics; encode + write: {_fmt_s(s['write_s'])} s "
-                 f"on the writer thread beside the next group (of which {_fmt_s(s['frames_wait_s'])} s waiting "
-                 f"for a group's last frames); only 'waiting for writer' is on the critical path")
+                 f"on the writer thread beside the next group (each episode encoded as soon as its frames are "
+                 f"drawn; then {_fmt_s(s['frames_wait_s'])} s collecting the group's labels); only 'waiting for "
+                 f"writer' is on the critical path")
     lines += ["", f"{'each resource alone, full machine':<42}{'seconds':>8}{'CPU s':>9}", "-" * 59]
     bound_name = max((("render", s["bare_render_s"]), ("physics", s["bare_physics_s"]),
                       ("encode", s["encode_alone_s"])), key=lambda kv: kv[1])[0]
