@@ -509,7 +509,8 @@ class GroupSink:
         self._pending = None
 
     def _write(self, group_id: int, episodes: list[EpisodeRecord], meta: dict[str, Any],
-               ready: Callable[[], None] | None, frames_ready: Callable[[int], None] | None = None) -> None:
+               ready: Callable[[], None] | None, frames_ready: Callable[[int], None] | None = None,
+               cancel: Callable[[], None] | None = None) -> None:
         if ready is not None and frames_ready is None:
             ready()
         t0 = time.perf_counter()
@@ -522,7 +523,12 @@ class GroupSink:
         if frames_ready is None:
             self.writer.write_group(group_id, episodes)
         else:  # each episode is encoded as soon as its frames are drawn
-            self.writer.write_group(group_id, episodes, frames_ready=frames_ready, ready=ready)
+            try:
+                self.writer.write_group(group_id, episodes, frames_ready=frames_ready, ready=ready)
+            except BaseException:
+                if cancel is not None:  # ready() may not have run: stop the frames still drawing
+                    cancel()
+                raise
         for ep in episodes:  # the frames are on disk now: release them
             ep.frames = {}
         t2 = time.perf_counter()
@@ -542,20 +548,23 @@ class GroupSink:
 
     def submit(self, group_id: int, episodes: list[EpisodeRecord], meta: dict[str, Any], *,
                ready: Callable[[], None] | None = None,
-               frames_ready: Callable[[int], None] | None = None) -> None:
+               frames_ready: Callable[[int], None] | None = None,
+               cancel: Callable[[], None] | None = None) -> None:
         """Write a group once the previous one is written; ``ready`` (called on the writer
         thread) blocks until the episodes' frames are drawn. With ``frames_ready`` (blocks
         until episode ``j``'s frames are drawn) the writer encodes each episode as soon as its
-        frames exist and calls ``ready`` once they are encoded, before building the tables."""
+        frames exist and calls ``ready`` once they are encoded, before building the tables;
+        ``cancel`` stops the drawing if that write fails first."""
         self.wait()
-        self._pending = self._pool.submit(self._write, group_id, episodes, meta, ready, frames_ready)
+        self._pending = self._pool.submit(self._write, group_id, episodes, meta, ready, frames_ready, cancel)
 
     def submit_result(self, result: GroupResult, meta: dict[str, Any]) -> None:
         """Write a generated group, its frames collected on the writer thread; if the sink
         does not take it (the previous group's write failed), its render worker is stopped."""
         try:
             self.submit(result.group_id, result.episodes, meta, ready=result.wait_frames,
-                        frames_ready=None if result.frames_ready else result.wait_episode_frames)
+                        frames_ready=None if result.frames_ready else result.wait_episode_frames,
+                        cancel=result.cancel_frames)
         except BaseException:
             result.cancel_frames()
             raise
