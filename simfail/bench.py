@@ -11,10 +11,13 @@ One benchmark run does two things on the same machine, in the same process:
 2. **Each required resource alone, at full machine use**, on the same work (rebuilt scenes,
    the episodes' own states; nothing else running in the process):
 
-   * *bare render*: the renderer the pipeline uses (:class:`MultiViewRenderer`, all views of a
-     frame in one pass) draws exactly the view-frames the pipeline rendered, with the scene
-     *moving* (``qpos`` per frame from ``sim.qpos``; a static scene renders several times
-     faster on a CPU and would flatter the bound). llvmpipe spreads it over every core.
+   * *bare render*: the FASTEST of two renderers, each drawing exactly the view-frames the
+     pipeline rendered into per-episode frame arrays, with the scene *moving* (``qpos`` per
+     frame from ``sim.qpos``; a static scene renders several times faster on a CPU and would
+     flatter the bound): the pipeline's own (:class:`MultiViewRenderer`, all views of a frame
+     in one pass) and the stock ``mujoco.Renderer`` (one render + readback per view). Were the
+     stock renderer faster, a bound built on the pipeline's renderer would flatter the
+     pipeline. llvmpipe spreads either over every core.
    * *bare physics*: ``mj_step`` for as many physics steps as the pipeline simulated (frames
      simulated x substeps; with ``reuse_prefix`` a variant only after its onset frame; a
      rejected expert seed costs one expert rollout). One thread, as in any MuJoCo rollout.
@@ -121,21 +124,48 @@ class BenchRun:
     bound_render: float = 0.0
     #: x264 alone on the written view-frames
     bound_encode: float = 0.0
-    #: mujoco.Renderer, one update + render per view and frame (the stock loop's rendering)
+    #: mujoco.Renderer, one update + render per view and frame, into the same episode frame
+    #: arrays (the stock loop's rendering; also a candidate for the render bound)
     stock_render: float = 0.0
     #: CPU seconds each resource used alone (render and physics: this process; encode: ffmpeg)
     cpu_render: float = 0.0
+    cpu_stock_render: float = 0.0
     cpu_physics: float = 0.0
     cpu_encode: float = 0.0
+    #: CPU seconds the pipeline used (this process's threads and its ffmpeg encoders)
+    cpu_pipeline: float = 0.0
     #: CPUs the process may use (for the CPU-time floor)
     cpus: int = 1
     ceiling_frames_rendered: int = 0
     frames_encoded: int = 0
     episode_work: list[EpisodeWork] = field(default_factory=list)
 
+    def renderers_alone(self) -> dict[str, float]:
+        """Seconds each measured renderer took alone for the pipeline's view-frames (0: not
+        measured): the pipeline's own and the stock per-view ``mujoco.Renderer``."""
+        return {"pipeline": self.bound_render, "stock": self.stock_render}
+
+    @property
+    def fastest_renderer(self) -> str:
+        """The renderer the bound uses: the fastest one measured alone, so that a slow renderer
+        in the pipeline cannot make the bound (and the ratio) look better."""
+        r = {k: v for k, v in self.renderers_alone().items() if v > 0}
+        return min(r, key=r.get) if r else "pipeline"
+
+    @property
+    def render_alone(self) -> float:
+        """The bare render loop of the bound: the fastest renderer's seconds alone."""
+        return self.renderers_alone()[self.fastest_renderer]
+
+    @property
+    def cpu_render_alone(self) -> float:
+        """CPU seconds of the bound's renderer alone."""
+        return self.cpu_stock_render if self.fastest_renderer == "stock" else self.cpu_render
+
     def resources(self) -> dict[str, float]:
-        """Seconds each required resource took alone, at full machine use."""
-        return {"render": self.bound_render, "physics": self.ceiling_physics, "encode": self.bound_encode}
+        """Seconds each required resource took alone, at full machine use (render: the fastest
+        renderer for these view-frames)."""
+        return {"render": self.render_alone, "physics": self.ceiling_physics, "encode": self.bound_encode}
 
     @property
     def bound(self) -> float:
@@ -152,7 +182,7 @@ class BenchRun:
         """Seconds the three resources' CPU time needs on ``cpus`` cores if they share them
         perfectly (informational: on a machine where they compete for the same cores this,
         not :attr:`bound`, is what overlapping them cannot beat)."""
-        return (self.cpu_render + self.cpu_physics + self.cpu_encode) / max(1, self.cpus)
+        return (self.cpu_render_alone + self.cpu_physics + self.cpu_encode) / max(1, self.cpus)
 
     @property
     def stock_serial(self) -> float:
@@ -178,20 +208,26 @@ class BenchRun:
             "finalize_s": self.finalize,
             "other_s": self.other,
             "bare_physics_s": self.ceiling_physics,
-            "bare_render_s": self.bound_render,
+            "bare_render_s": self.render_alone,
+            "pipeline_renderer_alone_s": self.bound_render,
             "encode_alone_s": self.bound_encode,
             "bound_s": self.bound,
-            "cpu_render_s": self.cpu_render,
+            "cpu_render_s": self.cpu_render_alone,
+            "cpu_pipeline_renderer_s": self.cpu_render,
+            "cpu_stock_render_s": self.cpu_stock_render,
             "cpu_physics_s": self.cpu_physics,
             "cpu_encode_s": self.cpu_encode,
             "cpu_floor_s": self.cpu_floor,
             "ratio_vs_cpu_floor": div(self.total, self.cpu_floor),
+            "cpu_pipeline_s": self.cpu_pipeline,
+            "pipeline_cores_busy": div(self.cpu_pipeline, self.total),
             "stock_render_s": self.stock_render,
             "stock_serial_s": self.stock_serial,
             "episodes_per_hour": div(self.episodes * 3600.0, self.total),
             "written_view_frames_per_s": div(self.frames_written, self.total),
             "rendered_view_frames_per_s": div(self.frames_rendered, self.render),
-            "bare_rendered_view_frames_per_s": div(self.ceiling_frames_rendered, self.bound_render),
+            "bare_rendered_view_frames_per_s": div(self.ceiling_frames_rendered, self.render_alone),
+            "pipeline_renderer_view_frames_per_s": div(self.ceiling_frames_rendered, self.bound_render),
             "stock_rendered_view_frames_per_s": div(self.ceiling_frames_rendered, self.stock_render),
             "encoded_view_frames_per_s": div(self.frames_encoded, self.bound_encode),
             "physics_steps_per_s": div(self.physics_steps, self.physics),
@@ -200,13 +236,15 @@ class BenchRun:
             "overhead": ratio - 1.0,
             "speedup_vs_stock": div(self.stock_serial, self.total),
             "physics_ratio": div(self.physics, self.ceiling_physics),
-            "render_ratio": div(self.render, self.bound_render),
+            "render_ratio": div(self.render, self.render_alone),
+            "render_ratio_own_renderer": div(self.render, self.bound_render),
         }
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["bound"] = self.bound
         d["bound_resource"] = self.bound_resource
+        d["bound_renderer"] = self.fastest_renderer
         d["stock_serial"] = self.stock_serial
         d["metrics"] = self.metrics()
         return d
@@ -326,9 +364,11 @@ class _CeilingWork:
     #: per episode (expert first): ``(length, first rendered frame)``; frames before it are
     #: the expert's, copied (the encoder gets every written frame)
     episodes: list[tuple[int, int]] = field(default_factory=list)
+    #: position of the group in the run (which renderer is measured first alternates with it)
+    index: int = 0
 
 
-def _episode_work(res, cfg: GenerateConfig) -> tuple[list[EpisodeWork], _CeilingWork]:
+def _episode_work(res, cfg: GenerateConfig, index: int = 0) -> tuple[list[EpisodeWork], _CeilingWork]:
     """Frame counts of a group's episodes and the states the ceiling replays for them."""
     reuse = cfg.dataset.reuse_prefix
     works: list[EpisodeWork] = []
@@ -367,6 +407,7 @@ def _episode_work(res, cfg: GenerateConfig) -> tuple[list[EpisodeWork], _Ceiling
         actions=np.ascontiguousarray(np.concatenate(p_a), dtype=np.float64),
         render_qpos=np.ascontiguousarray(np.concatenate(r_q), dtype=np.float64),
         episodes=[(w.length, w.length - w.rendered_frames) for w in works],
+        index=index,
     )
     return works, cw
 
@@ -382,6 +423,7 @@ class _Alone:
     #: CPU seconds (all threads of this process; the encoders' child processes) of each
     cpu_physics: float = 0.0
     cpu_render: float = 0.0
+    cpu_stock_render: float = 0.0
     cpu_encode: float = 0.0
     steps: int = 0
     view_frames: int = 0
@@ -430,11 +472,63 @@ def _encode_alone(cfg: GenerateConfig, episodes: list[dict[str, np.ndarray]], tm
     return time.perf_counter() - t0
 
 
+class _StockRenderer:
+    """The stock way to draw the views: one ``mujoco.Renderer``, ``update_scene`` + ``render``
+    per view, each read back on its own (the same ``render_into`` interface as the pipeline's)."""
+
+    def __init__(self, model: mujoco.MjModel, width: int, height: int):
+        self._r = mujoco.Renderer(model, height=height, width=width)
+
+    def render_into(self, data: mujoco.MjData, out: dict[str, np.ndarray]) -> None:
+        for v, frame in out.items():
+            self._r.update_scene(data, camera=v)
+            self._r.render(out=frame)
+
+    def close(self) -> None:
+        self._r.close()
+
+
+def _pipeline_renderer(model: mujoco.MjModel, width: int, height: int):
+    from simfail.render.renderer import MultiViewRenderer
+
+    return MultiViewRenderer(model, VIEWS, width, height)
+
+
+#: the renderers measured alone for the render bound (the fastest one is the bound)
+_RENDERERS: dict[str, Callable[[mujoco.MjModel, int, int], Any]] = {
+    "pipeline": _pipeline_renderer,
+    "stock": _StockRenderer,
+}
+
+
+def _render_alone(renderer, model, data, work: _CeilingWork, h: int, w: int
+                  ) -> tuple[list[dict[str, np.ndarray]], float, float]:
+    """Draw a group's rendered view-frames with ``renderer`` into fresh per-episode arrays
+    (the expert's prefix copied, untimed, as the pipeline does); returns the episodes' frames,
+    the wall seconds and the CPU seconds (every thread of this process) of the drawing."""
+    episodes: list[dict[str, np.ndarray]] = []
+    wall = cpu = 0.0
+    row = 0
+    for n, first in work.episodes:
+        frames = {v: np.empty((n, h, w, 3), dtype=np.uint8) for v in VIEWS}
+        if first:
+            for v in VIEWS:
+                frames[v][:first] = episodes[0][v][:first]
+        rows = work.render_qpos[row:row + n - first]
+        row += n - first
+        t0, c0 = time.perf_counter(), time.process_time()
+        for i in _moving_states(model, data, rows):
+            renderer.render_into(data, {v: frames[v][first + i] for v in VIEWS})
+        wall += time.perf_counter() - t0
+        cpu += time.process_time() - c0
+        episodes.append(frames)
+    return episodes, wall, cpu
+
+
 def _alone(task, cfg: GenerateConfig, work: _CeilingWork) -> _Alone:
     """Each resource of one group's work alone: bare physics, bare render (the pipeline's
     renderer), the encoder on the written frames, and the stock per-view ``mujoco.Renderer``."""
     from simfail.generate import _stage
-    from simfail.render.renderer import MultiViewRenderer
 
     out = _Alone()
     scene = build_scene(task, work.seed, _stage(cfg))
@@ -464,27 +558,23 @@ def _alone(task, cfg: GenerateConfig, work: _CeilingWork) -> _Alone:
     out.steps = len(work.qpos0) * out.substeps
     out.view_frames = len(work.render_qpos) * len(VIEWS)
 
-    # bare render with the pipeline's renderer, into the episodes' frame arrays
+    # each renderer alone on the same view-frames, into per-episode frame arrays as the
+    # pipeline fills them; the order alternates from group to group so that neither always
+    # runs first (warm caches, a changing machine load)
     h, w = cfg.render.height, cfg.render.width
+    order = ("pipeline", "stock") if work.index % 2 == 0 else ("stock", "pipeline")
     episodes: list[dict[str, np.ndarray]] = []
-    renderer = MultiViewRenderer(model, VIEWS, w, h)
-    try:
-        row = 0
-        for n, first in work.episodes:
-            frames = {v: np.empty((n, h, w, 3), dtype=np.uint8) for v in VIEWS}
-            if first:  # the expert's prefix, copied as the pipeline does (untimed)
-                for v in VIEWS:
-                    frames[v][:first] = episodes[0][v][:first]
-            rows = work.render_qpos[row:row + n - first]
-            row += n - first
-            t0, c0 = time.perf_counter(), time.process_time()
-            for i in _moving_states(model, data, rows):
-                renderer.render_into(data, {v: frames[v][first + i] for v in VIEWS})
-            out.render += time.perf_counter() - t0
-            out.cpu_render += time.process_time() - c0
-            episodes.append(frames)
-    finally:
-        renderer.close()
+    for name in order:
+        renderer = _RENDERERS[name](model, w, h)
+        try:
+            frames, wall, cpu = _render_alone(renderer, model, data, work, h, w)
+        finally:
+            renderer.close()
+        if name == "pipeline":
+            out.render, out.cpu_render, episodes = wall, cpu, frames
+        else:
+            out.stock_render, out.cpu_stock_render = wall, cpu
+        del frames
 
     # the encoder alone on every written frame
     with tempfile.TemporaryDirectory(prefix="simfail_bench_enc_") as tmp:
@@ -493,19 +583,6 @@ def _alone(task, cfg: GenerateConfig, work: _CeilingWork) -> _Alone:
         out.cpu_encode = _children_cpu() - c0
     out.encoded = sum(n for n, _ in work.episodes) * len(VIEWS)
     del episodes
-
-    # the stock loop's rendering: mujoco.Renderer, one update + render per view
-    stock = mujoco.Renderer(model, height=h, width=w)
-    buf = np.empty((h, w, 3), dtype=np.uint8)
-    try:
-        t0 = time.perf_counter()
-        for _ in _moving_states(model, data, work.render_qpos):
-            for v in VIEWS:
-                stock.update_scene(data, camera=v)
-                stock.render(out=buf)
-        out.stock_render = time.perf_counter() - t0
-    finally:
-        stock.close()
     return out
 
 
@@ -528,7 +605,7 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None], visi
     seeds: dict[int, dict[str, Any]] = {}
     works: list[_CeilingWork] = []
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time() + _children_cpu()
     variant_plan(task, cfg, 0)
     runner = make_group_runner(task, cfg)
     model = runner.prototype_model
@@ -550,7 +627,7 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None], visi
             run.rejected_seeds += len(res.rejected_seeds)
             # untimed: keep the states the ceiling needs
             t_u = time.perf_counter()
-            ep_work, cw = _episode_work(res, cfg)
+            ep_work, cw = _episode_work(res, cfg, g)
             run.episode_work += ep_work
             works.append(cw)
             untimed += time.perf_counter() - t_u
@@ -562,6 +639,7 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None], visi
     t1 = time.perf_counter()
     writer.finalize(_meta(cfg, {cfg.task: model}, seeds))
     run.total = time.perf_counter() - t0 - untimed
+    run.cpu_pipeline = time.process_time() + _children_cpu() - c0  # the untimed part is negligible CPU
     # encode + write run on the sink's thread, overlapped with the next group's physics and
     # rendering; only the time the main thread waited for them is on the critical path
     run.write = sink.write_s + sink.finalize_s
@@ -591,6 +669,7 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None], visi
         run.ceiling_frames_rendered += a.view_frames
         run.frames_encoded += a.encoded
         run.cpu_render += a.cpu_render
+        run.cpu_stock_render += a.cpu_stock_render
         run.cpu_physics += a.cpu_physics
         run.cpu_encode += a.cpu_encode
         run.substeps = a.substeps
@@ -691,20 +770,32 @@ def bench_table(result: BenchResult) -> str:
                  f"  {c['frames_segmented']} view-frames segmented at {SEG_SIZE}x{SEG_SIZE}"
                  + ("" if st.get("visibility", True) else " (visibility=false: pass off)"))
     lines.append(f"rendering runs on its own thread beside the physics; encode + write: {_fmt_s(s['write_s'])} s "
-                 f"on the writer thread beside the next group (of which {_fmt_s(s['frames_wait_s'])} s waiting "
-                 f"for a group's last frames); only 'waiting for writer' is on the critical path")
-    lines += ["", f"{'each resource alone, full machine':<40}{'seconds':>10}{'CPU s':>9}", "-" * 59]
+                 f"on the writer thread beside the next group (each episode encoded as soon as its frames are "
+                 f"drawn; then {_fmt_s(s['frames_wait_s'])} s collecting the group's labels); only 'waiting for "
+                 f"writer' is on the critical path")
+    lines += ["", f"{'each resource alone, full machine':<42}{'seconds':>8}{'CPU s':>9}", "-" * 59]
     bound_name = max((("render", s["bare_render_s"]), ("physics", s["bare_physics_s"]),
                       ("encode", s["encode_alone_s"])), key=lambda kv: kv[1])[0]
+    # the render bound is the fastest renderer measured alone; both are listed
+    fastest = "stock" if 0 < s["stock_render_s"] < s["pipeline_renderer_alone_s"] else "pipeline"
     for key, label, sec, cpu in (
-            ("render", "bare render loop (pipeline's renderer)", s["bare_render_s"], s["cpu_render_s"]),
+            ("pipeline", "bare render: pipeline's MultiViewRenderer", s["pipeline_renderer_alone_s"],
+             s["cpu_pipeline_renderer_s"]),
+            ("stock", "bare render: stock mujoco.Renderer/view", s["stock_render_s"], s["cpu_stock_render_s"]),
             ("physics", "bare physics (mj_step)", s["bare_physics_s"], s["cpu_physics_s"]),
             ("encode", "encoder alone (x264, views at once)", s["encode_alone_s"], s["cpu_encode_s"])):
-        mark = "  <- bound" if key == bound_name else ""
-        lines.append(f"{label:<40}{_fmt_s(sec):>10}{_fmt_s(cpu):>9}{mark}")
+        if key in ("pipeline", "stock"):
+            mark = ("  <- bound" if bound_name == "render" else "  <- render") if key == fastest else ""
+        else:
+            mark = "  <- bound" if key == bound_name else ""
+        lines.append(f"{label:<42}{_fmt_s(sec):>8}{_fmt_s(cpu):>9}{mark}")
     lines.append("-" * 59)
     lines.append(f"CPU-time floor (all three resources' CPU seconds / {result.runs[0].cpus} cores, informational): "
                  f"{_fmt_s(s['cpu_floor_s'])} s; pipeline {_fmt_x(s['ratio_vs_cpu_floor'])} of it")
+    lines.append(f"pipeline CPU: {_fmt_s(s['cpu_pipeline_s'])} CPU s (its threads and encoders) in "
+                 f"{_fmt_s(total)} s: {s['pipeline_cores_busy']:.2f} of {result.runs[0].cpus} cores busy")
+    lines.append("render bound: the faster of the two renderers alone (same view-frames, scene moving, into "
+                 "per-episode frame arrays)")
     lines.append(f"stock serial loop (physics, then mujoco.Renderer per view; not a bound): "
                  f"{_fmt_s(s['stock_serial_s'])} s; pipeline / stock loop = {_fmt_x(1.0 / s['speedup_vs_stock'] if s['speedup_vs_stock'] else None)}")
     lines.append("")
@@ -718,11 +809,12 @@ def bench_table(result: BenchResult) -> str:
         f"{met('episodes_per_hour')})",
         f"frames/s: {s['written_view_frames_per_s']:.1f} written view-frames/s; rendered "
         f"{s['rendered_view_frames_per_s']:.1f} view-frames/s in the pipeline vs "
-        f"{s['bare_rendered_view_frames_per_s']:.1f} alone (stock mujoco.Renderer: "
+        f"{s['pipeline_renderer_view_frames_per_s']:.1f} alone (stock mujoco.Renderer: "
         f"{s['stock_rendered_view_frames_per_s']:.1f}); encoder alone {s['encoded_view_frames_per_s']:.0f}",
         f"ratio vs bound (slowest resource alone: {bound_name}): {s['ratio']:.2f} "
         f"(overhead {100 * s['overhead']:+.0f}%; target {t['ratio']['target']}: {met('ratio')})",
-        f"rendering vs bare render: {s['render_ratio']:.2f}; physics+IK vs bare mj_step: "
+        f"rendering vs bare render (fastest renderer): {s['render_ratio']:.2f} (vs its own renderer alone: "
+        f"{s['render_ratio_own_renderer']:.2f}); physics+IK vs bare mj_step: "
         f"{s['physics_ratio']:.2f}",
     ]
     if len(result.runs) > 1:

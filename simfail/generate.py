@@ -110,6 +110,16 @@ class GroupResult:
             self.timing.frames_segmented += worker.seg_frames
             self.timing.render_wait += time.perf_counter() - t0
 
+    def wait_episode_frames(self, j: int) -> None:
+        """Block until episode ``j``'s frames are drawn and attach them (``episode.frames``),
+        while later episodes may still be drawing (the dataset writer encodes episode by
+        episode; several encoder threads may call this for the same ``j``). A no-op once
+        :meth:`wait_frames` has run; re-raises a rendering error."""
+        futures = self._frames
+        if self._render is None or j >= len(futures):
+            return
+        self.episodes[j].frames = futures[j].result()
+
     def cancel_frames(self) -> None:
         """Drop the frames still being drawn and free the render worker (on an error path)."""
         worker = self._render
@@ -499,8 +509,9 @@ class GroupSink:
         self._pending = None
 
     def _write(self, group_id: int, episodes: list[EpisodeRecord], meta: dict[str, Any],
-               ready: Callable[[], None] | None) -> None:
-        if ready is not None:
+               ready: Callable[[], None] | None, frames_ready: Callable[[int], None] | None = None,
+               cancel: Callable[[], None] | None = None) -> None:
+        if ready is not None and frames_ready is None:
             ready()
         t0 = time.perf_counter()
         # the group's entry (task, scene seed) reaches meta/simfail.json before its files are
@@ -509,7 +520,15 @@ class GroupSink:
         self.writer.finalize(meta)
         t1 = time.perf_counter()
         _pad_sim_columns(episodes, self.nq, self.nv)
-        self.writer.write_group(group_id, episodes)
+        if frames_ready is None:
+            self.writer.write_group(group_id, episodes)
+        else:  # each episode is encoded as soon as its frames are drawn
+            try:
+                self.writer.write_group(group_id, episodes, frames_ready=frames_ready, ready=ready)
+            except BaseException:
+                if cancel is not None:  # ready() may not have run: stop the frames still drawing
+                    cancel()
+                raise
         for ep in episodes:  # the frames are on disk now: release them
             ep.frames = {}
         t2 = time.perf_counter()
@@ -528,17 +547,24 @@ class GroupSink:
                 self.wait_s += time.perf_counter() - t0
 
     def submit(self, group_id: int, episodes: list[EpisodeRecord], meta: dict[str, Any], *,
-               ready: Callable[[], None] | None = None) -> None:
+               ready: Callable[[], None] | None = None,
+               frames_ready: Callable[[int], None] | None = None,
+               cancel: Callable[[], None] | None = None) -> None:
         """Write a group once the previous one is written; ``ready`` (called on the writer
-        thread first) blocks until the episodes' frames are drawn."""
+        thread) blocks until the episodes' frames are drawn. With ``frames_ready`` (blocks
+        until episode ``j``'s frames are drawn) the writer encodes each episode as soon as its
+        frames exist and calls ``ready`` once they are encoded, before building the tables;
+        ``cancel`` stops the drawing if that write fails first."""
         self.wait()
-        self._pending = self._pool.submit(self._write, group_id, episodes, meta, ready)
+        self._pending = self._pool.submit(self._write, group_id, episodes, meta, ready, frames_ready, cancel)
 
     def submit_result(self, result: GroupResult, meta: dict[str, Any]) -> None:
         """Write a generated group, its frames collected on the writer thread; if the sink
         does not take it (the previous group's write failed), its render worker is stopped."""
         try:
-            self.submit(result.group_id, result.episodes, meta, ready=result.wait_frames)
+            self.submit(result.group_id, result.episodes, meta, ready=result.wait_frames,
+                        frames_ready=None if result.frames_ready else result.wait_episode_frames,
+                        cancel=result.cancel_frames)
         except BaseException:
             result.cancel_frames()
             raise

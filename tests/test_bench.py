@@ -81,6 +81,37 @@ def test_bound_is_the_slowest_resource_alone_not_a_sum() -> None:
     assert physics_bound.bound_resource == "physics"
 
 
+def test_render_bound_is_the_fastest_renderer_alone() -> None:
+    """The render part of the bound is the faster of the pipeline's renderer and the stock
+    per-view mujoco.Renderer on the same view-frames (fake timing records, no timing)."""
+    slow_ours = BenchRun(total=30.0, ceiling_physics=5.0, bound_render=22.7, stock_render=17.5, bound_encode=6.0,
+                         cpu_render=29.0, cpu_stock_render=20.0, cpu_physics=5.0, cpu_encode=10.0, cpus=2)
+    assert slow_ours.fastest_renderer == "stock" and slow_ours.render_alone == 17.5
+    assert slow_ours.bound == 17.5 and slow_ours.bound_resource == "render"
+    m = slow_ours.metrics()
+    assert m["bare_render_s"] == 17.5 and m["pipeline_renderer_alone_s"] == 22.7 and m["stock_render_s"] == 17.5
+    assert m["ratio"] == pytest.approx(30.0 / 17.5)  # not 30 / 22.7: a slow renderer cannot flatter
+    assert m["cpu_render_s"] == 20.0 and m["cpu_floor_s"] == pytest.approx((20.0 + 5.0 + 10.0) / 2)
+    assert slow_ours.to_dict()["bound_renderer"] == "stock"
+    fast_ours = BenchRun(total=30.0, ceiling_physics=5.0, bound_render=20.0, stock_render=21.0, bound_encode=6.0,
+                         cpu_render=25.0, cpu_stock_render=20.0)
+    assert fast_ours.fastest_renderer == "pipeline" and fast_ours.bound == 20.0 and fast_ours.cpu_render_alone == 25.0
+    # a renderer that was not measured (0 s) is never the fastest
+    unmeasured = BenchRun(total=9.0, bound_render=5.0, stock_render=0.0)
+    assert unmeasured.fastest_renderer == "pipeline" and unmeasured.bound == 5.0
+
+
+def test_table_marks_the_renderer_the_bound_uses(result: BenchResult) -> None:
+    run = result.runs[0]
+    assert run.bound_render > 0 and run.stock_render > 0 and run.cpu_stock_render > 0
+    table = bench_table(result)
+    ours = next(ln for ln in table.splitlines() if ln.startswith("bare render: pipeline's"))
+    stock = next(ln for ln in table.splitlines() if ln.startswith("bare render: stock"))
+    marked = ours if run.fastest_renderer == "pipeline" else stock
+    other = stock if marked is ours else ours
+    assert "<- " in marked and "<- " not in other
+
+
 def test_visibility_pass_is_measured_on_its_own_line(result: BenchResult) -> None:
     run = result.runs[0]
     # the drop variant has an event: view-frames from its onset on were segmented
@@ -107,7 +138,7 @@ def test_table_has_headlines(result: BenchResult) -> None:
     assert "episodes/hour:" in table and "target >= 2000" in table
     assert "frames/s:" in table
     assert "ratio vs bound (slowest resource alone:" in table and "target <= 1.15" in table
-    assert "rendering vs bare render:" in table
+    assert "rendering vs bare render (fastest renderer):" in table
     assert "<- bound" in table and "stock serial loop" in table and "encoder alone" in table
     assert "MUJOCO_GL=" in table
 

@@ -263,8 +263,8 @@ def test_crash_right_after_a_commit_keeps_the_groups_meta_entry(capsys, workdir,
 
     original = DatasetWriter.write_group
 
-    def write_then_die(self, group_id, episodes):
-        out = original(self, group_id, episodes)
+    def write_then_die(self, group_id, episodes, **kw):
+        out = original(self, group_id, episodes, **kw)
         if group_id == 1:
             raise KeyboardInterrupt  # group 1 is on disk; the meta rewrite after it never runs
         return out

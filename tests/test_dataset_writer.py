@@ -489,3 +489,76 @@ def test_empty_dataset_finalizes(tmp_path):
     w.finalize({})
     ds = SimfailDataset(root)
     assert ds.num_episodes == 0 and ds.check() == []
+
+
+def _deferred(groups):
+    """The groups with their frames held back, and per group the ``frames_ready`` /
+    ``ready`` callbacks that attach them (recording the order they were asked for)."""
+    out = []
+    for g in groups:
+        held = [rec.frames for rec in g]
+        for rec in g:
+            rec.frames = {}
+        asked: list = []
+
+        def frames_ready(j, g=g, held=held, asked=asked):
+            asked.append(j)
+            g[j].frames = held[j]
+
+        def ready(asked=asked):
+            asked.append("ready")
+
+        out.append((g, frames_ready, ready, asked))
+    return out
+
+
+def test_frames_attached_episode_by_episode_give_the_same_bytes(tmp_path):
+    """Encoding each episode as its frames arrive (``frames_ready``) writes exactly the files
+    written when every frame is there up front; ``ready`` comes after every episode."""
+    write_all(tmp_path / "a")
+    w = make_writer(tmp_path / "b")
+    for g, frames_ready, ready, asked in _deferred(make_groups()):
+        w.write_group(g[0].group_id, g, frames_ready=frames_ready, ready=ready)
+        assert asked[-1] == "ready" and sorted(set(asked[:-1])) == list(range(len(g)))
+        assert asked.count("ready") == 1
+    w.finalize(EXTRA)
+    pats = ("*.parquet", "*.json", "*.mp4")
+    a, b = file_bytes(tmp_path / "a", pats), file_bytes(tmp_path / "b", pats)
+    assert a.keys() == b.keys() and len(a) == 15
+    for key in a:
+        assert a[key] == b[key], key
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda f: f.update(left=f["left"][:-1]), "frames, expected"),
+    (lambda f: f.update(left=np.zeros((len(f["left"]), 32, 32, 3), np.uint8)), "32x32"),
+    (lambda f: f.pop("wrist"), "views"),
+])
+def test_bad_frames_arriving_late_write_nothing(tmp_path, mutate, match):
+    root = tmp_path / "ds"
+    w = make_writer(root)
+    before = all_files(root)
+    group = make_groups()[0]
+    mutate(group[1].frames)  # held back with the rest: it arrives after episode 0 is encoded
+    (g, frames_ready, ready, _), = _deferred([group])
+    with pytest.raises(ValueError, match=match):
+        w.write_group(5, g, frames_ready=frames_ready, ready=ready)
+    assert all_files(root) == before and not (root / ".staging").exists()
+    assert w.completed_groups() == []
+
+
+def test_a_render_error_while_encoding_writes_nothing(tmp_path):
+    root = tmp_path / "ds"
+    w = make_writer(root)
+    before = all_files(root)
+    (g, frames_ready, ready, _), = _deferred([make_groups()[0]])
+
+    def failing(j):
+        if j == 2:
+            raise RuntimeError("the renderer died")
+        frames_ready(j)
+
+    with pytest.raises(RuntimeError, match="renderer died"):
+        w.write_group(5, g, frames_ready=failing, ready=ready)
+    assert all_files(root) == before and not (root / ".staging").exists()
+    assert w.write_group(5, make_groups()[0]) == [0, 1, 2]  # still usable

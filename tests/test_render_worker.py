@@ -85,3 +85,49 @@ def test_cancelled_frames_free_the_worker(task):
     res.cancel_frames()
     assert res.frames_ready
     res.wait_frames()  # nothing left to wait for
+
+
+def test_episode_frames_arrive_one_by_one_and_equal_the_group_wait(task, rendered_group):
+    """``wait_episode_frames(j)`` attaches episode j's frames (what the writer's encoders wait
+    for, episode by episode); the group's ``wait_frames`` afterwards changes nothing."""
+    from simfail.generate import generate_group
+
+    res = generate_group(task, small_config(), 0, defer_frames=True)
+    res.wait_episode_frames(1)
+    assert set(res.episodes[1].frames) == set(VIEWS)
+    res.wait_episode_frames(1)  # asked again (another view's encoder): the same arrays
+    second = res.episodes[1].frames
+    for j in range(len(res.episodes)):
+        res.wait_episode_frames(j)
+    res.wait_frames()
+    res.wait_episode_frames(0)  # a no-op once the group is collected
+    assert res.frames_ready and res.episodes[1].frames["left"] is not None
+    for v in VIEWS:
+        assert np.array_equal(res.episodes[1].frames[v], second[v])
+    for a, b in zip(res.episodes, rendered_group.episodes):
+        for v in VIEWS:
+            assert np.array_equal(a.frames[v], b.frames[v]), (a.variant, v)
+
+
+def test_a_write_that_fails_mid_group_stops_the_drawing(task):
+    """The writer encodes episode by episode; when it fails before collecting the group (here
+    after the first episode), the group's render worker is stopped, not left running."""
+    from simfail.generate import GroupSink, generate_group
+
+    class FailingWriter:
+        def finalize(self, meta):
+            pass
+
+        def write_group(self, group_id, episodes, *, frames_ready=None, ready=None):
+            frames_ready(0)
+            assert set(episodes[0].frames) == set(VIEWS)
+            raise OSError("disk full")
+
+    res = generate_group(task, small_config(), 0, defer_frames=True)
+    nq, nv = res.episodes[0].columns["sim.qpos"].shape[1], res.episodes[0].columns["sim.qvel"].shape[1]
+    sink = GroupSink(FailingWriter(), nq, nv)
+    sink.submit_result(res, {})
+    with pytest.raises(OSError, match="disk full"):
+        sink.wait()
+    assert res.frames_ready  # the worker was closed
+    sink.close()

@@ -19,7 +19,7 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -523,12 +523,28 @@ class DatasetWriter:
 
     # ---------------------------------------------------------------- validation
 
-    def _validate(self, group_id: int, episodes: list[EpisodeRecord]) -> None:
+    def _validate_frames(self, group_id: int, i: int, rec: EpisodeRecord) -> None:
+        """The views and image size of episode ``i``'s frames."""
+        h, w = self.image_size
+        where = f"group {group_id} episode {i} (variant {rec.variant!r})"
+        try:
+            rec.validate()  # dtype, shape and frame count of every view
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+        if set(rec.frames) != set(VIEWS) or len(rec.frames) != len(VIEWS):
+            raise ValueError(f"{where}: views {sorted(rec.frames)} != {list(VIEWS)}")
+        for view in VIEWS:
+            shape = rec.frames[view].shape
+            if shape[1:3] != (h, w):
+                raise ValueError(f"{where}: view {view!r} frames are {shape[1]}x{shape[2]}, dataset is {h}x{w}")
+
+    def _validate(self, group_id: int, episodes: list[EpisodeRecord], *, frames: bool = True) -> None:
+        """Check a group before anything is written (``frames=False``: all but the frames,
+        which are checked per episode as they arrive)."""
         if not episodes:
             raise ValueError(f"group {group_id} has no episodes")
         if group_id in self._group_ids:
             raise ValueError(f"group {group_id} is already in the dataset at {self.root}")
-        h, w = self.image_size
         for i, rec in enumerate(episodes):
             if not isinstance(rec, EpisodeRecord):
                 raise TypeError(f"group {group_id} item {i} is a {type(rec).__name__}, not an EpisodeRecord")
@@ -543,8 +559,6 @@ class DatasetWriter:
                 raise ValueError(f"{where}: record has group_id {rec.group_id}")
             if int(rec.fps) != self.fps:
                 raise ValueError(f"{where}: record has fps {rec.fps}, dataset has {self.fps}")
-            if set(rec.frames) != set(VIEWS) or len(rec.frames) != len(VIEWS):
-                raise ValueError(f"{where}: views {sorted(rec.frames)} != {list(VIEWS)}")
             missing = [c for c in L.RECORD_COLUMNS if c not in rec.columns]
             extra = sorted(set(rec.columns) - set(L.RECORD_COLUMNS))
             if missing or extra:
@@ -552,10 +566,8 @@ class DatasetWriter:
             n = rec.length
             if n < 1:
                 raise ValueError(f"{where}: episode has no frames")
-            for view in VIEWS:
-                shape = rec.frames[view].shape
-                if shape[1:3] != (h, w):
-                    raise ValueError(f"{where}: view {view!r} frames are {shape[1]}x{shape[2]}, dataset is {h}x{w}")
+            if frames:
+                self._validate_frames(group_id, i, rec)
             widths = {
                 "observation.state": len(self.state_names),
                 "action": len(self.action_names),
@@ -660,15 +672,24 @@ class DatasetWriter:
 
     # ---------------------------------------------------------------- writing
 
-    def write_group(self, group_id: int, episodes: list[EpisodeRecord]) -> list[int]:
+    def write_group(self, group_id: int, episodes: list[EpisodeRecord], *,
+                    frames_ready: Callable[[int], None] | None = None,
+                    ready: Callable[[], None] | None = None) -> list[int]:
         """Write one counterfactual group atomically; returns the episode indices it assigned.
 
         Every record is validated before anything touches the disk. On any error (or a crash)
         no part of the group stays visible once the dataset is reopened with ``mode="resume"``.
+
+        Frames still being drawn: ``frames_ready(j)`` blocks until episode ``j``'s frames are
+        attached (``episodes[j].frames``); the view encoders call it episode by episode, so
+        episode ``j`` is encoded while later ones are drawn. ``ready()`` blocks until
+        everything the group's labels depend on is in (e.g. the camera visibility pass); it is
+        called once the frames are encoded, before the tables are built. Each episode's frames
+        are validated as they arrive, the rest of the group up front and again at the end.
         """
         group_id = int(group_id)
         episodes = list(episodes)
-        self._validate(group_id, episodes)
+        self._validate(group_id, episodes, frames=frames_ready is None)
 
         k = len(self._groups)
         chunk, file = L.group_location(k, self.chunks_size)
@@ -683,25 +704,35 @@ class DatasetWriter:
         try:
             stage.mkdir(parents=True)
             staged: list[tuple[Path, Path]] = []
-            # data
-            data_tmp = stage / "data.parquet"
-            _write_file(data_tmp, _parquet_bytes(self._data_table(episodes, ep_indices, task_indices)))
-            staged.append((data_tmp, self.root / L.data_path(chunk, file)))
             # videos: one file per view, the episodes one after the other; the views are encoded
-            # concurrently (one ffmpeg process each; pipe writes release the GIL)
+            # concurrently (one ffmpeg process each; pipe writes release the GIL), each episode
+            # as soon as its frames are drawn
             h, w = self.image_size
 
             def encode(view: str, key: str) -> list[tuple[float, float]]:
                 tmp = stage / f"{key}.mp4"
                 with VideoEncoder(tmp, fps=self.fps, height=h, width=w, crf=self.crf, preset=self.preset,
                                   threads=ENCODER_THREADS, nice=self.encoder_nice) as enc:
-                    out = [enc.append(rec.frames[view]) for rec in episodes]
+                    out = []
+                    for j, rec in enumerate(episodes):
+                        if frames_ready is not None:
+                            frames_ready(j)
+                            self._validate_frames(group_id, j, rec)
+                        out.append(enc.append(rec.frames[view]))
                 _fsync_file(tmp)
                 return out
 
             with ThreadPoolExecutor(max_workers=len(VIEWS)) as pool:
                 futures = {key: pool.submit(encode, view, key) for view, key in zip(VIEWS, self.video_keys)}
             spans = {key: fut.result() for key, fut in futures.items()}
+            if ready is not None:
+                ready()
+            if frames_ready is not None or ready is not None:
+                self._validate(group_id, episodes)  # the labels ready() completed, the frames
+            # data
+            data_tmp = stage / "data.parquet"
+            _write_file(data_tmp, _parquet_bytes(self._data_table(episodes, ep_indices, task_indices)))
+            staged.append((data_tmp, self.root / L.data_path(chunk, file)))
             for key in self.video_keys:
                 staged.append((stage / f"{key}.mp4", self.root / L.video_path(key, chunk, file)))
             # episodes (commit marker)
@@ -752,6 +783,7 @@ class DatasetWriter:
             self._stage_episodes_file(stage, staged, ep_table, chunk, file)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
+            self._tidy_staging()
             raise
         self._commit_staged(stage, staged, ep_table, k)
         return ep_indices

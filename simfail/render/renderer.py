@@ -7,7 +7,9 @@ The views of one frame are drawn side by side into one offscreen framebuffer (vi
 columns ``k*W .. (k+1)*W``) and read back with a single ``glReadPixels``. A software
 rasterizer (llvmpipe) only rasterizes when pixels are read, so one readback per frame instead
 of one per view lets its threads work on all views at once and waits once instead of three
-times: about 1.14x the frame rate of ``mujoco.Renderer`` on the 2-core CPU machine. The images
+times. Measured on the shared 2-core CPU machine it uses 4-8% more CPU per view-frame than
+``mujoco.Renderer`` (which the bench's render bound therefore also measures; see
+docs/scale.md); it stays because the published datasets' bytes are its pixels. The images
 are those of ``mujoco.Renderer`` up to rare single edge pixels (sub-pixel snapping of the
 shifted viewport; ``tests/test_renderer.py`` bounds the difference).
 """

@@ -87,8 +87,8 @@ def generate_shard(spec: ShardSpec, report: Report) -> dict[str, Any]:
     results = []
 
     class _ReportingSink(GroupSink):
-        def _write(self, group_id, episodes, meta, ready):
-            super()._write(group_id, episodes, meta, ready)
+        def _write(self, group_id, episodes, meta, ready, *args):
+            super()._write(group_id, episodes, meta, ready, *args)
             report(groups=1, episodes=len(episodes))
 
     with _ReportingSink(writer, spec.nq, spec.nv) as sink:
