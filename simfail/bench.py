@@ -56,6 +56,7 @@ from simfail.core.rollout import frame_count
 from simfail.core.task import get_task
 from simfail.errors import ConfigError
 from simfail.labels.visibility import SEG_SIZE
+from simfail.render.frame_pool import FramePool
 
 #: Targets the headline lines are checked against (ratio: pipeline over the bound).
 TARGET_RATIO = 1.15
@@ -501,16 +502,17 @@ _RENDERERS: dict[str, Callable[[mujoco.MjModel, int, int], Any]] = {
 }
 
 
-def _render_alone(renderer, model, data, work: _CeilingWork, h: int, w: int
+def _render_alone(renderer, model, data, work: _CeilingWork, h: int, w: int, pool: FramePool
                   ) -> tuple[list[dict[str, np.ndarray]], float, float]:
-    """Draw a group's rendered view-frames with ``renderer`` into fresh per-episode arrays
-    (the expert's prefix copied, untimed, as the pipeline does); returns the episodes' frames,
-    the wall seconds and the CPU seconds (every thread of this process) of the drawing."""
+    """Draw a group's rendered view-frames with ``renderer`` into per-episode arrays from
+    ``pool`` (reused across groups, as the pipeline's are; the expert's prefix copied, untimed,
+    as the pipeline does); returns the episodes' frames, the wall seconds and the CPU seconds
+    (every thread of this process) of the drawing."""
     episodes: list[dict[str, np.ndarray]] = []
     wall = cpu = 0.0
     row = 0
     for n, first in work.episodes:
-        frames = {v: np.empty((n, h, w, 3), dtype=np.uint8) for v in VIEWS}
+        frames = pool.take_frames(VIEWS, n, h, w)
         if first:
             for v in VIEWS:
                 frames[v][:first] = episodes[0][v][:first]
@@ -525,9 +527,10 @@ def _render_alone(renderer, model, data, work: _CeilingWork, h: int, w: int
     return episodes, wall, cpu
 
 
-def _alone(task, cfg: GenerateConfig, work: _CeilingWork) -> _Alone:
+def _alone(task, cfg: GenerateConfig, work: _CeilingWork, pool: FramePool) -> _Alone:
     """Each resource of one group's work alone: bare physics, bare render (the pipeline's
-    renderer), the encoder on the written frames, and the stock per-view ``mujoco.Renderer``."""
+    renderer), the encoder on the written frames, and the stock per-view ``mujoco.Renderer``;
+    the frame arrays come from ``pool`` and go back into it."""
     from simfail.generate import _stage
 
     out = _Alone()
@@ -567,13 +570,15 @@ def _alone(task, cfg: GenerateConfig, work: _CeilingWork) -> _Alone:
     for name in order:
         renderer = _RENDERERS[name](model, w, h)
         try:
-            frames, wall, cpu = _render_alone(renderer, model, data, work, h, w)
+            frames, wall, cpu = _render_alone(renderer, model, data, work, h, w, pool)
         finally:
             renderer.close()
         if name == "pipeline":
             out.render, out.cpu_render, episodes = wall, cpu, frames
         else:
             out.stock_render, out.cpu_stock_render = wall, cpu
+            for f in frames:
+                pool.give_frames(f)
         del frames
 
     # the encoder alone on every written frame
@@ -582,6 +587,8 @@ def _alone(task, cfg: GenerateConfig, work: _CeilingWork) -> _Alone:
         out.encode = _encode_alone(cfg, episodes, tmp)
         out.cpu_encode = _children_cpu() - c0
     out.encoded = sum(n for n, _ in work.episodes) * len(VIEWS)
+    for f in episodes:
+        pool.give_frames(f)
     del episodes
     return out
 
@@ -620,7 +627,8 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None], visi
     with GroupSink(writer, model.nq, model.nv) as sink:
         for g in range(cfg.groups):
             t_g = time.perf_counter()
-            res = generate_group(task, cfg, g, runner=runner, defer_frames=True, visibility=visibility)
+            res = generate_group(task, cfg, g, runner=runner, defer_frames=True, visibility=visibility,
+                                 frame_pool=sink.frame_pool)
             results.append(res)
             run.groups += 1
             run.episodes += len(res.episodes)
@@ -659,8 +667,9 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None], visi
     # the main thread's critical path: rendering and encoding run on other threads
     run.other = max(0.0, run.total - (run.physics + run.labels + run.wait + run.finalize))
 
+    pool = FramePool()  # the bare loops reuse their frame arrays across groups, as the pipeline does
     for i, cw in enumerate(works):
-        a = _alone(task, cfg, cw)
+        a = _alone(task, cfg, cw, pool)
         run.ceiling_physics += a.physics
         run.bound_render += a.render
         run.bound_encode += a.encode

@@ -35,6 +35,7 @@ from simfail.labels.scoring import dense_reward, episode_score, failure_mask
 from simfail.labels.visibility import SEG_SIZE, apply_visibility, visibility_queries
 from simfail.perturbations.nuisance import CLEAN, NotApplicable, alternative_kind, command_timing, retime_edit
 from simfail.render.presets import render_model
+from simfail.render.frame_pool import FramePool
 from simfail.render.worker import RenderWorker
 
 STATE_NAMES = [f"joint{i}" for i in range(1, 8)] + ["finger_joint1", "finger_joint2"]
@@ -260,7 +261,7 @@ def continuation_driver(cfg: GenerateConfig, runner: SceneRunner, n_frames: int,
 
 def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bool = True,
                    runner: SceneRunner | None = None, defer_frames: bool = False,
-                   visibility: bool = True) -> GroupResult:
+                   visibility: bool = True, frame_pool: FramePool | None = None) -> GroupResult:
     """Build, roll out, render and label one counterfactual group.
 
     ``runner`` is the :class:`~simfail.core.runner.SceneRunner` that builds, steps and records
@@ -295,7 +296,7 @@ def generate_group(task: Task, cfg: GenerateConfig, group_id: int, *, render: bo
     if render:  # the preset only changes the model the renderer draws; physics ran on scene.model
         worker = RenderWorker(render_model(scene.model, scene.xml, cfg.render.preset), VIEWS,
                               cfg.render.width, cfg.render.height, backend=cfg.render.backend,
-                              seg_size=SEG_SIZE if visibility else 0)
+                              seg_size=SEG_SIZE if visibility else 0, frame_pool=frame_pool)
     frames: list[Future] = []
     see, seen = visibility_hook(worker if visibility else None, scene.model, runner)
 
@@ -507,6 +508,9 @@ class GroupSink:
         self.wait_s = 0.0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simfail-writer")
         self._pending = None
+        #: frame arrays of written episodes, reused by the next groups' render workers
+        #: (pass it to :func:`generate_group`); a group that fails to write gives none back
+        self.frame_pool = FramePool()
 
     def _write(self, group_id: int, episodes: list[EpisodeRecord], meta: dict[str, Any],
                ready: Callable[[], None] | None, frames_ready: Callable[[int], None] | None = None,
@@ -529,7 +533,8 @@ class GroupSink:
                 if cancel is not None:  # ready() may not have run: stop the frames still drawing
                     cancel()
                 raise
-        for ep in episodes:  # the frames are on disk now: release them
+        for ep in episodes:  # the frames are on disk now: the next groups draw into them
+            self.frame_pool.give_frames(ep.frames)
             ep.frames = {}
         t2 = time.perf_counter()
         self.writer.finalize(meta)
@@ -574,6 +579,7 @@ class GroupSink:
             self.wait()
         finally:
             self._pool.shutdown(wait=True)
+            self.frame_pool.clear()
 
     def __enter__(self) -> GroupSink:
         return self
@@ -704,7 +710,8 @@ def write_group(sink: GroupSink, cfg: GenerateConfig, models: dict[str, mujoco.M
     Records the group's seed entry (task, seed, rejected expert seeds, instruction, unstable
     variants if any) in ``seeds`` (updated in place) and submits the result with a meta
     snapshot holding the seeds so far; frames are deferred to the sink."""
-    res = generate_group(task, task_config(cfg, task), group_id, runner=runner, defer_frames=True)
+    res = generate_group(task, task_config(cfg, task), group_id, runner=runner, defer_frames=True,
+                         frame_pool=sink.frame_pool)
     seeds[group_id] = {"task": task_name, "seed": res.seed, "rejected_expert_seeds": res.rejected_seeds,
                        "instruction": res.episodes[0].instruction}
     if res.unstable_variants:

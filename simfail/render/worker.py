@@ -31,6 +31,7 @@ import mujoco
 import numpy as np
 
 from simfail.render.backends import make_renderer
+from simfail.render.frame_pool import FramePool
 from simfail.render.renderer import MultiViewRenderer
 from simfail.render.segmentation import SegmentationRenderer
 
@@ -93,14 +94,17 @@ class RenderWorker:
         seg_size: Side [px] of the geom-id segmentation views behind :meth:`submit_visibility`
             (a second, small renderer on the same thread; 0: none).
         backend: ``render.backend`` name (:mod:`simfail.render.backends`); ``egl`` by default.
+        frame_pool: Where the episodes' frame arrays come from (reused across groups; the
+            consumer gives them back once written); None: fresh arrays.
 
     Raises:
         RenderBackendError: no OpenGL context could be created (raised here, not later).
     """
 
     def __init__(self, model: mujoco.MjModel, views: tuple[str, ...], width: int, height: int,
-                 backend: str = "egl", seg_size: int = 0):
+                 backend: str = "egl", seg_size: int = 0, frame_pool: FramePool | None = None):
         self.model = model
+        self._frame_pool = frame_pool
         self.views = tuple(views)
         self.width, self.height = int(width), int(height)
         #: seconds the worker spent rendering (its own thread's wall time)
@@ -163,11 +167,17 @@ class RenderWorker:
 
     def _enqueue(self, qpos: np.ndarray, prefix: Future | None, first: int, frames: _BatchedFrames) -> None:
         n = len(qpos)
-        out = {v: np.empty((n, self.height, self.width, 3), dtype=np.uint8) for v in self.views}
+        out = self._episode_arrays(n)
         ep = _QueuedEpisode(qpos, out, frames, first, prefix, n - first)
         self._episodes.append(ep)
         self._rows.extend((ep, f) for f in range(first, n))
         self._draw_queued(False)
+
+    def _episode_arrays(self, n: int) -> Frames:
+        """``{view: uint8 (n, H, W, 3)}`` to draw an episode into (from the frame pool if any)."""
+        if self._frame_pool is not None:
+            return self._frame_pool.take_frames(self.views, n, self.height, self.width)
+        return {v: np.empty((n, self.height, self.width, 3), dtype=np.uint8) for v in self.views}
 
     def _draw_queued(self, partial: bool) -> None:
         """Draw queued rows ``batch`` at a time (with ``partial``, also the last, shorter call)
@@ -211,7 +221,7 @@ class RenderWorker:
     def _render(self, qpos: np.ndarray, prefix: Future | None, first: int) -> Frames:
         t0 = time.perf_counter()
         n = len(qpos)
-        out = {v: np.empty((n, self.height, self.width, 3), dtype=np.uint8) for v in self.views}
+        out = self._episode_arrays(n)
         if first:
             src = prefix.result()
             for v in self.views:
