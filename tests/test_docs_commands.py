@@ -201,6 +201,9 @@ class Page:
                        "epochs": "1", "batches_per_epoch": "2", "batch_size": "4", "clip_frames": "4", "frame_size": "8",
                        "net_width": "4", "net_hidden": "8", "net_feat_dim": "8", "text_dim": "8", "bootstrap": "50",
                        "progress": "false"})
+            if "data" in kv:  # a built benchmark (the tiny one the page built) brings its operators and categories
+                del kv["operators"]
+                kv["categories"] = "[pick_place]"
         elif name == "benchmark" and pos[:1] == ["build"]:  # the tiny recipe (configs/benchmark/tiny.yaml)
             kv.update({"version": "tiny", "progress": "false"})
             kv.pop("size", None)

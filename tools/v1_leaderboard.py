@@ -2,7 +2,7 @@
 benchmark run`` on one benchmark split, put side by side with ``simfail benchmark compare``,
 then one markdown table of the headline numbers.
 
-    python tools/v1_leaderboard.py --bench BENCH --experiment EXP --out OUT [--split test]
+    python tools/v1_leaderboard.py --bench BENCH --experiment EXP [--tag T] ... --out OUT [--split test]
 
 BENCH is a folder ``simfail benchmark build`` wrote (e.g. v1-128). EXP is the ``out=`` of
 ``simfail experiment with_vs_without data=BENCH``: its main-study ``rewind`` models
@@ -34,16 +34,17 @@ REFERENCES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
 SUBSETS = ("clean_vs_failure", "bad_but_successful", "delayed", "near_miss", "nuisance", "closed_loop", "hard")
 
 
-def rewind_models(experiment: Path) -> list[tuple[str, Path]]:
+def rewind_models(experiment: Path, tag: str = "") -> list[tuple[str, Path]]:
     """``[(label, checkpoint folder), ...]`` of the experiment's main-study models, in
-    ``expert_only`` then ``with_failures`` order, seeds ascending."""
+    ``expert_only`` then ``with_failures`` order, seeds ascending; ``tag`` (e.g. the training
+    settings) goes into every label."""
     res = json.loads((experiment / "results.json").read_text())
     out = []
     for name, m in res["models"].items():
         if m.get("study") != "main":
             continue
         arm, _, seed = name.rpartition("_s")
-        out.append(((0 if arm == "expert_only" else 1, int(seed)), f"rewind {arm} seed {seed}", experiment / "models" / m["hash"]))
+        out.append(((0 if arm == "expert_only" else 1, int(seed)), f"rewind{' ' + tag if tag else ''} {arm} seed {seed}", experiment / "models" / m["hash"]))
     return [(label, path) for _, label, path in sorted(out)]
 
 
@@ -85,15 +86,20 @@ def markdown(merged: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bench", required=True, type=Path)
-    p.add_argument("--experiment", type=Path, help="with_vs_without out= folder (rewind rows); optional")
+    p.add_argument("--experiment", type=Path, action="append", default=[],
+                   help="with_vs_without out= folder (rewind rows); repeat for several")
+    p.add_argument("--tag", action="append", default=[],
+                   help="a label per --experiment, in the same order (e.g. its frame size and steps)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--split", default="test")
     p.add_argument("--bootstrap", type=int, default=1000)
     a = p.parse_args(argv)
     runs = [run_one(a.bench, a.split, a.out / "runs" / name, model, list(args), label, a.bootstrap)
             for name, label, model, args in REFERENCES]
-    if a.experiment is not None:
-        for label, ckpt in rewind_models(a.experiment):
+    if a.tag and len(a.tag) != len(a.experiment):
+        p.error("give one --tag per --experiment, or none")
+    for k, exp in enumerate(a.experiment):
+        for label, ckpt in rewind_models(exp, a.tag[k] if a.tag else ""):
             runs.append(run_one(a.bench, a.split, a.out / "runs" / label.replace(" ", "_"), "rewind",
                                 [f"model.checkpoint={ckpt}"], label, a.bootstrap))
     from simfail.cli import main as cli
