@@ -242,7 +242,8 @@ def describe(root: Path, spec, size: int) -> dict[str, Any]:
 
     datasets: dict[str, Any] = {}
     counts: dict[str, Counter] = {}
-    for job in dataset_jobs(spec):
+    jobs = dataset_jobs(spec)
+    for job in jobs:
         ds = SimfailDataset(root / job.rel)
         meta = ds.simfail_meta
         held = set(spec.held_out_operators.get(job.category, ()))
@@ -268,7 +269,6 @@ def describe(root: Path, spec, size: int) -> dict[str, Any]:
             entry["policy"] = {"name": spec.closed_loop.policy, "kwargs": spec.closed_loop.kwargs_of(job.category),
                                "samples": spec.closed_loop.samples, "include_expert": True}
         datasets[job.rel] = entry
-    jobs = dataset_jobs(spec)
     return {
         "format": FORMAT,
         "id": spec.bench_id(size),

@@ -47,6 +47,7 @@ half). A model that sees the failure itself can score above 0.5 on ``nuisance``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -228,7 +229,6 @@ def pair_key(group: Any, a: EpisodeMeta, b: EpisodeMeta) -> str:
     """The stable order key of a pair: SHA-256 of its group key and the two episodes'
     variant names, sorted (unique within a group, so the key does not depend on the order the
     episodes are listed in; never Python's ``hash``, which is salted per process)."""
-    import hashlib
 
     first, second = sorted((a.variant, b.variant))
     return hashlib.sha256(f"{group}|{first}|{second}".encode()).hexdigest()
