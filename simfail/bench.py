@@ -28,10 +28,11 @@ One benchmark run does two things on the same machine, in the same process:
    before its slowest resource would alone. ``ratio = pipeline seconds / bound seconds``
    (``overhead = ratio - 1``) is what the pipeline loses to running them together.
 
-The **stock loop** (physics, then ``mujoco.Renderer`` once per view, then the encoder, one
-after the other: the loop a user would write to get the same videos) is measured too and reported as what it is, a comparison, not a
-bound (the old "raw ceiling" summed physics and rendering although the pipeline overlaps them,
-so the pipeline could beat it). With ``repeats > 1`` every metric is the median over repeats.
+The **stock loop** (physics, then ``mujoco.Renderer`` once per view, then the encoder, one after
+the other: the loop a user would write to get the same videos) is measured too and reported as
+what it is, a comparison, not a bound (the old "raw ceiling" summed physics and rendering
+although the pipeline overlaps them, so the pipeline could beat it). With ``repeats > 1`` every
+metric is the median over repeats.
 """
 
 from __future__ import annotations
