@@ -263,7 +263,8 @@ for _c in (
     Command("generate", "write counterfactual failure groups as a LeRobot v3.0 dataset",
             "simfail.config:GenerateConfig", "simfail.dataset_commands:run_generate",
             example="simfail generate task=pick_place groups=10 seed=0 out=DIR failures=[drop,collision]"),
-    Command("bench", "measure episodes/hour against a bound: the slowest resource (render, physics, encoder) alone",
+    Command("bench", "measure episodes/hour against a bound: the slowest resource (render, physics, encoder) "
+            "alone on the whole machine",
             "simfail.config:BenchConfig", "simfail.dataset_commands:run_bench", split="simfail.policy.bench:split_args",
             example="simfail bench groups=2 (mode=rollout: recording a policy against generate)"),
     Command("rates", "expert success and failure realization rates, physics only",

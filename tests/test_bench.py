@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from simfail.bench import BenchConfig, BenchResult, BenchRun, bench_table, run_bench
@@ -101,15 +102,52 @@ def test_render_bound_is_the_fastest_renderer_alone() -> None:
     assert unmeasured.fastest_renderer == "pipeline" and unmeasured.bound == 5.0
 
 
+def test_render_and_physics_one_process_per_core_join_the_bound() -> None:
+    """One llvmpipe process leaves cores idle: rendering the same view-frames in one process
+    per core (one rasterizer thread each) is a candidate of the render bound, and splitting
+    the steps over the cores one of the physics bound (fake timing records, no timing)."""
+    run = BenchRun(total=30.0, ceiling_physics=5.4, bound_render=19.9, stock_render=21.3, bound_encode=6.5,
+                   render_per_core=14.1, physics_per_core=2.8, cpu_render=27.6, cpu_stock_render=28.0,
+                   cpu_render_per_core=27.6, cpu_physics=5.2, cpu_physics_per_core=5.4, cpu_encode=11.2,
+                   cpus=2, core_processes=2)
+    assert run.fastest_renderer == "per_core" and run.render_alone == 14.1
+    assert run.bound == 14.1 and run.bound_resource == "render"
+    assert run.physics_alone == 2.8 and run.cpu_physics_alone == 5.4
+    m = run.metrics()
+    assert m["ratio"] == pytest.approx(30.0 / 14.1)  # not 30 / 19.9: the per-core rate is the machine's
+    assert m["cpu_floor_s"] == pytest.approx((27.6 + 5.4 + 11.2) / 2)
+    # the physics+IK stage is still compared with one mj_step thread (it runs on one thread)
+    assert m["bare_physics_s"] == 5.4 and m["physics_ratio"] == pytest.approx(run.physics / 5.4)
+    # not measured (one core): the one-process ways stay
+    one_core = BenchRun(total=30.0, ceiling_physics=5.4, bound_render=19.9, stock_render=21.3, bound_encode=6.5)
+    assert one_core.fastest_renderer == "pipeline" and one_core.physics_alone == 5.4
+    # a slower per-core physics (process overhead on tiny work) is not chosen
+    assert BenchRun(ceiling_physics=0.3, physics_per_core=0.4).physics_alone == 0.3
+
+
 def test_table_marks_the_renderer_the_bound_uses(result: BenchResult) -> None:
     run = result.runs[0]
     assert run.bound_render > 0 and run.stock_render > 0 and run.cpu_stock_render > 0
-    table = bench_table(result)
-    ours = next(ln for ln in table.splitlines() if ln.startswith("bare render: pipeline's"))
-    stock = next(ln for ln in table.splitlines() if ln.startswith("bare render: stock"))
-    marked = ours if run.fastest_renderer == "pipeline" else stock
-    other = stock if marked is ours else ours
-    assert "<- " in marked and "<- " not in other
+    lines = bench_table(result).splitlines()
+    rows = {"pipeline": next(ln for ln in lines if ln.startswith("bare render: MultiViewRenderer, 1 process")),
+            "stock": next(ln for ln in lines if ln.startswith("bare render: stock"))}
+    if run.core_processes:
+        rows["per_core"] = next(ln for ln in lines if ln.startswith(
+            f"bare render: MultiViewRenderer, {run.core_processes} procs x 1 thread"))
+    assert ["<- " in ln for ln in rows.values()].count(True) == 1
+    assert "<- " in rows[run.fastest_renderer]
+
+
+def test_per_core_measurements_do_the_pipelines_work(result: BenchResult) -> None:
+    """With more than one usable core the bench measured the render and the physics in one
+    process per core; the processes drew every view-frame and made every mj_step call of the
+    pipeline (the bench checks the counts and raises otherwise)."""
+    run = result.runs[0]
+    if run.cpus < 2:
+        pytest.skip("one usable core: no per-core measurement")
+    assert run.core_processes == run.cpus
+    assert run.render_per_core > 0 and run.cpu_render_per_core > 0
+    assert run.physics_per_core > 0 and run.cpu_physics_per_core > 0
 
 
 def test_visibility_pass_is_measured_on_its_own_line(result: BenchResult) -> None:
@@ -148,3 +186,29 @@ def test_table_lists_each_repeats_ratio(result: BenchResult) -> None:
     r = result.runs[0].metrics()["ratio"]
     assert f"ratio per repeat: {r:.2f}, {r:.2f}" in bench_table(two)
     assert "ratio per repeat" not in bench_table(result)
+
+
+def test_encoder_alone_fills_a_many_core_machine() -> None:
+    """One x264 process per view, and as many sets of them as the cores hold."""
+    from simfail.bench import encoder_parts
+
+    assert [encoder_parts(n) for n in (1, 2, 3, 5, 6, 16, 64)] == [1, 1, 1, 1, 2, 5, 21]
+
+
+def test_encoder_alone_in_parts_encodes_every_frame(tmp_path) -> None:
+    import av
+
+    from simfail.bench import _encode_alone
+
+    cfg = from_dict({"render": {"width": 64, "height": 64}})
+    rng = np.random.default_rng(0)
+    episodes = [{v: rng.integers(0, 255, (n, 64, 64, 3), dtype=np.uint8) for v in VIEWS} for n in (3, 4, 5)]
+    assert _encode_alone(cfg, episodes, str(tmp_path), parts=2) > 0
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == sorted(f"{v}-{k}.mp4" for v in VIEWS for k in (0, 1))
+    for v in VIEWS:
+        frames = 0
+        for k in (0, 1):
+            with av.open(str(tmp_path / f"{v}-{k}.mp4")) as c:
+                frames += sum(1 for _ in c.decode(video=0))
+        assert frames == 3 + 4 + 5

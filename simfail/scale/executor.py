@@ -35,6 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Sequence
 
+from simfail.envvars import environ
 from simfail.errors import ConfigError, SimfailError, UnknownNameError
 
 __all__ = ["Executor", "LocalExecutor", "RayConfig", "RayExecutor", "EXECUTORS", "make_executor", "worker_identity"]
@@ -138,18 +139,8 @@ class LocalExecutor(Executor):
     def map(self, fn, items, *, on_progress=None, env=None):
         report = (lambda **c: on_progress(dict(c))) if on_progress else (lambda **c: None)
         for i, item in enumerate(items):
-            saved = {}
-            for k, v in (env(i) if env else {}).items():
-                saved[k] = os.environ.get(k)
-                os.environ[k] = v
-            try:
+            with environ(dict(env(i)) if env else {}):
                 yield i, fn(item, report)
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
 
 
 class _RayReport:

@@ -1,0 +1,249 @@
+"""The bench's resources alone on every core: one process per core, one thread each.
+
+One process that renders with Mesa llvmpipe does not fill a CPU machine: its rasterizer
+threads wait for each other at every frame (on the shared 2-core machine one process keeps 1.4
+cores busy). A render bound measured that way is not "the resource alone at full machine use",
+and a pipeline could look close to it while the machine could render the same frames about
+1.4x faster (two processes with one rasterizer thread each; ``docs/scale.md``). The same holds
+for the physics: ``mj_step`` is single-threaded, so a group's steps split over ``n`` processes
+finish up to ``n`` times sooner.
+
+:class:`CorePool` starts ``n`` processes (``spawn``; ``LP_NUM_THREADS=1`` so that llvmpipe
+rasterizes on the calling thread only). For each group the bench hands every process a
+contiguous share of the group's rows; each process builds the scene and its renderer first
+(untimed), then all start together and the measured wall time runs until the last one is done.
+The CPU seconds are the sum of the processes' own CPU time for the timed part.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from simfail.envvars import environ
+from simfail.errors import SimfailError
+
+__all__ = ["BenchCoreError", "CorePool", "CoreWork", "split_rows"]
+
+
+class BenchCoreError(SimfailError):
+    """A per-core measurement process failed, or did other work than it was given; the
+    message is one line (the process's last traceback line), ``details`` the whole traceback."""
+
+    def __init__(self, message: str, details: str = ""):
+        super().__init__(message)
+        self.details = details
+
+#: environment of the processes: llvmpipe draws on the calling thread only
+CORE_ENV = {"LP_NUM_THREADS": "1"}
+
+
+@dataclass
+class CoreWork:
+    """One process's share of a group: the scene it needs and the rows it replays.
+
+    ``render_qpos`` ``(R, nq)``: states to draw (all views of each, ``width x height`` px);
+    ``qpos0``/``qvel0``/``ctrl`` ``(S, .)``: states to step ``substeps`` times each from, and
+    the controls held during those steps."""
+
+    task: str
+    seed: int
+    width: int
+    height: int
+    views: tuple[str, ...]
+    substeps: int
+    render_qpos: np.ndarray
+    qpos0: np.ndarray
+    qvel0: np.ndarray
+    ctrl: np.ndarray
+
+
+def split_rows(n: int, parts: int) -> list[slice]:
+    """``parts`` contiguous slices covering ``range(n)`` whose lengths differ by at most one."""
+    parts = max(1, parts)
+    bounds = [round(k * n / parts) for k in range(parts + 1)]
+    return [slice(bounds[k], bounds[k + 1]) for k in range(parts)]
+
+
+class _Prepared:
+    """A process's scene, renderer and frame arrays for one :class:`CoreWork`."""
+
+    def __init__(self, work: CoreWork, cache: dict[str, Any]):
+        import mujoco
+
+        from simfail.core.builder import build_scene
+        from simfail.core.task import get_task
+        from simfail.render.renderer import MultiViewRenderer
+        from simfail.core.scene import StageConfig
+
+        key = (work.task, work.seed, work.width, work.height)
+        if cache.get("key") != key:
+            old = cache.get("renderer")
+            cache.clear()  # before anything can fail: a half-replaced scene is never reused
+            if old is not None:
+                old.close()
+            scene = build_scene(get_task(work.task), work.seed, StageConfig(width=work.width, height=work.height))
+            cache["key"] = key
+            cache["model"] = scene.model
+            cache["data"] = mujoco.MjData(scene.model)
+            cache["renderer"] = None
+        self.model, self.data = cache["model"], cache["data"]
+        self.work = work
+        self.renderer = None
+        if len(work.render_qpos):
+            if cache["renderer"] is None:
+                cache["renderer"] = MultiViewRenderer(self.model, work.views, work.width, work.height)
+            self.renderer = cache["renderer"]
+            # frame arrays written once beforehand (no page faults in the timed loop), reused
+            n = len(work.render_qpos)
+            buf = cache.get("frames")
+            if buf is None or len(next(iter(buf.values()))) < n:
+                buf = {v: np.ones((n, work.height, work.width, 3), np.uint8) for v in work.views}
+                cache["frames"] = buf
+            self.frames = buf
+
+    def render(self) -> int:
+        """Draw every row's views; returns the view-frames drawn."""
+        import mujoco
+
+        m, d, r = self.model, self.data, self.renderer
+        if r is None:
+            return 0
+        views = self.work.views
+        for i, q in enumerate(self.work.render_qpos):
+            d.qpos[:] = q
+            mujoco.mj_kinematics(m, d)
+            mujoco.mj_comPos(m, d)
+            mujoco.mj_camlight(m, d)
+            r.render_into(d, {v: self.frames[v][i] for v in views})
+        return len(self.work.render_qpos) * len(views)
+
+    def physics(self) -> int:
+        """Step from every row ``substeps`` times; returns the ``mj_step`` calls made."""
+        import mujoco
+
+        m, d, w = self.model, self.data, self.work
+        step = mujoco.mj_step
+        for q, v, c in zip(w.qpos0, w.qvel0, w.ctrl):
+            d.qpos[:] = q
+            d.qvel[:] = v
+            d.ctrl[:] = c
+            for _ in range(w.substeps):
+                step(m, d)
+        return len(w.ctrl) * w.substeps
+
+
+def _serve(conn, env: dict[str, str]) -> None:
+    """A core process: ``("load", CoreWork)`` -> ``"ready"``; ``("render"|"physics",)`` ->
+    ``("done", cpu_s, work)`` (view-frames drawn or ``mj_step`` calls); ``("stop",)`` ends it.
+    An exception is sent back as ``("error", text)``."""
+    os.environ.update(env)
+    cache: dict[str, Any] = {}
+    prepared: _Prepared | None = None
+    try:
+        while True:
+            msg = conn.recv()
+            try:
+                if msg[0] == "stop":
+                    break
+                if msg[0] == "load":
+                    prepared = _Prepared(msg[1], cache)
+                    conn.send(("ready",))
+                else:
+                    c0 = time.process_time()
+                    done = getattr(prepared, msg[0])()
+                    conn.send(("done", time.process_time() - c0, done))
+            except Exception:  # noqa: BLE001 - reported to the bench, which raises it
+                conn.send(("error", traceback.format_exc()))
+    finally:
+        if cache.get("renderer") is not None:
+            cache["renderer"].close()
+        conn.close()
+
+
+class CorePool:
+    """``n`` measurement processes, one per core (see the module docstring).
+
+    Use as a context manager; :meth:`run` gives one resource's wall and CPU seconds."""
+
+    def __init__(self, n: int):
+        import multiprocessing as mp
+
+        self.n = max(1, int(n))
+        ctx = mp.get_context("spawn")
+        env = dict(CORE_ENV)
+        if "MUJOCO_GL" in os.environ:
+            env["MUJOCO_GL"] = os.environ["MUJOCO_GL"]
+        self._conns, self._procs = [], []
+        with environ(env):  # spawn copies the environment when the process starts
+            for _ in range(self.n):
+                parent, child = ctx.Pipe()
+                p = ctx.Process(target=_serve, args=(child, env), daemon=True, name="simfail-bench-core")
+                p.start()
+                child.close()
+                self._conns.append(parent)
+                self._procs.append(p)
+
+    @staticmethod
+    def _send(conn, msg: tuple) -> None:
+        try:
+            conn.send(msg)
+        except (BrokenPipeError, OSError) as exc:  # the process died (killed, out of memory)
+            raise BenchCoreError(f"a bench process (one per core) exited without replying "
+                                 f"({type(exc).__name__})") from exc
+
+    @staticmethod
+    def _replies(conns) -> list[tuple]:
+        """Every process's reply (all read, so none is left in a pipe), or the first error."""
+        replies = []
+        for c in conns:
+            try:
+                replies.append(c.recv())
+            except (EOFError, OSError) as exc:  # the process died (killed, out of memory)
+                replies.append(("error", f"the process exited without replying ({type(exc).__name__})"))
+        for msg in replies:
+            if msg[0] == "error":
+                last = msg[1].strip().splitlines()[-1] if msg[1].strip() else "unknown error"
+                raise BenchCoreError(f"a bench process (one per core) failed: {last}", msg[1])
+        return replies
+
+    def run(self, kind: str, shares: list[CoreWork]) -> tuple[float, float, int]:
+        """Load ``shares`` (one per process, ``len(shares) <= n``) untimed, then run ``kind``
+        (``"render"`` or ``"physics"``) in all at once; returns (wall s, CPU s summed, work
+        done summed: view-frames drawn or ``mj_step`` calls)."""
+        if kind not in ("render", "physics"):
+            raise ValueError(f"kind must be render or physics, got {kind!r}")
+        conns = self._conns[: len(shares)]
+        for c, share in zip(conns, shares):
+            self._send(c, ("load", share))
+        self._replies(conns)
+        t0 = time.perf_counter()
+        for c in conns:
+            self._send(c, (kind,))
+        replies = self._replies(conns)
+        return time.perf_counter() - t0, sum(r[1] for r in replies), sum(r[2] for r in replies)
+
+    def close(self) -> None:
+        for c in self._conns:
+            try:
+                c.send(("stop",))
+            except (BrokenPipeError, OSError):
+                pass
+        for p in self._procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+        for c in self._conns:
+            c.close()
+        self._conns, self._procs = [], []
+
+    def __enter__(self) -> CorePool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
