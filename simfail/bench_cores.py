@@ -39,6 +39,7 @@ class BenchCoreError(SimfailError):
         super().__init__(message)
         self.details = details
 
+
 #: environment of the processes: llvmpipe draws on the calling thread only
 CORE_ENV = {"LP_NUM_THREADS": "1"}
 
@@ -47,9 +48,13 @@ CORE_ENV = {"LP_NUM_THREADS": "1"}
 class CoreWork:
     """One process's share of a group: the scene it needs and the rows it replays.
 
-    ``render_qpos`` ``(R, nq)``: states to draw (all views of each, ``width x height`` px);
-    ``qpos0``/``qvel0``/``ctrl`` ``(S, .)``: states to step ``substeps`` times each from, and
-    the controls held during those steps."""
+    ``render_qpos`` ``(R, nq)``: states to draw (all views of each, ``width x height`` px, the
+    scene at ``render.preset`` ``preset``); ``qpos0``/``qvel0``/``ctrl`` ``(S, .)``: states to
+    step ``substeps`` times each from, and the controls held during those steps.
+
+    Raises:
+        ValueError: the physics rows differ in number, or a row width is not 2-D.
+    """
 
     task: str
     seed: int
@@ -61,6 +66,16 @@ class CoreWork:
     qpos0: np.ndarray
     qvel0: np.ndarray
     ctrl: np.ndarray
+    preset: str = "fast"
+
+    def __post_init__(self) -> None:
+        for name in ("render_qpos", "qpos0", "qvel0", "ctrl"):
+            if np.ndim(getattr(self, name)) != 2:
+                shape = np.shape(getattr(self, name))
+                raise ValueError(f"CoreWork.{name} must be 2-D (rows, width), got shape {shape}")
+        if not len(self.qpos0) == len(self.qvel0) == len(self.ctrl):
+            raise ValueError(f"CoreWork physics rows differ: qpos0 {len(self.qpos0)}, qvel0 {len(self.qvel0)}, "
+                             f"ctrl {len(self.ctrl)}")
 
 
 def split_rows(n: int, parts: int) -> list[slice]:
@@ -71,33 +86,35 @@ def split_rows(n: int, parts: int) -> list[slice]:
 
 
 class _Prepared:
-    """A process's scene, renderer and frame arrays for one :class:`CoreWork`."""
+    """A process's scene, renderer and frame arrays for one :class:`CoreWork`; the scene (and
+    its renderer) is kept while the next work is for the same scene."""
 
     def __init__(self, work: CoreWork, cache: dict[str, Any]):
         import mujoco
 
         from simfail.core.builder import build_scene
-        from simfail.core.task import get_task
-        from simfail.render.renderer import MultiViewRenderer
         from simfail.core.scene import StageConfig
+        from simfail.core.task import get_task
+        from simfail.render.presets import render_model
+        from simfail.render.renderer import MultiViewRenderer
 
-        key = (work.task, work.seed, work.width, work.height)
+        key = (work.task, work.seed, work.width, work.height, work.preset)
         if cache.get("key") != key:
             old = cache.get("renderer")
             cache.clear()  # before anything can fail: a half-replaced scene is never reused
             if old is not None:
                 old.close()
             scene = build_scene(get_task(work.task), work.seed, StageConfig(width=work.width, height=work.height))
-            cache["key"] = key
-            cache["model"] = scene.model
-            cache["data"] = mujoco.MjData(scene.model)
-            cache["renderer"] = None
+            rmodel = render_model(scene.model, scene.xml, work.preset)
+            cache.update(key=key, model=scene.model, data=mujoco.MjData(scene.model), rmodel=rmodel,
+                         rdata=mujoco.MjData(rmodel), renderer=None)
         self.model, self.data = cache["model"], cache["data"]
+        self.rmodel, self.rdata = cache["rmodel"], cache["rdata"]
         self.work = work
         self.renderer = None
         if len(work.render_qpos):
             if cache["renderer"] is None:
-                cache["renderer"] = MultiViewRenderer(self.model, work.views, work.width, work.height)
+                cache["renderer"] = MultiViewRenderer(self.rmodel, work.views, work.width, work.height)
             self.renderer = cache["renderer"]
             # frame arrays written once beforehand (no page faults in the timed loop), reused
             n = len(work.render_qpos)
@@ -108,20 +125,22 @@ class _Prepared:
             self.frames = buf
 
     def render(self) -> int:
-        """Draw every row's views; returns the view-frames drawn."""
+        """Draw every row's views (posed by kinematics, as the pipeline's render worker does);
+        returns the view-frames drawn."""
         import mujoco
 
-        m, d, r = self.model, self.data, self.renderer
+        m, d, r = self.rmodel, self.rdata, self.renderer
         if r is None:
             return 0
         views = self.work.views
+        drawn = 0
         for i, q in enumerate(self.work.render_qpos):
             d.qpos[:] = q
             mujoco.mj_kinematics(m, d)
-            mujoco.mj_comPos(m, d)
             mujoco.mj_camlight(m, d)
             r.render_into(d, {v: self.frames[v][i] for v in views})
-        return len(self.work.render_qpos) * len(views)
+            drawn += len(views)
+        return drawn
 
     def physics(self) -> int:
         """Step from every row ``substeps`` times; returns the ``mj_step`` calls made."""
@@ -129,19 +148,38 @@ class _Prepared:
 
         m, d, w = self.model, self.data, self.work
         step = mujoco.mj_step
+        made = 0
         for q, v, c in zip(w.qpos0, w.qvel0, w.ctrl):
             d.qpos[:] = q
             d.qvel[:] = v
             d.ctrl[:] = c
             for _ in range(w.substeps):
                 step(m, d)
-        return len(w.ctrl) * w.substeps
+                made += 1
+        return made
+
+    def digest(self, kind: str) -> str:
+        """SHA-256 of what the last ``kind`` run left: the drawn frames (view by view, row by
+        row) or the physics state after the last row's steps (``qpos``, ``qvel``)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        if kind == "render":
+            n = len(self.work.render_qpos)
+            for v in self.work.views:
+                if n:
+                    h.update(np.ascontiguousarray(self.frames[v][:n]).tobytes())
+        else:
+            h.update(np.ascontiguousarray(self.data.qpos).tobytes())
+            h.update(np.ascontiguousarray(self.data.qvel).tobytes())
+        return h.hexdigest()
 
 
 def _serve(conn, env: dict[str, str]) -> None:
     """A core process: ``("load", CoreWork)`` -> ``"ready"``; ``("render"|"physics",)`` ->
-    ``("done", cpu_s, work)`` (view-frames drawn or ``mj_step`` calls); ``("stop",)`` ends it.
-    An exception is sent back as ``("error", text)``."""
+    ``("done", cpu_s, work)`` (view-frames drawn or ``mj_step`` calls); ``("digest", kind)``
+    -> ``("digest", hex)`` (:meth:`_Prepared.digest`); ``("stop",)`` ends it. An exception is
+    sent back as ``("error", text)``."""
     os.environ.update(env)
     cache: dict[str, Any] = {}
     prepared: _Prepared | None = None
@@ -154,6 +192,8 @@ def _serve(conn, env: dict[str, str]) -> None:
                 if msg[0] == "load":
                     prepared = _Prepared(msg[1], cache)
                     conn.send(("ready",))
+                elif msg[0] == "digest":
+                    conn.send(("digest", prepared.digest(msg[1])))
                 else:
                     c0 = time.process_time()
                     done = getattr(prepared, msg[0])()
@@ -218,6 +258,8 @@ class CorePool:
         done summed: view-frames drawn or ``mj_step`` calls)."""
         if kind not in ("render", "physics"):
             raise ValueError(f"kind must be render or physics, got {kind!r}")
+        if len(shares) > self.n:
+            raise ValueError(f"{len(shares)} shares for {self.n} processes")
         conns = self._conns[: len(shares)]
         for c, share in zip(conns, shares):
             self._send(c, ("load", share))
@@ -227,6 +269,14 @@ class CorePool:
             self._send(c, (kind,))
         replies = self._replies(conns)
         return time.perf_counter() - t0, sum(r[1] for r in replies), sum(r[2] for r in replies)
+
+    def digests(self, kind: str, processes: int) -> list[str]:
+        """What the first ``processes`` processes' last ``kind`` run left, as SHA-256 hex
+        (frames drawn, or the physics state); for tests comparing them with this process."""
+        conns = self._conns[:processes]
+        for c in conns:
+            self._send(c, ("digest", kind))
+        return [r[1] for r in self._replies(conns)]
 
     def close(self) -> None:
         for c in self._conns:

@@ -173,7 +173,7 @@ class BenchConfig(GenerateConfig):
 
     repeats: int = _f(1, "measure this many times (the table lists each repeat's ratio)", "repeats=3", range=(1, None))
     json: Optional[str] = _f(None, "also save the full result as JSON to this file (atomic)", "json=bench.json")
-    mode: str = _f("generate", "what to measure: generate (against the raw MuJoCo ceiling) or rollout (recording a "
+    mode: str = _f("generate", "what to measure: generate (against the slowest resource alone) or rollout (recording a "
                    "policy against generating the same episodes; docs/rollouts.md)", "mode=rollout",
                    choices=list(BENCH_MODES))
     policy: str = _f("expert", "mode=rollout: the policy (a registered name or package.module:factory); "

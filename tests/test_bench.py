@@ -106,7 +106,7 @@ def test_render_and_physics_one_process_per_core_join_the_bound() -> None:
     """One llvmpipe process leaves cores idle: rendering the same view-frames in one process
     per core (one rasterizer thread each) is a candidate of the render bound, and splitting
     the steps over the cores one of the physics bound (fake timing records, no timing)."""
-    run = BenchRun(total=30.0, ceiling_physics=5.4, bound_render=19.9, stock_render=21.3, bound_encode=6.5,
+    run = BenchRun(total=30.0, physics=10.7, ceiling_physics=5.4, bound_render=19.9, stock_render=21.3, bound_encode=6.5,
                    render_per_core=14.1, physics_per_core=2.8, cpu_render=27.6, cpu_stock_render=28.0,
                    cpu_render_per_core=27.6, cpu_physics=5.2, cpu_physics_per_core=5.4, cpu_encode=11.2,
                    cpus=2, core_processes=2)
@@ -115,9 +115,11 @@ def test_render_and_physics_one_process_per_core_join_the_bound() -> None:
     assert run.physics_alone == 2.8 and run.cpu_physics_alone == 5.4
     m = run.metrics()
     assert m["ratio"] == pytest.approx(30.0 / 14.1)  # not 30 / 19.9: the per-core rate is the machine's
-    assert m["cpu_floor_s"] == pytest.approx((27.6 + 5.4 + 11.2) / 2)
+    # the floor takes the least CPU seconds measured for each resource, whichever way
+    assert m["cpu_render_min_s"] == 27.6 and m["cpu_physics_min_s"] == 5.2
+    assert m["cpu_floor_s"] == pytest.approx((27.6 + 5.2 + 11.2) / 2)
     # the physics+IK stage is still compared with one mj_step thread (it runs on one thread)
-    assert m["bare_physics_s"] == 5.4 and m["physics_ratio"] == pytest.approx(run.physics / 5.4)
+    assert m["bare_physics_s"] == 5.4 and m["physics_ratio"] == pytest.approx(10.7 / 5.4)
     # not measured (one core): the one-process ways stay
     one_core = BenchRun(total=30.0, ceiling_physics=5.4, bound_render=19.9, stock_render=21.3, bound_encode=6.5)
     assert one_core.fastest_renderer == "pipeline" and one_core.physics_alone == 5.4
@@ -189,10 +191,13 @@ def test_table_lists_each_repeats_ratio(result: BenchResult) -> None:
 
 
 def test_encoder_alone_fills_a_many_core_machine() -> None:
-    """One x264 process per view, and as many sets of them as the cores hold."""
+    """One x264 process per view and part: every core gets a process, and fewer than one set
+    of views is left over."""
     from simfail.bench import encoder_parts
 
-    assert [encoder_parts(n) for n in (1, 2, 3, 5, 6, 16, 64)] == [1, 1, 1, 1, 2, 5, 21]
+    for cores in range(1, 65):
+        processes = encoder_parts(cores) * len(VIEWS)
+        assert processes >= cores and (processes - len(VIEWS) < cores or encoder_parts(cores) == 1)
 
 
 def test_encoder_alone_in_parts_encodes_every_frame(tmp_path) -> None:
@@ -212,3 +217,36 @@ def test_encoder_alone_in_parts_encodes_every_frame(tmp_path) -> None:
             with av.open(str(tmp_path / f"{v}-{k}.mp4")) as c:
                 frames += sum(1 for _ in c.decode(video=0))
         assert frames == 3 + 4 + 5
+
+
+def test_stock_loop_encodes_as_a_user_would() -> None:
+    """On a many-core machine the encoder alone runs in parts (the bound); the stock serial
+    loop keeps one set of per-view encoders."""
+    many = BenchRun(total=10.0, ceiling_physics=2.0, stock_render=5.0, bound_render=4.0, bound_encode=1.0,
+                    stock_encode=3.0)
+    assert many.stock_serial == 2.0 + 5.0 + 3.0 and many.bound == 4.0
+    two_cores = BenchRun(total=10.0, ceiling_physics=2.0, stock_render=5.0, bound_render=4.0, bound_encode=3.0)
+    assert two_cores.stock_serial == 2.0 + 5.0 + 3.0
+
+
+def test_bound_renders_the_runs_preset_and_backend(monkeypatch) -> None:
+    """The renderers alone draw the model the pipeline draws (``render.preset``) with its
+    backend, not the fast look with OpenGL whatever the run."""
+    import mujoco
+
+    import simfail.bench as bench
+    from simfail.render.presets import ROOM_BODY
+
+    seen = []
+    for name, make in list(bench._RENDERERS.items()):
+        def wrapped(model, w, h, backend="egl", _make=make, _name=name):
+            has_room = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, ROOM_BODY) >= 0
+            seen.append((_name, has_room, backend))
+            return _make(model, w, h, backend)
+        monkeypatch.setitem(bench._RENDERERS, name, wrapped)
+    cfg = from_dict({"groups": 1, "render": {"width": 64, "height": 64, "preset": "lab"},
+                     "failures": {"names": ["drop"]}, "progress": False})
+    result = run_bench(BenchConfig(generate=cfg, repeats=1))
+    assert sorted(n for n, _, _ in seen) == ["pipeline", "stock"]
+    assert all(has_room and backend == "egl" for _, has_room, backend in seen)  # the lab room is drawn
+    assert result.runs[0].bound > 0

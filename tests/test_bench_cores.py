@@ -1,7 +1,11 @@
-"""Tests of simfail.bench_cores: the bench's per-core processes do exactly the work handed to them."""
+"""Tests of simfail.bench_cores: the bench's per-core processes do exactly the work handed to
+them, with the same result as this process."""
 
 from __future__ import annotations
 
+import hashlib
+
+import mujoco
 import numpy as np
 import pytest
 
@@ -10,6 +14,10 @@ from simfail.core.builder import build_scene
 from simfail.core.episode import VIEWS
 from simfail.core.scene import StageConfig
 from simfail.core.task import get_task
+from simfail.render.renderer import MultiViewRenderer
+
+SIZE = 32
+SUBSTEPS = 3
 
 
 @pytest.mark.parametrize("n,parts", [(0, 2), (1, 2), (7, 3), (557, 2), (10, 16)])
@@ -22,42 +30,108 @@ def test_split_rows_covers_every_row_once_in_balanced_slices(n: int, parts: int)
     assert max(sizes) - min(sizes) <= 1
 
 
-def _work(seed: int, rows: np.ndarray, steps: int, nq: int, nv: int, nu: int, task: str = "pick_place") -> CoreWork:
-    q = np.tile(rows[:1], (steps, 1)) if steps else np.empty((0, nq))
-    return CoreWork(task=task, seed=seed, width=32, height=32, views=tuple(VIEWS), substeps=3,
-                    render_qpos=rows, qpos0=q, qvel0=np.zeros((steps, nv)), ctrl=np.zeros((steps, nu)))
+@pytest.fixture(scope="module")
+def scene():
+    return build_scene(get_task("pick_place"), 5, StageConfig(width=SIZE, height=SIZE))
 
 
-def test_core_pool_renders_and_steps_every_share_and_reports_errors() -> None:
-    scene = build_scene(get_task("pick_place"), 5, StageConfig(width=32, height=32))
+def _states(scene, n: int) -> np.ndarray:
+    """``n`` states with the arm's first joint sweeping (the scene moves from row to row)."""
+    rows = np.tile(scene.qpos0, (n, 1))
+    rows[:, 0] += np.linspace(0.0, 0.3, n)
+    return rows
+
+
+def _work(scene, render_qpos=None, qpos0=None, task: str = "pick_place") -> CoreWork:
     m = scene.model
-    rows = np.tile(scene.qpos0, (9, 1))
-    rows[:, 0] += np.linspace(0.0, 0.2, 9)  # the arm moves
+    qpos0 = np.empty((0, m.nq)) if qpos0 is None else qpos0
+    ctrl = np.zeros((len(qpos0), m.nu))
+    ctrl[:, 0] = 0.5  # a control that moves the arm
+    return CoreWork(task=task, seed=5, width=SIZE, height=SIZE, views=tuple(VIEWS), substeps=SUBSTEPS,
+                    render_qpos=np.empty((0, m.nq)) if render_qpos is None else render_qpos,
+                    qpos0=qpos0, qvel0=np.zeros((len(qpos0), m.nv)), ctrl=ctrl)
+
+
+def _render_here(scene, rows: np.ndarray) -> str:
+    """SHA-256 of ``rows`` drawn in this process (default llvmpipe threads), view by view."""
+    m = scene.model
+    d = mujoco.MjData(m)
+    frames = {v: np.zeros((len(rows), SIZE, SIZE, 3), np.uint8) for v in VIEWS}
+    r = MultiViewRenderer(m, VIEWS, SIZE, SIZE)
+    try:
+        for i, q in enumerate(rows):
+            d.qpos[:] = q
+            mujoco.mj_kinematics(m, d)
+            mujoco.mj_camlight(m, d)
+            r.render_into(d, {v: frames[v][i] for v in VIEWS})
+    finally:
+        r.close()
+    h = hashlib.sha256()
+    for v in VIEWS:
+        h.update(frames[v].tobytes())
+    return h.hexdigest()
+
+
+def _step_here(scene, work: CoreWork) -> str:
+    m = scene.model
+    d = mujoco.MjData(m)
+    for q, v, c in zip(work.qpos0, work.qvel0, work.ctrl):
+        d.qpos[:], d.qvel[:], d.ctrl[:] = q, v, c
+        for _ in range(SUBSTEPS):
+            mujoco.mj_step(m, d)
+    return hashlib.sha256(d.qpos.tobytes() + d.qvel.tobytes()).hexdigest()
+
+
+def test_core_processes_draw_the_frames_and_step_the_states_this_process_does(scene) -> None:
+    rows = _states(scene, 9)
     shares = [rows[sl] for sl in split_rows(len(rows), 2)]
     with CorePool(2) as pool:
         assert pool.n == 2
-        wall, cpu, drawn = pool.run("render", [_work(5, s, 0, m.nq, m.nv, m.nu) for s in shares])
+        wall, cpu, drawn = pool.run("render", [_work(scene, render_qpos=s) for s in shares])
         assert drawn == 9 * len(VIEWS) and wall > 0 and cpu > 0
-        wall, cpu, stepped = pool.run("physics", [_work(5, s[:0], k, m.nq, m.nv, m.nu) for s, k in zip(shares, (4, 2))])
-        assert stepped == (4 + 2) * 3 and wall > 0
+        # the very frames of this process's renderer, share by share (one rasterizer thread
+        # there, llvmpipe's default here)
+        assert pool.digests("render", 2) == [_render_here(scene, s) for s in shares]
+        assert len(set(pool.digests("render", 2))) == 2  # the scene moved: the shares differ
+
+        works = [_work(scene, qpos0=s) for s in (rows[:4], rows[4:6])]
+        wall, cpu, stepped = pool.run("physics", works)
+        assert stepped == (4 + 2) * SUBSTEPS and wall > 0 and cpu > 0
+        assert pool.digests("physics", 2) == [_step_here(scene, w) for w in works]
+        assert _step_here(scene, works[0]) != hashlib.sha256(
+            rows[3].tobytes() + np.zeros(scene.model.nv).tobytes()).hexdigest()  # the state moved
+
         # fewer shares than processes: only those run
-        _, _, drawn = pool.run("render", [_work(5, rows[:2], 0, m.nq, m.nv, m.nu)])
+        _, _, drawn = pool.run("render", [_work(scene, render_qpos=rows[:2])])
         assert drawn == 2 * len(VIEWS)
+
+
+def test_core_pool_refusals_and_errors(scene) -> None:
+    rows = _states(scene, 3)
+    with pytest.raises(ValueError, match="physics rows differ"):
+        CoreWork(task="pick_place", seed=5, width=SIZE, height=SIZE, views=tuple(VIEWS), substeps=1,
+                 render_qpos=rows, qpos0=rows, qvel0=np.zeros((2, scene.model.nv)), ctrl=np.zeros((3, scene.model.nu)))
+    with pytest.raises(ValueError, match="2-D"):
+        CoreWork(task="pick_place", seed=5, width=SIZE, height=SIZE, views=tuple(VIEWS), substeps=1,
+                 render_qpos=rows[0], qpos0=rows, qvel0=rows, ctrl=rows)
+    with CorePool(2) as pool:
         with pytest.raises(ValueError, match="render or physics"):
             pool.run("encode", [])
-        # an error in a process comes back as one exception naming it; the pool still closes
+        with pytest.raises(ValueError, match="3 shares for 2 processes"):
+            pool.run("render", [_work(scene, render_qpos=rows)] * 3)
+        # an error in a process comes back as one line naming it (the traceback kept apart)
         with pytest.raises(BenchCoreError, match="a bench process .one per core. failed: .*no_such_task") as err:
-            pool.run("render", [_work(5, rows[:1], 0, m.nq, m.nv, m.nu),
-                                _work(5, rows[:1], 0, m.nq, m.nv, m.nu, task="no_such_task")])
+            pool.run("render", [_work(scene, render_qpos=rows[:1]),
+                                _work(scene, render_qpos=rows[:1], task="no_such_task")])
         assert "Traceback" in err.value.details and "\n" not in str(err.value)
         # every reply was read: the next run gets its own replies
-        _, _, drawn = pool.run("render", [_work(5, s, 0, m.nq, m.nv, m.nu) for s in shares])
-        assert drawn == 9 * len(VIEWS)
+        _, _, drawn = pool.run("render", [_work(scene, render_qpos=rows[:1]), _work(scene, render_qpos=rows[1:])])
+        assert drawn == 3 * len(VIEWS)
 
 
-def test_a_core_process_that_dies_is_one_clear_error() -> None:
+def test_a_core_process_that_dies_is_one_clear_error(scene) -> None:
     with CorePool(1) as pool:
         pool._procs[0].kill()
         pool._procs[0].join()
         with pytest.raises(BenchCoreError, match="exited without replying"):
-            pool.run("physics", [_work(5, np.empty((0, 1)), 0, 1, 1, 1)])
+            pool.run("physics", [_work(scene, qpos0=_states(scene, 1))])

@@ -108,12 +108,14 @@ def test_mp4_sample_count_is_the_decoded_frame_count(datasets):
 
 
 @pytest.mark.parametrize("key, value", [("fps", 20), ("image_size", [96, 96]), ("robot_type", "ur5"),
-                                        ("state_names", ["q"] * 9)])
+                                        ("state_names", ["q"] * 9), ("views", ["left", "right"]),
+                                        ("action_names", ["a"] * 8), ("codebase_version", "v2.1")])
 def test_merge_refuses_incompatible_datasets_naming_the_difference(datasets, tmp_path, key, value):
     a, b = datasets
     other = tmp_path / "other"
     shutil.copytree(b, other)
     marker = json.loads((other / L.MARKER_NAME).read_text())
+    assert key in marker and marker[key] != value  # a real difference in a setting the marker holds
     marker[key] = value
     (other / L.MARKER_NAME).write_text(json.dumps(marker))
     with pytest.raises(MergeError, match=f"{key} differs"):
@@ -218,3 +220,22 @@ def test_generate_command_prints_one_row_per_worker_after_a_sharded_run(tmp_path
     cells = [c for c in row.replace("|", " ").split() if c]
     assert cells[1:4] == ["1", "1", "2"], row  # one shard, one group, expert + drop
     assert SimfailDataset(out).num_episodes == 2
+
+
+def test_a_sharded_run_shows_one_progress_bar_for_all_workers(tmp_path, capsys):
+    """The driver's bar counts every shard's groups; the shards draw no bars of their own."""
+    import re
+
+    from simfail.scale.executor import LocalExecutor
+    from simfail.scale.sharded import run_sharded
+
+    args = [a for a in ARGS if a != "progress=false"] + ["progress=true"]
+    from simfail.commands import build_config
+
+    cfg = build_config("generate", args + [f"out={tmp_path / 'bar'}", "groups=2", "ray.groups_per_task=1"])
+    run_sharded(cfg, LocalExecutor())
+    err = capsys.readouterr().err
+    bars = [s.strip() for s in re.split(r"[\r\n]", err) if re.search(r"\d+/\d+", s) and "|" in s]
+    assert bars, err
+    assert all(b.startswith("simfail pick_place [local x1]") for b in bars), bars
+    assert any(re.search(r"\b2/2\b", b) and "episodes=4" in b for b in bars), bars

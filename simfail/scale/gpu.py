@@ -6,10 +6,12 @@ be in the worker's environment before any rendering: the executors set it before
 item starts, in a fresh process for Ray tasks (``max_calls=1``).
 
 * ``render.gpu=N``: every worker renders on visible device ``N``.
-* ``render.gpu=auto``: worker ``i`` renders on visible device ``i mod (number of visible
-  GPUs)`` (round robin); with Ray reserving GPUs (``ray.gpus_per_worker > 0``) Ray sets each
-  task's ``CUDA_VISIBLE_DEVICES`` to its own GPU and the worker uses device 0 of what it sees
-  (MuJoCo orders EGL devices by ``CUDA_VISIBLE_DEVICES`` when the driver exposes the mapping).
+* ``render.gpu=auto``: with Ray reserving GPUs (``ray.gpus_per_worker > 0``, the way to use
+  it on a cluster) Ray sets each task's ``CUDA_VISIBLE_DEVICES`` to its own GPU and the worker
+  uses device 0 of what it sees (MuJoCo orders EGL devices by ``CUDA_VISIBLE_DEVICES`` when
+  the driver exposes the mapping). Without that, work item ``i`` gets device ``i mod G``, G
+  being the GPUs the driver's machine sees: a round robin over items, not running workers,
+  and nothing is set when the driver sees no GPU.
   With no GPU visible (a CPU machine) nothing is set and EGL renders through Mesa llvmpipe.
 """
 
