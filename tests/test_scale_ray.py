@@ -2,8 +2,8 @@
 
 One cluster for the module. The default test kills a worker with SIGKILL in the middle of a
 group and still gets, after Ray's retry, the bytes of a local run (labels, parquet, videos,
-stats): no group lost, none duplicated. The driver-kill test (slow) kills the driver process
-and resumes. The EGL device variable reaches the worker processes.
+stats): no group lost, none duplicated. The driver-kill test kills the driver process (a
+``simfail generate`` on the same cluster) once a shard is committed, and resumes. The EGL device variable reaches the worker processes.
 """
 
 from __future__ import annotations
@@ -114,7 +114,6 @@ def test_worker_killed_mid_group_gives_the_bytes_of_a_local_run(cluster, local_r
     assert sorted(json.loads((out / L.SIMFAIL_META_PATH).read_text())["groups"]) == ["0", "1", "2"]
 
 
-@pytest.mark.slow
 def test_killed_driver_resumes_from_the_committed_shards(cluster, local_run, tmp_path):
     from simfail.scale.executor import RayExecutor
     from simfail.scale.sharded import run_sharded
