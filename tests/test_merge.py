@@ -92,6 +92,20 @@ def test_merge_two_datasets_renumbers_and_checks(datasets, tmp_path):
     np.testing.assert_allclose(stats["observation.state"]["mean"], state.mean(0), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(stats["observation.state"]["std"], state.std(0), rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(stats["observation.state"]["max"], state.max(0))
+    np.testing.assert_array_equal(stats["observation.state"]["min"], state.min(0))
+    # quantiles: the count-weighted mean of the episodes' own (documented approximation, as in
+    # LeRobot), within the extrema and ordered
+    episodes = [pq.read_table(p).to_pydict() for p in sorted((out / "meta" / "episodes").rglob("*.parquet"))]
+    counts = np.concatenate([np.asarray(e["stats/observation.state/count"], float).reshape(-1) for e in episodes])
+    assert counts.sum() == len(state)
+    for q in L.QUANTILES:
+        per = np.concatenate([np.asarray(e[f"stats/observation.state/{q}"], float) for e in episodes])
+        np.testing.assert_allclose(stats["observation.state"][q], (counts[:, None] * per).sum(0) / counts.sum(),
+                                   rtol=1e-6, atol=1e-7)
+        assert (np.asarray(stats["observation.state"][q]) >= state.min(0) - 1e-6).all()
+        assert (np.asarray(stats["observation.state"][q]) <= state.max(0) + 1e-6).all()
+    qs = np.array([stats["observation.state"][q] for q in L.QUANTILES])
+    assert (np.diff(qs, axis=0) >= -1e-6).all()  # q01 <= q10 <= q50 <= q90 <= q99
 
 
 def test_merge_of_one_dataset_is_byte_identical(datasets, tmp_path):
