@@ -230,11 +230,17 @@ def test_stock_loop_encodes_as_a_user_would() -> None:
 
 
 def test_bound_renders_the_runs_preset_and_backend(monkeypatch) -> None:
-    """The renderers alone draw the model the pipeline draws (``render.preset``) with its
-    backend, not the fast look with OpenGL whatever the run."""
+    """The resources alone draw the model the pipeline draws (``render.preset``) with its
+    backend, not the fast look with OpenGL whatever the run: the in-process renderers get the
+    lab model, the per-core processes get the preset (tests/test_bench_cores.py checks that
+    they draw it)."""
     import mujoco
 
     import simfail.bench as bench
+    from simfail.core.builder import build_scene
+    from simfail.core.scene import StageConfig
+    from simfail.core.task import get_task
+    from simfail.render.frame_pool import FramePool
     from simfail.render.presets import ROOM_BODY
 
     seen = []
@@ -244,9 +250,28 @@ def test_bound_renders_the_runs_preset_and_backend(monkeypatch) -> None:
             seen.append((_name, has_room, backend))
             return _make(model, w, h, backend)
         monkeypatch.setitem(bench._RENDERERS, name, wrapped)
-    cfg = from_dict({"groups": 1, "render": {"width": 64, "height": 64, "preset": "lab"},
-                     "failures": {"names": ["drop"]}, "progress": False})
-    result = run_bench(BenchConfig(generate=cfg, repeats=1))
+
+    class RecordingCores:  # stands in for the per-core processes: records what they are given
+        n = 2
+
+        def __init__(self):
+            self.shares = []
+
+        def run(self, kind, shares):
+            self.shares += shares
+            done = sum(len(s.render_qpos) * len(s.views) if kind == "render" else len(s.ctrl) * s.substeps
+                       for s in shares)
+            return 1.0, 1.0, done
+
+    cfg = from_dict({"render": {"width": 64, "height": 64, "preset": "lab"}, "progress": False})
+    scene = build_scene(get_task("pick_place"), 3, StageConfig(width=64, height=64))
+    q = np.tile(scene.qpos0, (3, 1))
+    q[:, 0] += np.array([0.0, 0.1, 0.2])
+    work = bench._CeilingWork(seed=3, qpos0=q[:2], qvel0=np.zeros((2, scene.model.nv)),
+                              actions=np.zeros((2, 8)), render_qpos=q, episodes=[(3, 0)])
+    cores = RecordingCores()
+    a = bench._alone(get_task("pick_place"), cfg, work, FramePool(), cores)
     assert sorted(n for n, _, _ in seen) == ["pipeline", "stock"]
     assert all(has_room and backend == "egl" for _, has_room, backend in seen)  # the lab room is drawn
-    assert result.runs[0].bound > 0
+    assert {s.preset for s in cores.shares} == {"lab"}
+    assert a.render > 0 and a.stock_render > 0 and a.encode > 0 and a.view_frames == 3 * len(VIEWS)

@@ -52,9 +52,10 @@ def _work(scene, render_qpos=None, qpos0=None, task: str = "pick_place") -> Core
                     qpos0=qpos0, qvel0=np.zeros((len(qpos0), m.nv)), ctrl=ctrl)
 
 
-def _render_here(scene, rows: np.ndarray) -> str:
-    """SHA-256 of ``rows`` drawn in this process (default llvmpipe threads), view by view."""
-    m = scene.model
+def _render_here(scene, rows: np.ndarray, model=None) -> str:
+    """SHA-256 of ``rows`` drawn in this process (default llvmpipe threads), view by view, of
+    ``model`` (the scene's own by default)."""
+    m = scene.model if model is None else model
     d = mujoco.MjData(m)
     frames = {v: np.zeros((len(rows), SIZE, SIZE, 3), np.uint8) for v in VIEWS}
     r = MultiViewRenderer(m, VIEWS, SIZE, SIZE)
@@ -104,6 +105,22 @@ def test_core_processes_draw_the_frames_and_step_the_states_this_process_does(sc
         # fewer shares than processes: only those run
         _, _, drawn = pool.run("render", [_work(scene, render_qpos=rows[:2])])
         assert drawn == 2 * len(VIEWS)
+
+
+def test_core_processes_draw_the_runs_preset(scene) -> None:
+    """With ``preset="lab"`` the processes draw the lab model (room, lights, textures), the
+    frames of this process's renderer on that model, not the fast look."""
+    from simfail.render.presets import render_model
+
+    rows = _states(scene, 2)
+    lab = render_model(scene.model, scene.xml, "lab")
+    work = _work(scene, render_qpos=rows)
+    work.preset = "lab"
+    with CorePool(1) as pool:
+        _, _, drawn = pool.run("render", [work])
+        assert drawn == 2 * len(VIEWS)
+        (digest,) = pool.digests("render", 1)
+    assert digest == _render_here(scene, rows, lab) != _render_here(scene, rows)
 
 
 def test_core_pool_refusals_and_errors(scene) -> None:
