@@ -162,6 +162,9 @@ class BenchRun:
     cpu_physics_per_core: float = 0.0
     #: processes of the per-core measurements (0: none)
     core_processes: int = 0
+    #: per-core render shares compared with the pipeline's renderer, and how many differed
+    per_core_shares: int = 0
+    per_core_shares_differing: int = 0
     #: episode parts the encoder alone encoded at once (x264 processes: parts x views)
     encoder_parts: int = 1
     #: CPUs the process may use (for the CPU-time floor)
@@ -495,6 +498,10 @@ class _Alone:
     stock_render: float = 0.0
     #: the encoder as the stock loop runs it (one set of per-view processes)
     stock_encode: float = 0.0
+    #: shares the per-core processes drew, and how many of them differ byte for byte from the
+    #: pipeline's renderer in this process on the same rows
+    per_core_shares: int = 0
+    per_core_shares_differing: int = 0
     #: the render and the physics split over one process per core (0: not measured)
     render_per_core: float = 0.0
     physics_per_core: float = 0.0
@@ -509,16 +516,6 @@ class _Alone:
     view_frames: int = 0
     encoded: int = 0
     substeps: int = 0
-
-
-def _moving_states(model, data, qpos_rows):
-    """Pose ``data`` at each row of ``qpos_rows`` (kinematics only), yielding the row index."""
-    for i, q in enumerate(qpos_rows):
-        data.qpos[:] = q
-        mujoco.mj_kinematics(model, data)
-        mujoco.mj_comPos(model, data)
-        mujoco.mj_camlight(model, data)
-        yield i
 
 
 def _children_cpu() -> float:
@@ -628,6 +625,20 @@ def _render_alone(renderer, model, data, work: _CeilingWork, h: int, w: int, poo
     return episodes, wall, cpu
 
 
+def _frames_digest(episodes: list[dict[str, np.ndarray]], work: _CeilingWork, rows: slice) -> str:
+    """SHA-256 of the render rows ``rows`` of a group as drawn into ``episodes`` (per episode
+    ``{view: (T, H, W, 3)}``), view by view and row by row: the order in which a per-core
+    process hashes its share (:meth:`simfail.bench_cores.CorePool.digests`)."""
+    import hashlib
+
+    where = [(e, f) for e, (n, first) in enumerate(work.episodes) for f in range(first, n)][rows]
+    h = hashlib.sha256()
+    for v in VIEWS:
+        for e, f in where:
+            h.update(np.ascontiguousarray(episodes[e][v][f]).tobytes())
+    return h.hexdigest()
+
+
 def _alone(task, cfg: GenerateConfig, work: _CeilingWork, pool: FramePool, cores: CorePool | None = None) -> _Alone:
     """Each resource of one group's work alone: bare physics, bare render (the pipeline's
     renderer, at the run's ``render.backend`` and ``render.preset``), the encoder on the
@@ -663,24 +674,32 @@ def _alone(task, cfg: GenerateConfig, work: _CeilingWork, pool: FramePool, cores
             ctrl=ctrl[sl] if kind == "physics" else np.empty((0, model.nu)),
         ) for sl in split_rows(rows, cores.n)]
 
-    # physics: the same number of mj_step calls, from the episodes' own states
-    step = mujoco.mj_step
-    t0, c0 = time.perf_counter(), time.process_time()
-    for q, v, c in zip(work.qpos0, work.qvel0, ctrl):
-        data.qpos[:] = q
-        data.qvel[:] = v
-        data.ctrl[:] = c
-        for _ in range(out.substeps):
-            step(model, data)
-    out.physics = time.perf_counter() - t0
-    out.cpu_physics = time.process_time() - c0
     out.steps = len(work.qpos0) * out.substeps
     out.view_frames = len(work.render_qpos) * len(VIEWS)
-    if cores is not None:
+
+    def physics_here() -> None:
+        """The same number of mj_step calls, from the episodes' own states, on one thread."""
+        step = mujoco.mj_step
+        t0, c0 = time.perf_counter(), time.process_time()
+        for q, v, c in zip(work.qpos0, work.qvel0, ctrl):
+            data.qpos[:] = q
+            data.qvel[:] = v
+            data.ctrl[:] = c
+            for _ in range(out.substeps):
+                step(model, data)
+        out.physics = time.perf_counter() - t0
+        out.cpu_physics = time.process_time() - c0
+
+    def physics_per_core() -> None:
         out.physics_per_core, out.cpu_physics_per_core, stepped = cores.run("physics", shares("physics"))
         if stepped != out.steps:  # the same work, or no bound
             raise BenchCoreError(f"bench: the per-core processes made {stepped} mj_step calls, not the "
                                  f"pipeline's {out.steps}")
+
+    # physics both ways (the order alternates from group to group, like the renderers')
+    physics_ways = [physics_here] + ([physics_per_core] if cores is not None else [])
+    for way in (physics_ways if work.index % 2 == 0 else physics_ways[::-1]):
+        way()
 
     # each way of rendering alone on the same view-frames (in this process: into per-episode
     # frame arrays as the pipeline fills them); the order rotates from group to group so that
@@ -710,6 +729,11 @@ def _alone(task, cfg: GenerateConfig, work: _CeilingWork, pool: FramePool, cores
             for f in frames:
                 pool.give_frames(f)
         del frames
+    if "per_core" in ways:  # did the processes draw the very frames of the pipeline's renderer?
+        theirs = cores.digests("render", len(shares("render")))
+        ours = [_frames_digest(episodes, work, sl) for sl in split_rows(len(work.render_qpos), cores.n)]
+        out.per_core_shares = len(ours)
+        out.per_core_shares_differing = sum(a != b for a, b in zip(theirs, ours))
 
     # the encoder alone on every written frame (in parts on a many-core machine); the stock
     # loop's encoder is one set of per-view processes, measured apart when that differs
@@ -830,6 +854,8 @@ def _add_alone(run: BenchRun, a: _Alone, i: int, groups: int, log: Callable[[str
     run.cpu_encode += a.cpu_encode
     run.substeps = a.substeps
     run.render_per_core += a.render_per_core
+    run.per_core_shares += a.per_core_shares
+    run.per_core_shares_differing += a.per_core_shares_differing
     run.cpu_render_per_core += a.cpu_render_per_core
     run.physics_per_core += a.physics_per_core
     run.cpu_physics_per_core += a.cpu_physics_per_core
@@ -841,7 +867,10 @@ def _add_alone(run: BenchRun, a: _Alone, i: int, groups: int, log: Callable[[str
 
 def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] | None = None) -> BenchResult:
     """Benchmark ``cfg.generate`` (into temporary directories) ``cfg.repeats`` times."""
+    from simfail.scale.gpu import apply_egl_device
+
     gen = cfg.generate
+    apply_egl_device(gen.render.backend, gen.render.gpu)  # before the first GL context, as generate
     if cfg.repeats < 1:
         raise ConfigError(f"repeats must be >= 1, got {cfg.repeats}")
     if log is None:
@@ -947,7 +976,7 @@ def bench_table(result: BenchResult) -> str:
         ("pipeline", "bare render: MultiViewRenderer, 1 process", s["pipeline_renderer_alone_s"],
          s["cpu_pipeline_renderer_s"]),
         ("stock", "bare render: stock mujoco.Renderer/view, 1 process", s["stock_render_s"], s["cpu_stock_render_s"]),
-        ("per_core", f"bare render: MultiViewRenderer, {procs} procs x 1 thread", s["render_per_core_s"],
+        ("per_core", f"bare render: MultiViewRenderer, {procs} processes", s["render_per_core_s"],
          s["cpu_render_per_core_s"]),
         ("physics_one", "bare physics (mj_step), 1 thread", s["bare_physics_s"], s["cpu_physics_s"]),
         ("physics_per_core", f"bare physics (mj_step), {procs} procs", s["physics_per_core_s"],
@@ -974,8 +1003,14 @@ def bench_table(result: BenchResult) -> str:
     lines.append(f"pipeline CPU: {_fmt_s(s['cpu_pipeline_s'])} CPU s (its threads and encoders) in "
                  f"{_fmt_s(total)} s: {s['pipeline_cores_busy']:.2f} of {result.runs[0].cpus} cores busy")
     lines.append("render and physics: the fastest way measured alone (same view-frames, scene moving, into "
-                 "per-episode frame arrays; same physics steps); one process per core uses the cores that one "
-                 "llvmpipe process leaves idle")
+                 "per-episode frame arrays; same physics steps); one process per core (one llvmpipe thread "
+                 "each on a CPU) uses the cores that one llvmpipe process leaves idle")
+    run0 = result.runs[0]
+    if run0.per_core_shares:
+        differ = run0.per_core_shares_differing
+        lines.append(f"per-core frames: {run0.per_core_shares - differ} of {run0.per_core_shares} shares byte-identical "
+                     f"to the pipeline renderer's in this process"
+                     + ("" if not differ else f" ({differ} DIFFER: the per-core way did not draw the same images)"))
     lines.append(f"stock serial loop (physics, then mujoco.Renderer per view, then the encoder; not a bound): "
                  f"{_fmt_s(s['stock_serial_s'])} s; pipeline / stock loop = {_fmt_x(1.0 / s['speedup_vs_stock'] if s['speedup_vs_stock'] else None)}")
     lines.append("")

@@ -42,6 +42,9 @@ class BenchCoreError(SimfailError):
 
 #: environment of the processes: llvmpipe draws on the calling thread only
 CORE_ENV = {"LP_NUM_THREADS": "1"}
+#: seconds the bench waits for a process's reply before calling it stalled (a share is a few
+#: seconds of work on a CPU; a hung GL driver must not hang ``simfail bench``)
+REPLY_TIMEOUT_S = 1800.0
 
 
 @dataclass
@@ -98,7 +101,7 @@ class _Prepared:
         from simfail.render.presets import render_model
         from simfail.render.renderer import MultiViewRenderer
 
-        key = (work.task, work.seed, work.width, work.height, work.preset)
+        key = (work.task, work.seed, work.width, work.height, work.preset, tuple(work.views))
         if cache.get("key") != key:
             old = cache.get("renderer")
             cache.clear()  # before anything can fail: a half-replaced scene is never reused
@@ -180,6 +183,9 @@ def _serve(conn, env: dict[str, str]) -> None:
     ``("done", cpu_s, work)`` (view-frames drawn or ``mj_step`` calls); ``("digest", kind)``
     -> ``("digest", hex)`` (:meth:`_Prepared.digest`); ``("stop",)`` ends it. An exception is
     sent back as ``("error", text)``."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the bench's to handle: it stops us
     os.environ.update(env)
     cache: dict[str, Any] = {}
     prepared: _Prepared | None = None
@@ -220,14 +226,21 @@ class CorePool:
         if "MUJOCO_GL" in os.environ:
             env["MUJOCO_GL"] = os.environ["MUJOCO_GL"]
         self._conns, self._procs = [], []
-        with environ(env):  # spawn copies the environment when the process starts
-            for _ in range(self.n):
-                parent, child = ctx.Pipe()
-                p = ctx.Process(target=_serve, args=(child, env), daemon=True, name="simfail-bench-core")
-                p.start()
-                child.close()
-                self._conns.append(parent)
-                self._procs.append(p)
+        try:
+            with environ(env):  # spawn copies the environment when the process starts
+                for _ in range(self.n):
+                    parent, child = ctx.Pipe()
+                    self._conns.append(parent)
+                    p = ctx.Process(target=_serve, args=(child, env), daemon=True, name="simfail-bench-core")
+                    p.start()
+                    child.close()
+                    self._procs.append(p)
+        except OSError as exc:  # out of processes, file handles or memory
+            self.close()
+            raise BenchCoreError(f"cannot start {self.n} bench processes (one per core): {exc}") from exc
+        except BaseException:
+            self.close()
+            raise
 
     @staticmethod
     def _send(conn, msg: tuple) -> None:
@@ -243,6 +256,9 @@ class CorePool:
         replies = []
         for c in conns:
             try:
+                if not c.poll(REPLY_TIMEOUT_S):
+                    replies.append(("error", f"the process did not reply within {REPLY_TIMEOUT_S:.0f} s (stalled)"))
+                    continue
                 replies.append(c.recv())
             except (EOFError, OSError) as exc:  # the process died (killed, out of memory)
                 replies.append(("error", f"the process exited without replying ({type(exc).__name__})"))

@@ -33,7 +33,7 @@ def run_bench(cfg: BenchConfig) -> int:
 
 
 def run_generate_bench(cfg: BenchConfig) -> int:
-    """``simfail bench`` (mode=generate): episodes/hour against the raw MuJoCo ceiling."""
+    """``simfail bench`` (mode=generate): episodes/hour against the slowest resource alone."""
     from simfail.bench import BenchConfig as BenchRun
     from simfail.bench import bench_table, run_bench as measure
 

@@ -8,7 +8,6 @@ group moves to the next attempt and the rejected seed is recorded in ``meta/simf
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 import zlib
@@ -642,7 +641,7 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
     from tqdm import tqdm
 
     from simfail.dataset.writer import DatasetWriter
-    from simfail.scale.gpu import egl_device_env
+    from simfail.scale.gpu import apply_egl_device
 
     if cfg.executor != "local":  # groups sharded over workers, merged into one dataset
         from simfail.scale.executor import make_executor
@@ -652,11 +651,7 @@ def run(cfg: GenerateConfig, *, log=print) -> dict[str, Any]:
         with make_executor(cfg.executor, cfg.ray) as executor:
             return run_sharded(cfg, executor, log=log)
     # the EGL device must be chosen before the first GL context of this process
-    for key, value in egl_device_env(cfg.render.backend, cfg.render.gpu, 0).items():
-        if cfg.render.gpu == "auto":
-            os.environ.setdefault(key, value)  # a device the user exported wins over auto
-        else:
-            os.environ[key] = value
+    apply_egl_device(cfg.render.backend, cfg.render.gpu)
     validate_failures(cfg)  # before touching the disk
     names = run_tasks(cfg)
     tasks = {t: get_task(t) for t in names}

@@ -135,7 +135,7 @@ def test_table_marks_the_renderer_the_bound_uses(result: BenchResult) -> None:
             "stock": next(ln for ln in lines if ln.startswith("bare render: stock"))}
     if run.core_processes:
         rows["per_core"] = next(ln for ln in lines if ln.startswith(
-            f"bare render: MultiViewRenderer, {run.core_processes} procs x 1 thread"))
+            f"bare render: MultiViewRenderer, {run.core_processes} processes"))
     assert ["<- " in ln for ln in rows.values()].count(True) == 1
     assert "<- " in rows[run.fastest_renderer]
 
@@ -149,6 +149,9 @@ def test_per_core_measurements_do_the_pipelines_work(result: BenchResult) -> Non
         pytest.skip("one usable core: no per-core measurement")
     assert run.core_processes == run.cpus
     assert run.render_per_core > 0 and run.cpu_render_per_core > 0
+    # every share's frames were compared with the pipeline renderer's, byte for byte
+    assert run.per_core_shares == run.core_processes and run.per_core_shares_differing == 0
+    assert f"{run.per_core_shares} of {run.per_core_shares} shares byte-identical" in bench_table(result)
     assert run.physics_per_core > 0 and run.cpu_physics_per_core > 0
 
 
@@ -263,6 +266,9 @@ def test_bound_renders_the_runs_preset_and_backend(monkeypatch) -> None:
                        for s in shares)
             return 1.0, 1.0, done
 
+        def digests(self, kind, processes):  # drew nothing: every share differs from ours
+            return ["not drawn"] * processes
+
     cfg = from_dict({"render": {"width": 64, "height": 64, "preset": "lab"}, "progress": False})
     scene = build_scene(get_task("pick_place"), 3, StageConfig(width=64, height=64))
     q = np.tile(scene.qpos0, (3, 1))
@@ -275,3 +281,4 @@ def test_bound_renders_the_runs_preset_and_backend(monkeypatch) -> None:
     assert all(has_room and backend == "egl" for _, has_room, backend in seen)  # the lab room is drawn
     assert {s.preset for s in cores.shares} == {"lab"}
     assert a.render > 0 and a.stock_render > 0 and a.encode > 0 and a.view_frames == 3 * len(VIEWS)
+    assert a.per_core_shares == 2 and a.per_core_shares_differing == 2  # the comparison ran and is told

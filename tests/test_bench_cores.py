@@ -152,3 +152,13 @@ def test_a_core_process_that_dies_is_one_clear_error(scene) -> None:
         pool._procs[0].join()
         with pytest.raises(BenchCoreError, match="exited without replying"):
             pool.run("physics", [_work(scene, qpos0=_states(scene, 1))])
+
+
+def test_a_stalled_core_process_is_one_clear_error(scene, monkeypatch) -> None:
+    import simfail.bench_cores as bc
+
+    with CorePool(1) as pool:
+        pool.run("physics", [_work(scene, qpos0=_states(scene, 1))])  # started and answering
+        monkeypatch.setattr(bc, "REPLY_TIMEOUT_S", 1e-4)
+        with pytest.raises(BenchCoreError, match="did not reply within"):
+            pool.run("physics", [_work(scene, qpos0=_states(scene, 400))])

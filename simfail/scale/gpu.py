@@ -10,9 +10,9 @@ item starts, in a fresh process for Ray tasks (``max_calls=1``).
   it on a cluster) Ray sets each task's ``CUDA_VISIBLE_DEVICES`` to its own GPU and the worker
   uses device 0 of what it sees (MuJoCo orders EGL devices by ``CUDA_VISIBLE_DEVICES`` when
   the driver exposes the mapping). Without that, work item ``i`` gets device ``i mod G``, G
-  being the GPUs the driver's machine sees: a round robin over items, not running workers,
-  and nothing is set when the driver sees no GPU.
-  With no GPU visible (a CPU machine) nothing is set and EGL renders through Mesa llvmpipe.
+  being the GPUs the driver's machine sees: a round robin over items, not running workers.
+  With no GPU visible (a CPU machine, or a driver on a machine without one) nothing is set
+  and EGL renders through its default device (Mesa llvmpipe on a CPU machine).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import os
 
 from simfail.errors import ConfigError
 
-__all__ = ["EGL_DEVICE_VAR", "egl_device_env", "parse_gpu", "visible_gpu_count", "worker_egl_device"]
+__all__ = ["EGL_DEVICE_VAR", "apply_egl_device", "egl_device_env", "parse_gpu", "visible_gpu_count",
+           "worker_egl_device"]
 
 EGL_DEVICE_VAR = "MUJOCO_EGL_DEVICE_ID"
 #: ``render.backend`` values drawn through EGL (the warp backend still segments through EGL).
@@ -82,6 +83,17 @@ def egl_device_env(backend: str, gpu: str | int, worker: int, *, visible: int | 
     if n <= 0:
         return {}
     return {EGL_DEVICE_VAR: str(int(worker) % n)}
+
+
+def apply_egl_device(backend: str, gpu: str | int) -> None:
+    """Choose this process's EGL device for ``render.backend``/``render.gpu`` (as worker 0),
+    before its first GL context: ``render.gpu=N`` sets it, ``auto`` only where the user has
+    not exported one (a device the user chose wins)."""
+    for key, value in egl_device_env(backend, gpu, 0).items():
+        if parse_gpu(gpu) is None:
+            os.environ.setdefault(key, value)
+        else:
+            os.environ[key] = value
 
 
 def worker_egl_device(item, report) -> str | None:
