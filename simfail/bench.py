@@ -165,7 +165,8 @@ class BenchRun:
     #: per-core render shares compared with the pipeline's renderer, and how many differed
     per_core_shares: int = 0
     per_core_shares_differing: int = 0
-    #: episode parts the encoder alone encoded at once (x264 processes: parts x views)
+    #: episode parts the encoder alone encoded at once, the most in any group (x264 processes:
+    #: parts x views)
     encoder_parts: int = 1
     #: CPUs the process may use (for the CPU-time floor)
     cpus: int = 1
@@ -498,6 +499,8 @@ class _Alone:
     stock_render: float = 0.0
     #: the encoder as the stock loop runs it (one set of per-view processes)
     stock_encode: float = 0.0
+    #: episode parts the encoder alone ran at once (at most the group's episodes)
+    encoder_parts: int = 1
     #: shares the per-core processes drew, and how many of them differ byte for byte from the
     #: pipeline's renderer in this process on the same rows
     per_core_shares: int = 0
@@ -738,6 +741,7 @@ def _alone(task, cfg: GenerateConfig, work: _CeilingWork, pool: FramePool, cores
     # the encoder alone on every written frame (in parts on a many-core machine); the stock
     # loop's encoder is one set of per-view processes, measured apart when that differs
     parts = encoder_parts(cores.n if cores is not None else 1)
+    out.encoder_parts = max(1, min(parts, len(work.episodes)))
     with tempfile.TemporaryDirectory(prefix="simfail_bench_enc_") as tmp:
         c0 = _children_cpu()
         out.encode = _encode_alone(cfg, episodes, tmp, parts)
@@ -834,7 +838,6 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None], visi
         if cores is not None:
             cores.close()
     run.core_processes = cores.n if cores is not None else 0
-    run.encoder_parts = encoder_parts(run.core_processes or 1)
     return run
 
 
@@ -854,6 +857,7 @@ def _add_alone(run: BenchRun, a: _Alone, i: int, groups: int, log: Callable[[str
     run.cpu_encode += a.cpu_encode
     run.substeps = a.substeps
     run.render_per_core += a.render_per_core
+    run.encoder_parts = max(run.encoder_parts, a.encoder_parts)
     run.per_core_shares += a.per_core_shares
     run.per_core_shares_differing += a.per_core_shares_differing
     run.cpu_render_per_core += a.cpu_render_per_core

@@ -282,3 +282,44 @@ def test_bound_renders_the_runs_preset_and_backend(monkeypatch) -> None:
     assert {s.preset for s in cores.shares} == {"lab"}
     assert a.render > 0 and a.stock_render > 0 and a.encode > 0 and a.view_frames == 3 * len(VIEWS)
     assert a.per_core_shares == 2 and a.per_core_shares_differing == 2  # the comparison ran and is told
+
+
+def test_warp_backend_skips_the_per_core_render_and_draws_with_warp(monkeypatch) -> None:
+    """With ``render.backend=warp`` the in-process pipeline renderer is the warp batch renderer
+    and no per-core (llvmpipe) render way is measured; the per-core physics still is."""
+    pytest.importorskip("mujoco_warp")
+    import simfail.bench as bench
+    from simfail.core.builder import build_scene
+    from simfail.core.scene import StageConfig
+    from simfail.core.task import get_task
+    from simfail.render.frame_pool import FramePool
+
+    made = []
+    make = bench._RENDERERS["pipeline"]
+
+    def wrapped(model, w, h, backend="egl"):
+        r = make(model, w, h, backend)
+        made.append((backend, type(r).__name__))
+        return r
+    monkeypatch.setitem(bench._RENDERERS, "pipeline", wrapped)
+
+    class RecordingCores:
+        n = 2
+
+        def __init__(self):
+            self.kinds = []
+
+        def run(self, kind, shares):
+            self.kinds.append(kind)
+            return 1.0, 1.0, sum(len(s.ctrl) * s.substeps for s in shares)
+
+    cfg = from_dict({"render": {"width": 64, "height": 64, "backend": "warp"}, "progress": False})
+    scene = build_scene(get_task("pick_place"), 3, StageConfig(width=64, height=64))
+    q = np.tile(scene.qpos0, (2, 1))
+    work = bench._CeilingWork(seed=3, qpos0=q[:1], qvel0=np.zeros((1, scene.model.nv)), actions=np.zeros((1, 8)),
+                              render_qpos=q, episodes=[(2, 0)])
+    cores = RecordingCores()
+    a = bench._alone(get_task("pick_place"), cfg, work, FramePool(), cores)
+    assert made == [("warp", "WarpBatchRenderer")]
+    assert cores.kinds == ["physics"] and a.render_per_core == 0 and a.per_core_shares == 0
+    assert a.render > 0 and a.encoder_parts == 1
