@@ -78,6 +78,18 @@ TARGET_RATIO = 1.15
 TARGET_EPISODES_PER_HOUR = 2000.0
 
 
+def fastest_way(seconds: dict[str, float], default: str) -> str:
+    """The key of the least positive time in ``seconds`` (0: not measured), else ``default``."""
+    measured = {k: v for k, v in seconds.items() if v > 0}
+    return min(measured, key=measured.get) if measured else default
+
+
+def least_cpu(ways: tuple[tuple[float, float], ...], default: float) -> float:
+    """The least CPU seconds among ``(wall s, CPU s)`` ways that were measured, else ``default``."""
+    cpus = [c for t, c in ways if t > 0 and c > 0]
+    return min(cpus) if cpus else default
+
+
 @dataclass
 class BenchConfig:
     """What to benchmark: the generation config (``out`` is ignored) and how often to repeat."""
@@ -184,8 +196,7 @@ class BenchRun:
     def fastest_renderer(self) -> str:
         """The renderer the bound uses: the fastest one measured alone, so that a slow renderer
         in the pipeline cannot make the bound (and the ratio) look better."""
-        r = {k: v for k, v in self.renderers_alone().items() if v > 0}
-        return min(r, key=r.get) if r else "pipeline"
+        return fastest_way(self.renderers_alone(), "pipeline")
 
     @property
     def render_alone(self) -> float:
@@ -199,17 +210,19 @@ class BenchRun:
                 "per_core": self.cpu_render_per_core}[self.fastest_renderer]
 
     @property
+    def physics_way(self) -> str:
+        """The bound's physics: ``one`` thread or ``per_core`` (the faster one measured)."""
+        return fastest_way({"one": self.ceiling_physics, "per_core": self.physics_per_core}, "one")
+
+    @property
     def physics_alone(self) -> float:
         """The bare physics of the bound: the faster of one thread and one process per core."""
-        if 0 < self.physics_per_core < self.ceiling_physics:
-            return self.physics_per_core
-        return self.ceiling_physics
+        return self.physics_per_core if self.physics_way == "per_core" else self.ceiling_physics
 
     @property
     def cpu_physics_alone(self) -> float:
         """CPU seconds of the bound's physics."""
-        per_core = 0 < self.physics_per_core < self.ceiling_physics
-        return self.cpu_physics_per_core if per_core else self.cpu_physics
+        return self.cpu_physics_per_core if self.physics_way == "per_core" else self.cpu_physics
 
     def resources(self) -> dict[str, float]:
         """Seconds each required resource took alone, at full machine use (render and physics:
@@ -229,16 +242,14 @@ class BenchRun:
     @property
     def cpu_render_min(self) -> float:
         """The least CPU seconds any measured way of rendering took for these view-frames."""
-        cpus = [c for t, c in ((self.bound_render, self.cpu_render), (self.stock_render, self.cpu_stock_render),
-                               (self.render_per_core, self.cpu_render_per_core)) if t > 0 and c > 0]
-        return min(cpus) if cpus else self.cpu_render
+        return least_cpu(((self.bound_render, self.cpu_render), (self.stock_render, self.cpu_stock_render),
+                          (self.render_per_core, self.cpu_render_per_core)), self.cpu_render)
 
     @property
     def cpu_physics_min(self) -> float:
         """The least CPU seconds any measured way of stepping the physics took."""
-        cpus = [c for t, c in ((self.ceiling_physics, self.cpu_physics),
-                               (self.physics_per_core, self.cpu_physics_per_core)) if t > 0 and c > 0]
-        return min(cpus) if cpus else self.cpu_physics
+        return least_cpu(((self.ceiling_physics, self.cpu_physics),
+                          (self.physics_per_core, self.cpu_physics_per_core)), self.cpu_physics)
 
     @property
     def cpu_floor(self) -> float:
@@ -733,7 +744,7 @@ def _alone(task, cfg: GenerateConfig, work: _CeilingWork, pool: FramePool, cores
                 pool.give_frames(f)
         del frames
     if "per_core" in ways:  # did the processes draw the very frames of the pipeline's renderer?
-        theirs = cores.digests("render", len(shares("render")))
+        theirs = cores.digests("render", cores.n)  # one share per process
         ours = [_frames_digest(episodes, work, sl) for sl in split_rows(len(work.render_qpos), cores.n)]
         out.per_core_shares = len(ours)
         out.per_core_shares_differing = sum(a != b for a, b in zip(theirs, ours))
@@ -874,9 +885,9 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] | None = None) -> 
     from simfail.scale.gpu import apply_egl_device
 
     gen = cfg.generate
-    apply_egl_device(gen.render.backend, gen.render.gpu)  # before the first GL context, as generate
     if cfg.repeats < 1:
         raise ConfigError(f"repeats must be >= 1, got {cfg.repeats}")
+    apply_egl_device(gen.render.backend, gen.render.gpu)  # before the first GL context, as generate
     if log is None:
         def log(msg: str) -> None:
             if gen.progress:
@@ -974,8 +985,9 @@ def bench_table(result: BenchResult) -> str:
     # the render (physics) part of the bound is the fastest way measured; all are listed
     renders = {"pipeline": s["pipeline_renderer_alone_s"], "stock": s["stock_render_s"],
                "per_core": s["render_per_core_s"]}
-    fastest = min((k for k, v in renders.items() if v > 0), key=renders.get, default="pipeline")
-    per_core_physics = 0 < s["physics_per_core_s"] < s["bare_physics_s"]
+    fastest = fastest_way(renders, "pipeline")
+    per_core_physics = fastest_way({"one": s["bare_physics_s"], "per_core": s["physics_per_core_s"]},
+                                   "one") == "per_core"
     rows_alone = [
         ("pipeline", "bare render: MultiViewRenderer, 1 process", s["pipeline_renderer_alone_s"],
          s["cpu_pipeline_renderer_s"]),
