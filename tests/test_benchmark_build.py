@@ -61,7 +61,7 @@ def test_manifest_names_its_environment_and_check_notes_a_difference(tiny_build,
                                           parse_manifest, tree_hashes)
 
     env = build_environment()
-    assert {"python", "mujoco", "numpy", "pyarrow", "av", "machine", "cpu"} <= set(env)
+    assert {"python", "mujoco", "numpy", "pyarrow", "av", "machine", "cpu", "cpu_family_model", "cpu_features"} <= set(env)
     text = format_manifest(tree_hashes(tiny_build), {**env, "mujoco": "0.0.0"})
     assert manifest_environment(text)["mujoco"] == "0.0.0" and parse_manifest(text) == tree_hashes(tiny_build)
     fake = tmp_path / "tiny.sha256"
@@ -71,6 +71,16 @@ def test_manifest_names_its_environment_and_check_notes_a_difference(tiny_build,
     assert check_mod.check_benchmark(TINY, tiny_build, out=lines.append) == 0
     assert lines[0].startswith("note: tiny.sha256 was published with other software") and "mujoco: 0.0.0 ->" in lines[0]
     assert lines[-1].startswith("ok: ")
+    # a manifest that does not record the CPU's vector features cannot vouch for this CPU
+    older = {k: v for k, v in env.items() if k != "cpu_features"}
+    fake.write_text(format_manifest(tree_hashes(tiny_build), older))
+    lines.clear()
+    assert check_mod.check_benchmark(TINY, tiny_build, out=lines.append) == 0
+    assert f"cpu_features: not recorded -> {env['cpu_features']}" in lines[0]
+    fake.write_text(format_manifest(tree_hashes(tiny_build), env))  # this machine's: no note
+    lines.clear()
+    assert check_mod.check_benchmark(TINY, tiny_build, out=lines.append) == 0
+    assert lines == [f"ok: {len(tree_hashes(tiny_build))} files match tiny.sha256"]
 
 
 @pytest.mark.slow

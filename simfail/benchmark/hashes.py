@@ -40,10 +40,37 @@ def tree_hashes(root: Path) -> dict[str, str]:
 ENV_PREFIX = "# built with: "
 
 
+#: CPU features that change the bytes of a build: Mesa llvmpipe compiles its rasterizer for
+#: the host's vector units (``/proc/cpuinfo`` flags; a virtual machine names its CPU only
+#: "AMD EPYC", so the model name alone does not tell two hosts apart)
+CPU_FEATURES = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512cd", "avx512bw",
+                "avx512vl", "avx512ifma", "avx512vbmi", "avx512_vbmi2", "avx512_vnni", "avx512_bf16",
+                "avx512_bitalg", "avx512_vpopcntdq", "avx_vnni")
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's ``/proc/cpuinfo`` entries (``{}`` where there is none)."""
+    info: dict[str, str] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        if not line.strip():
+            if info:
+                break
+            continue
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    return info
+
+
 def build_environment() -> dict[str, str]:
     """What the bytes of a build depend on besides the recipe: the Python, MuJoCo, NumPy,
-    PyArrow and PyAV (FFmpeg) versions, the machine architecture and the CPU model (the
-    software OpenGL renderer and the encoder pick code paths by CPU)."""
+    PyArrow and PyAV (FFmpeg) versions, the machine architecture, the CPU model and its
+    family/model numbers and vector features (:data:`CPU_FEATURES`; the software OpenGL
+    renderer compiles its code for them, so two virtual "AMD EPYC" hosts can draw different
+    bytes)."""
     import platform
 
     import av
@@ -51,16 +78,13 @@ def build_environment() -> dict[str, str]:
     import numpy
     import pyarrow
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
+    info = _cpuinfo()
+    flags = set(info.get("flags", "").split())
     return {"python": platform.python_version(), "mujoco": mujoco.__version__, "numpy": numpy.__version__,
-            "pyarrow": pyarrow.__version__, "av": av.__version__, "machine": platform.machine(), "cpu": cpu}
+            "pyarrow": pyarrow.__version__, "av": av.__version__, "machine": platform.machine(),
+            "cpu": info.get("model name") or platform.processor() or platform.machine(),
+            "cpu_family_model": f"{info.get('cpu family', '?')}/{info.get('model', '?')}",
+            "cpu_features": ",".join(f for f in CPU_FEATURES if f in flags) or "none"}
 
 
 def format_manifest(hashes: dict[str, str], environment: dict[str, str] | None = None) -> str:
@@ -78,9 +102,11 @@ def manifest_environment(text: str) -> dict[str, str]:
 
 
 def environment_differences(published: dict[str, str]) -> list[str]:
-    """``key: published -> here`` for every entry of ``published`` this machine does not match."""
+    """``key: published -> here`` for every entry of this machine's :func:`build_environment`
+    that ``published`` does not match; an entry the manifest does not record counts as a
+    difference (``not recorded``): nothing then vouches that the bytes can match here."""
     here = build_environment()
-    return [f"{k}: {v} -> {here.get(k)}" for k, v in published.items() if here.get(k) != v]
+    return [f"{k}: {published.get(k, 'not recorded')} -> {v}" for k, v in here.items() if published.get(k) != v]
 
 
 def parse_manifest(text: str, source: str = "manifest") -> dict[str, str]:
