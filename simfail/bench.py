@@ -16,10 +16,13 @@ measurements in one helper process per core):
      rendered (with the run's ``render.backend`` and ``render.preset``), with the scene
      *moving* (``qpos`` per frame from ``sim.qpos``; a static scene renders several times
      faster on a CPU and would flatter the bound). In this process: the pipeline's own
-     renderer (:class:`MultiViewRenderer`, all views of a frame in one pass) and the stock
+     renderer (``egl``: :class:`MultiViewRenderer`, all views of a frame in one pass;
+     ``warp``: the warp batch renderer) and the stock
      ``mujoco.Renderer`` (one render + readback per view), both into per-episode frame
      arrays. With ``egl``, also the pipeline's renderer in one process per core with one
-     llvmpipe thread each, all at once (:mod:`simfail.bench_cores`). The order of the three
+     llvmpipe thread each, all at once (:mod:`simfail.bench_cores`), its frames compared
+     with the pipeline renderer's by SHA-256 every group (a difference stops the bench: a
+     bound must draw the same images). The order of the three
      rotates from group to group. One llvmpipe process keeps only about 1.4 of 2 cores busy
      (its rasterizer threads wait for each other every frame), so without the per-core way
      the "bound" would not be the machine's full render rate and would flatter the pipeline
@@ -174,9 +177,9 @@ class BenchRun:
     cpu_physics_per_core: float = 0.0
     #: processes of the per-core measurements (0: none)
     core_processes: int = 0
-    #: per-core render shares compared with the pipeline's renderer, and how many differed
+    #: per-core render shares compared with the pipeline's renderer, byte for byte (all equal:
+    #: a difference stops the bench, see :func:`_add_alone`)
     per_core_shares: int = 0
-    per_core_shares_differing: int = 0
     #: episode parts the encoder alone encoded at once, the most in any group (x264 processes:
     #: parts x views)
     encoder_parts: int = 1
@@ -265,7 +268,7 @@ class BenchRun:
         a bound): bare physics, then ``mujoco.Renderer`` per view, then the encoder, each
         measured alone. Before 2026-12-06 it left the encoder out, so a pipeline that also
         encodes was compared with a loop that wrote no video."""
-        return self.ceiling_physics + self.stock_render + (self.stock_encode or self.bound_encode)
+        return self.ceiling_physics + self.stock_render + self.stock_encode
 
     def metrics(self) -> dict[str, float]:
         """Derived rates and ratios of this repeat."""
@@ -303,7 +306,7 @@ class BenchRun:
             "cpu_encode_s": self.cpu_encode,
             "cpu_render_min_s": self.cpu_render_min,
             "cpu_physics_min_s": self.cpu_physics_min,
-            "stock_encode_s": self.stock_encode or self.bound_encode,
+            "stock_encode_s": self.stock_encode,
             "cpu_floor_s": self.cpu_floor,
             "ratio_vs_cpu_floor": div(self.total, self.cpu_floor),
             "cpu_pipeline_s": self.cpu_pipeline,
@@ -602,6 +605,9 @@ def _stock_renderer(model: mujoco.MjModel, width: int, height: int, backend: str
     return _StockRenderer(model, width, height)
 
 
+#: how the table names the pipeline's renderer measured alone in this process, per backend
+_IN_PROCESS_RENDERER: dict[str, str] = {"egl": "MultiViewRenderer", "warp": "warp batch renderer"}
+
 #: the renderers measured alone in this process for the render bound (the fastest way is the
 #: bound; the third way, one process per core, is :mod:`simfail.bench_cores`)
 _RENDERERS: dict[str, Callable[..., Any]] = {
@@ -853,7 +859,12 @@ def _bench_once(cfg: GenerateConfig, root: str, log: Callable[[str], None], visi
 
 
 def _add_alone(run: BenchRun, a: _Alone, i: int, groups: int, log: Callable[[str], None]) -> None:
-    """Add one group's resources-alone measurements to ``run``."""
+    """Add one group's resources-alone measurements to ``run`` (none of them when its per-core
+    frames differ from the pipeline renderer's: then the bench stops)."""
+    if a.per_core_shares_differing:  # a bound must be the same images drawn faster, or none
+        raise BenchCoreError(f"bench: {a.per_core_shares_differing} of {a.per_core_shares} per-core render shares "
+                             f"of group {i + 1} drew other images than the pipeline's renderer, so they cannot "
+                             f"bound it")
     run.ceiling_physics += a.physics
     run.bound_render += a.render
     run.bound_encode += a.encode
@@ -870,7 +881,6 @@ def _add_alone(run: BenchRun, a: _Alone, i: int, groups: int, log: Callable[[str
     run.render_per_core += a.render_per_core
     run.encoder_parts = max(run.encoder_parts, a.encoder_parts)
     run.per_core_shares += a.per_core_shares
-    run.per_core_shares_differing += a.per_core_shares_differing
     run.cpu_render_per_core += a.cpu_render_per_core
     run.physics_per_core += a.physics_per_core
     run.cpu_physics_per_core += a.cpu_physics_per_core
@@ -911,6 +921,8 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] | None = None) -> 
         "encoder_nice": gen.dataset.encoder_nice,
         "repeats": cfg.repeats,
         "visibility": cfg.visibility,
+        "render_backend": gen.render.backend,
+        "render_preset": gen.render.preset,
     }
     machine = machine_facts()
     runs = []
@@ -949,7 +961,8 @@ def bench_table(result: BenchResult) -> str:
     lines = [
         f"simfail bench: {st['task']}, {c['groups']} groups, {c['episodes']} episodes "
         f"({c['rejected_seeds']} rejected expert seeds), {len(st['views'])} views "
-        f"{st['width']}x{st['height']} @ {st['fps']} fps, {st['frames_per_episode']} frames/episode, "
+        f"{st['width']}x{st['height']} @ {st['fps']} fps ({st.get('render_backend', 'egl')}, "
+        f"preset {st.get('render_preset', 'fast')}), {st['frames_per_episode']} frames/episode, "
         f"reuse_prefix={st['reuse_prefix']}, x264 {st['preset']} crf {st['crf']} at nice {st.get('encoder_nice', 0)} ({rep})",
         f"machine: {m['cpus_usable']}/{m['cpu_count']} CPUs, MUJOCO_GL={m['MUJOCO_GL']}"
         f"{' (' + m['gl_renderer'] + ')' if m.get('gl_renderer') else ''}, mujoco {m['mujoco']}"
@@ -979,6 +992,8 @@ def bench_table(result: BenchResult) -> str:
                  f"drawn; then {_fmt_s(s['frames_wait_s'])} s collecting the group's labels); only 'waiting for "
                  f"writer' is on the critical path")
     procs = result.runs[0].core_processes
+    per_core_render = s["render_per_core_s"] > 0  # measured (not with render.backend=warp)
+    in_process = _IN_PROCESS_RENDERER.get(st.get("render_backend", "egl"), "the pipeline's renderer")
     lines += ["", f"{'each resource alone, full machine':<52}{'seconds':>8}{'CPU s':>9}", "-" * 69]
     bound_name = max((("render", s["bare_render_s"]), ("physics", s["physics_alone_s"]),
                       ("encode", s["encode_alone_s"])), key=lambda kv: kv[1])[0]
@@ -989,7 +1004,7 @@ def bench_table(result: BenchResult) -> str:
     per_core_physics = fastest_way({"one": s["bare_physics_s"], "per_core": s["physics_per_core_s"]},
                                    "one") == "per_core"
     rows_alone = [
-        ("pipeline", "bare render: MultiViewRenderer, 1 process", s["pipeline_renderer_alone_s"],
+        ("pipeline", f"bare render: {in_process}, 1 process", s["pipeline_renderer_alone_s"],
          s["cpu_pipeline_renderer_s"]),
         ("stock", "bare render: stock mujoco.Renderer/view, 1 process", s["stock_render_s"], s["cpu_stock_render_s"]),
         ("per_core", f"bare render: MultiViewRenderer, {procs} processes", s["render_per_core_s"],
@@ -1002,7 +1017,7 @@ def bench_table(result: BenchResult) -> str:
     ]
     for key, label, sec, cpu in rows_alone:
         if key in renders:
-            if key == "per_core" and not procs:
+            if key == "per_core" and not per_core_render:
                 continue
             mark = ("  <- bound" if bound_name == "render" else "  <- render") if key == fastest else ""
         elif key.startswith("physics"):
@@ -1023,10 +1038,8 @@ def bench_table(result: BenchResult) -> str:
                  "each on a CPU) uses the cores that one llvmpipe process leaves idle")
     run0 = result.runs[0]
     if run0.per_core_shares:
-        differ = run0.per_core_shares_differing
-        lines.append(f"per-core frames: {run0.per_core_shares - differ} of {run0.per_core_shares} shares byte-identical "
-                     f"to the pipeline renderer's in this process"
-                     + ("" if not differ else f" ({differ} DIFFER: the per-core way did not draw the same images)"))
+        lines.append(f"per-core frames: {run0.per_core_shares} of {run0.per_core_shares} shares byte-identical "
+                     f"to the pipeline renderer's in this process (checked every group; a difference stops the bench)")
     lines.append(f"stock serial loop (physics, then mujoco.Renderer per view, then the encoder; not a bound): "
                  f"{_fmt_s(s['stock_serial_s'])} s; pipeline / stock loop = {_fmt_x(1.0 / s['speedup_vs_stock'] if s['speedup_vs_stock'] else None)}")
     lines.append("")
@@ -1042,7 +1055,7 @@ def bench_table(result: BenchResult) -> str:
         f"{s['rendered_view_frames_per_s']:.1f} view-frames/s in the pipeline vs "
         f"{s['pipeline_renderer_view_frames_per_s']:.1f} alone (stock mujoco.Renderer: "
         f"{s['stock_rendered_view_frames_per_s']:.1f}"
-        + (f"; one process per core: {s['per_core_rendered_view_frames_per_s']:.1f}" if procs else "")
+        + (f"; one process per core: {s['per_core_rendered_view_frames_per_s']:.1f}" if per_core_render else "")
         + f"); encoder alone {s['encoded_view_frames_per_s']:.0f}",
         f"ratio vs bound (slowest resource alone: {bound_name}): {s['ratio']:.2f} "
         f"(overhead {100 * s['overhead']:+.0f}%; target {t['ratio']['target']}: {met('ratio')})",

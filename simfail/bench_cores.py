@@ -18,8 +18,10 @@ The CPU seconds are the sum of the processes' own CPU time for the timed part.
 from __future__ import annotations
 
 import os
+import signal
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,15 +180,13 @@ class _Prepared:
         return h.hexdigest()
 
 
-def _serve(conn, env: dict[str, str]) -> None:
-    """A core process: ``("load", CoreWork)`` -> ``"ready"``; ``("render"|"physics",)`` ->
+def _serve(conn) -> None:
+    """A core process (its environment, :data:`CORE_ENV`, set by :class:`CorePool` before the
+    spawn): ``("load", CoreWork)`` -> ``"ready"``; ``("render"|"physics",)`` ->
     ``("done", cpu_s, work)`` (view-frames drawn or ``mj_step`` calls); ``("digest", kind)``
     -> ``("digest", hex)`` (:meth:`_Prepared.digest`); ``("stop",)`` ends it. An exception is
     sent back as ``("error", text)``."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the bench's to handle: it stops us
-    os.environ.update(env)
     cache: dict[str, Any] = {}
     prepared: _Prepared | None = None
     try:
@@ -212,6 +212,26 @@ def _serve(conn, env: dict[str, str]) -> None:
         conn.close()
 
 
+@contextmanager
+def _sigint_ignored():
+    """SIGINT ignored in this process while the block runs (the main thread only: elsewhere
+    Python cannot change signal handlers, and the block runs unchanged; likewise where the
+    handler was not installed from Python and so could not be put back)."""
+    old = signal.getsignal(signal.SIGINT)
+    if old is None:  # a handler Python did not install: left alone (it could not be restored)
+        yield
+        return
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 class CorePool:
     """``n`` measurement processes, one per core (see the module docstring).
 
@@ -226,12 +246,15 @@ class CorePool:
         if "MUJOCO_GL" in os.environ:
             env["MUJOCO_GL"] = os.environ["MUJOCO_GL"]
         self._conns, self._procs = [], []
+        self._broken = ""
         try:
-            with environ(env):  # spawn copies the environment when the process starts
+            # spawn copies the environment when the process starts; an ignored SIGINT is kept
+            # across the exec, so a Ctrl-C while the processes import does not reach them either
+            with environ(env), _sigint_ignored():
                 for _ in range(self.n):
                     parent, child = ctx.Pipe()
                     self._conns.append(parent)
-                    p = ctx.Process(target=_serve, args=(child, env), daemon=True, name="simfail-bench-core")
+                    p = ctx.Process(target=_serve, args=(child,), daemon=True, name="simfail-bench-core")
                     p.start()
                     child.close()
                     self._procs.append(p)
@@ -250,18 +273,30 @@ class CorePool:
             raise BenchCoreError(f"a bench process (one per core) exited without replying "
                                  f"({type(exc).__name__})") from exc
 
-    @staticmethod
-    def _replies(conns) -> list[tuple]:
-        """Every process's reply (all read, so none is left in a pipe), or the first error."""
-        replies = []
-        for c in conns:
-            try:
-                if not c.poll(REPLY_TIMEOUT_S):
-                    replies.append(("error", f"the process did not reply within {REPLY_TIMEOUT_S:.0f} s (stalled)"))
-                    continue
-                replies.append(c.recv())
-            except (EOFError, OSError) as exc:  # the process died (killed, out of memory)
-                replies.append(("error", f"the process exited without replying ({type(exc).__name__})"))
+    def _replies(self, conns, step: str) -> list[tuple]:
+        """Every process's reply to ``step`` (all read, so none is left in a pipe), or the first
+        error. One deadline (:data:`REPLY_TIMEOUT_S`) for them all: a process that has not
+        replied by then is stalled, and the pool is unusable afterwards (its late reply would
+        be read as the answer to the next step)."""
+        from multiprocessing.connection import wait
+
+        got: dict[int, tuple] = {}
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        waiting = list(conns)
+        while waiting:
+            ready = wait(waiting, timeout=max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            for c in ready:
+                try:
+                    got[id(c)] = c.recv()
+                except (EOFError, OSError) as exc:  # the process died (killed, out of memory)
+                    got[id(c)] = ("error", f"the process exited without replying ({type(exc).__name__})")
+                waiting.remove(c)
+        if waiting:
+            self._broken = f"a bench process stalled on {step!r}"
+        replies = [got.get(id(c), ("error", f"the process did not reply to {step!r} within "
+                                            f"{REPLY_TIMEOUT_S:g} s (stalled)")) for c in conns]
         for msg in replies:
             if msg[0] == "error":
                 last = msg[1].strip().splitlines()[-1] if msg[1].strip() else "unknown error"
@@ -276,34 +311,46 @@ class CorePool:
             raise ValueError(f"kind must be render or physics, got {kind!r}")
         if len(shares) > self.n:
             raise ValueError(f"{len(shares)} shares for {self.n} processes")
+        self._usable()
         conns = self._conns[: len(shares)]
         for c, share in zip(conns, shares):
             self._send(c, ("load", share))
-        self._replies(conns)
+        self._replies(conns, "load")
         t0 = time.perf_counter()
         for c in conns:
             self._send(c, (kind,))
-        replies = self._replies(conns)
+        replies = self._replies(conns, kind)
         return time.perf_counter() - t0, sum(r[1] for r in replies), sum(r[2] for r in replies)
 
     def digests(self, kind: str, processes: int) -> list[str]:
         """What the first ``processes`` processes' last ``kind`` run left, as SHA-256 hex
         (frames drawn, or the physics state); for tests comparing them with this process."""
+        self._usable()
         conns = self._conns[:processes]
         for c in conns:
             self._send(c, ("digest", kind))
-        return [r[1] for r in self._replies(conns)]
+        return [r[1] for r in self._replies(conns, "digest")]
+
+    def _usable(self) -> None:
+        if self._broken:
+            raise BenchCoreError(f"the bench's per-core processes are unusable: {self._broken}")
 
     def close(self) -> None:
+        """Stop the processes: each is asked to stop, all get 10 s together to exit (none
+        after a stall: a stalled process is still busy), then the rest are killed; every one
+        is joined (no zombie is left)."""
         for c in self._conns:
             try:
                 c.send(("stop",))
             except (BrokenPipeError, OSError):
                 pass
+        deadline = time.monotonic() + (0.0 if self._broken else 10.0)
         for p in self._procs:
-            p.join(timeout=10)
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+        for p in self._procs:
             if p.is_alive():
                 p.kill()
+                p.join(timeout=5.0)
         for c in self._conns:
             c.close()
         self._conns, self._procs = [], []

@@ -155,10 +155,59 @@ def test_a_core_process_that_dies_is_one_clear_error(scene) -> None:
 
 
 def test_a_stalled_core_process_is_one_clear_error(scene, monkeypatch) -> None:
+    """A process that does not answer the measured step in time is named as stalled on that
+    step (the load before it answered in time), and the pool refuses any further step (the
+    late reply would be read as the next step's answer); closing it does not wait it out."""
+    import time
+
     import simfail.bench_cores as bc
 
     with CorePool(1) as pool:
         pool.run("physics", [_work(scene, qpos0=_states(scene, 1))])  # started and answering
-        monkeypatch.setattr(bc, "REPLY_TIMEOUT_S", 1e-4)
-        with pytest.raises(BenchCoreError, match="did not reply within"):
-            pool.run("physics", [_work(scene, qpos0=_states(scene, 400))])
+        monkeypatch.setattr(bc, "REPLY_TIMEOUT_S", 1.0)
+        # about 200,000 mj_step calls: seconds of work, far beyond the 1 s allowed
+        with pytest.raises(BenchCoreError, match="did not reply to 'physics' within 1 s .stalled."):
+            pool.run("physics", [_work(scene, qpos0=_states(scene, 70_000))])
+        with pytest.raises(BenchCoreError, match="unusable: a bench process stalled on 'physics'"):
+            pool.run("physics", [_work(scene, qpos0=_states(scene, 1))])
+        with pytest.raises(BenchCoreError, match="unusable"):
+            pool.digests("physics", 1)
+        proc = pool._procs[0]
+        t0 = time.monotonic()
+    assert not proc.is_alive() and proc.exitcode is not None  # stopped and joined: no zombie
+    assert time.monotonic() - t0 < 5.0  # killed at once, not waited for
+
+
+def test_one_deadline_for_all_the_replies(scene, monkeypatch) -> None:
+    """The stall limit is one deadline for a step's replies, not one per process: two stalled
+    processes are found in about the limit, not twice it."""
+    import time
+
+    import simfail.bench_cores as bc
+
+    with CorePool(2) as pool:
+        pool.run("physics", [_work(scene, qpos0=_states(scene, 1))] * 2)
+        monkeypatch.setattr(bc, "REPLY_TIMEOUT_S", 1.0)
+        t0 = time.monotonic()
+        with pytest.raises(BenchCoreError, match="stalled"):
+            pool.run("physics", [_work(scene, qpos0=_states(scene, 70_000))] * 2)
+        waited = time.monotonic() - t0
+    assert 1.0 <= waited < 1.9
+
+
+def test_core_processes_ignore_ctrl_c_from_their_start(scene) -> None:
+    """Ctrl-C (SIGINT to the whole process group) is the bench's to handle: a process that
+    gets it while it is still starting (importing) neither dies nor prints a traceback, and
+    this process's own handler is back in place once the processes are started."""
+    import os
+    import signal
+    import time
+
+    before = signal.getsignal(signal.SIGINT)
+    with CorePool(1) as pool:
+        assert signal.getsignal(signal.SIGINT) is before
+        os.kill(pool._procs[0].pid, signal.SIGINT)  # at once: the process is still importing
+        time.sleep(0.2)
+        os.kill(pool._procs[0].pid, signal.SIGINT)
+        _, _, made = pool.run("physics", [_work(scene, qpos0=_states(scene, 2))])
+        assert made == 2 * SUBSTEPS and pool._procs[0].is_alive()
