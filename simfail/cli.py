@@ -60,8 +60,31 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raise
     except KeyboardInterrupt:
-        print("simfail: interrupted; rerun with resume=true to continue", file=sys.stderr)
+        print(_interrupted_message(cmd, rest), file=sys.stderr)
         return 130
+
+
+def _interrupted_message(cmd: str, args: list[str]) -> str:
+    """What Ctrl-C prints: the ``resume=true`` hint only for a command (or variant: ``simfail
+    benchmark build``) whose settings have ``resume`` and that keeps what it wrote (a schema
+    can say otherwise with ``resumable = False``: ``simfail bench`` works in temporary
+    folders and has nothing to resume)."""
+    import dataclasses
+
+    from simfail import commands as C
+
+    try:
+        command = C.get_command(cmd)
+        variants = C.variants_of(command)
+        if variants:
+            command = variants.get(args[0] if args else "")
+        schema = command.schema if command is not None and command.config is not None else None
+    except (SimfailError, ImportError, AttributeError, ValueError):
+        schema = None
+    has_resume = dataclasses.is_dataclass(schema) and any(f.name == "resume" for f in dataclasses.fields(schema))
+    if has_resume and getattr(schema, "resumable", True):
+        return "simfail: interrupted; rerun with resume=true to continue"
+    return "simfail: interrupted"
 
 
 if __name__ == "__main__":

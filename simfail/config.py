@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import MISSING, dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, ClassVar, Dict, Optional
 
 from simfail.core.episode import VIEWS
 from simfail.errors import ConfigError, UnknownNameError
@@ -169,7 +169,11 @@ BENCH_MODES: dict[str, str] = {
 
 @dataclass
 class BenchConfig(GenerateConfig):
-    """``simfail bench``: the generate settings (one task) plus the bench's own."""
+    """``simfail bench``: the generate settings (one task) plus the bench's own. The bench
+    writes into temporary folders only: ``out``, ``resume`` and ``overwrite`` are refused."""
+
+    #: Ctrl-C has nothing to resume (:func:`simfail.cli._interrupted_message`)
+    resumable: ClassVar[bool] = False
 
     repeats: int = _f(1, "measure this many times (the table lists each repeat's ratio)", "repeats=3", range=(1, None))
     json: Optional[str] = _f(None, "also save the full result as JSON to this file (atomic)", "json=bench.json")
@@ -187,6 +191,13 @@ class BenchConfig(GenerateConfig):
         super().validate()
         if self.task == "all":
             raise ConfigError("bench measures one task at a time: pass task=<name> (see simfail list)")
+        default_out = next(f.default for f in dataclasses.fields(GenerateConfig) if f.name == "out")
+        for key, value, unset in (("out", self.out, default_out), ("resume", self.resume, False),
+                                  ("overwrite", self.overwrite, False)):
+            if value != unset:
+                shown = str(value).lower() if isinstance(value, bool) else value
+                raise ConfigError(f"bench writes into temporary folders and keeps no dataset: {key}={shown} does not "
+                                  "apply (json=FILE saves the result)")
         if self.executor != "local":
             raise ConfigError(f"bench measures the pipeline in this process: executor=local, got executor={self.executor} "
                               "(a Ray run's per-worker rates are in generate's summary; docs/scale.md)")
