@@ -1,5 +1,6 @@
-"""Every ``simfail ...`` command shown in a bash block of README.md and docs/*.md runs
-in the default suite, and all of them are checked against their typed schemas).
+"""Every ``simfail ...`` command shown in a bash block of README.md and docs/*.md runs (in the
+default suite, or with ``-m slow`` for the four catalogue pages of :data:`SLOW_PAGES`), and all
+of them are checked against their typed schemas in the default suite.
 
 Pages are found by glob, so pages added later are checked too. The commands of a page run in
 order, in a fresh working folder, through ``simfail.cli.main`` on tiny settings (:class:`Page`):
@@ -240,13 +241,20 @@ def first_operator(task: str) -> str:
     return next(iter(get_task("pick_place" if task == "all" else task).perturbations()))
 
 
-#: Every page's commands run in the default suite (all pages together: 80 s on an idle 2-core
-#: machine, measured on the merged main); every page's commands are also checked against their
-#: schemas by the fast test below.
+#: Every page's commands are checked against their schemas by the fast test below, and run here.
 #: Pages whose commands another test runs on fixtures of its own (they are still schema-checked
 #: below): docs/real_data.md needs a real release to import (tests/test_docs_real_data.py).
 RUN_ELSEWHERE = {"real_data.md": "tests/test_docs_real_data.py"}
-RUN_PAGES = [pytest.param(p, id=p.relative_to(ROOT).as_posix()) for p in PAGES if p.name not in RUN_ELSEWHERE]
+#: Pages whose full run is marked slow (``pytest -m slow``): catalogues of commands that each have
+#: their own tests (cli.md: every command; experiments.md: tests/test_experiment_with_vs_without.py;
+#: scale.md: tests/test_scale_ray.py, test_scale_commands.py, test_merge.py, test_scale_report.py;
+#: rendering.md: tests/test_render_presets.py, test_warp_renderer.py). Together 172 s of the
+#: default suite's 19 min on the 2-core machine of 2026-12-06 (the same suite took 8.5-11 min on
+#: the machine before it); the README and every other page still run in the default suite.
+SLOW_PAGES = {"cli.md", "experiments.md", "scale.md", "rendering.md"}
+RUN_PAGES = [pytest.param(p, id=p.relative_to(ROOT).as_posix(),
+                          marks=[pytest.mark.slow] if p.name in SLOW_PAGES else [])
+             for p in PAGES if p.name not in RUN_ELSEWHERE]
 
 
 @pytest.mark.parametrize("page", RUN_PAGES)
