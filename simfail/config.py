@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from dataclasses import MISSING, dataclass, field
 from typing import Any, ClassVar, Dict, Optional
 
@@ -60,9 +61,15 @@ def check_json_path(path: Optional[str]) -> None:
         return
     if not path:
         raise ConfigError("json= needs a file path")
+    if os.path.isdir(path):
+        raise ConfigError(f"json: {path} is a folder, not a file")
     folder = os.path.dirname(os.path.abspath(path))
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"json: cannot write to {folder}")
+    try:  # a real write, not os.access: root passes access() on folders nothing can be created in (/proc)
+        fd, probe = tempfile.mkstemp(prefix=".simfail-write-probe-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise ConfigError(f"json: cannot write to {folder} ({exc.strerror or exc})") from exc
 
 
 @dataclass

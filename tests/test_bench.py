@@ -410,3 +410,13 @@ def test_bench_refuses_settings_of_a_kept_dataset(arg, capsys) -> None:
     assert main(["bench", arg]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"bench writes into temporary folders and keeps no dataset: {arg} does not apply" in err[0]
+
+
+@pytest.mark.parametrize("path", ["/proc/bench.json", "/no/such/folder/bench.json", "/tmp"])
+def test_bench_refuses_a_json_path_it_cannot_write_before_measuring(path, capsys) -> None:
+    """Checked by a real write before any work (root passes ``os.access`` on /proc)."""
+    from simfail.cli import main
+
+    assert main(["bench", f"json={path}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("simfail: error: json: ")
